@@ -1,0 +1,28 @@
+// Operator schemas for the adder convolution, shared by every device.
+// The CPU and CUDA implementations live in cpu/ and cuda/ under the same op names,
+// so the dispatcher picks one by the tensors' device (as torchvision's csrc/ops does).
+#include <Python.h>
+#include <torch/library.h>
+
+// Importing addernet._C runs the static registrations below; the module itself is empty.
+extern "C" PyMODINIT_FUNC PyInit__C(void) {
+  static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  return PyModule_Create(&module);
+}
+
+TORCH_LIBRARY(addernet, m) {
+  // Y = -sum |X - W| over each patch; bias is added outside the op so autograd handles it.
+  m.def(
+      "adder_conv2d(Tensor input, Tensor weight, int[2] stride, int[2] padding, "
+      "int[2] dilation, int groups) -> Tensor");
+  // The paper's gradients: grad_input = sum G*clamp(W-X,-1,1), grad_weight = sum G*(X-W).
+  // A masked-out gradient comes back as an empty tensor (shape [0]), never undefined,
+  // so that the fake implementation can describe it.
+  m.def(
+      "adder_conv2d_backward(Tensor grad_output, Tensor input, Tensor weight, int[2] stride, "
+      "int[2] padding, int[2] dilation, int groups, bool[2] output_mask) -> (Tensor, Tensor)");
+  // Inference only: y = relu?(scale * adder(x, w) + shift), a BatchNorm folded into the epilogue.
+  m.def(
+      "adder_conv2d_fused(Tensor input, Tensor weight, Tensor? scale, Tensor? shift, "
+      "int[2] stride, int[2] padding, int[2] dilation, int groups, bool relu) -> Tensor");
+}
