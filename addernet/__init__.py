@@ -1,0 +1,11 @@
+"""torch-addernet: multiplication-free adder convolutions (AdderNet, CVPR 2020) for PyTorch.
+
+    import addernet
+    layer = addernet.AdderConv2d(16, 32, 3, padding=1)   # in place of nn.Conv2d
+"""
+from ._version import __version__
+from . import _extension, ops  # noqa: F401  (loads the native build and registers its fake/autograd kernels)
+from . import backends, functional
+from .nn import AdderConv2d
+
+__all__ = ["AdderConv2d", "backends", "functional", "__version__"]

@@ -1,0 +1,110 @@
+"""Pure-PyTorch adder convolution: the definition the fast backends are checked against.
+
+It unfolds patches (im2col) and evaluates the L1 distance by broadcasting, in chunks of
+batch and positions so that the temporary never exceeds ``_CHUNK_ELEMS`` elements. The backward is
+written with differentiable torch ops, so a double backward (as IGAM needs) works through it.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+# Upper bound on the broadcast temporary (elements): 32M float32 = 128 MiB.
+_CHUNK_ELEMS = 1 << 25
+
+
+def _unfold(x, kernel, stride, padding, dilation):
+    return F.unfold(x, kernel, dilation=dilation, padding=padding, stride=stride)
+
+
+def _chunks(n: int, per_item: int):
+    step = max(1, _CHUNK_ELEMS // max(1, per_item))
+    for start in range(0, n, step):
+        yield slice(start, min(n, start + step))
+
+
+def _l1_forward(xcol: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """xcol (N, K, L), w (O, K) -> -sum_k |xcol - w| as (N, O, L)."""
+    n, k, l = xcol.shape
+    o = w.shape[0]
+    out = xcol.new_empty((n, o, l))
+    for nb in _chunks(n, o * k * l):
+        for lb in _chunks(l, o * k * (nb.stop - nb.start)):
+            diff = xcol[nb, None, :, lb] - w[None, :, :, None]
+            out[nb, :, lb] = -diff.abs().sum(2)
+    return out
+
+
+def _grad_xcol(g: torch.Tensor, xcol: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """sum_o G[n,o,p] * clamp(W[o,k] - xcol[n,k,p], -1, 1) as (N, K, L)."""
+    n, k, l = xcol.shape
+    o = w.shape[0]
+    parts = []
+    for nb in _chunks(n, o * k * l):
+        row = []
+        for lb in _chunks(l, o * k * (nb.stop - nb.start)):
+            ht = (w[None, :, :, None] - xcol[nb, None, :, lb]).clamp(-1, 1)
+            row.append((g[nb, :, None, lb] * ht).sum(1))
+        parts.append(torch.cat(row, dim=2))
+    return torch.cat(parts, dim=0) if parts else xcol.new_zeros(xcol.shape)
+
+
+def _split(t: torch.Tensor, groups: int, dim: int):
+    return t.chunk(groups, dim=dim) if groups > 1 else (t,)
+
+
+def forward(x, weight, stride, padding, dilation, groups):
+    n, _, h, w_ = x.shape
+    o, _, kh, kw = weight.shape
+    oh = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    ow = (w_ + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    xcol = _unfold(x, (kh, kw), stride, padding, dilation)
+    outs = [
+        _l1_forward(xc, wg.reshape(wg.shape[0], -1))
+        for xc, wg in zip(_split(xcol, groups, 1), _split(weight, groups, 0))
+    ]
+    return torch.cat(outs, dim=1).view(n, o, oh, ow)
+
+
+def backward(grad_out, x, weight, stride, padding, dilation, groups, need_input=True, need_weight=True):
+    """The paper's gradients: HardTanh for the input, full precision for the weight."""
+    n, c, h, w_ = x.shape
+    o, _, kh, kw = weight.shape
+    xcol = _unfold(x, (kh, kw), stride, padding, dilation)
+    g = grad_out.reshape(n, o, -1)
+    gx_cols, gws = [], []
+    for xc, wg, gg in zip(_split(xcol, groups, 1), _split(weight, groups, 0), _split(g, groups, 1)):
+        w2 = wg.reshape(wg.shape[0], -1)
+        if need_weight:
+            # sum_{n,p} G*(X - W) = G @ Xcol^T - W * sum(G): a matmul, no broadcast temporary.
+            gw = torch.einsum("nop,nkp->ok", gg, xc) - w2 * gg.sum((0, 2))[:, None]
+            gws.append(gw.view_as(wg))
+        if need_input:
+            gx_cols.append(_grad_xcol(gg, xc, w2))
+    gx = gw_full = None
+    if need_input:
+        gx = F.fold(torch.cat(gx_cols, 1), (h, w_), (kh, kw), dilation=dilation, padding=padding, stride=stride)
+    if need_weight:
+        gw_full = torch.cat(gws, 0)
+    return gx, gw_full
+
+
+class _AdderConv2dFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, stride, padding, dilation, groups):
+        ctx.save_for_backward(x, weight)
+        ctx.conf = (stride, padding, dilation, groups)
+        return forward(x, weight, stride, padding, dilation, groups)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, weight = ctx.saved_tensors
+        gx, gw = backward(
+            grad_out, x, weight, *ctx.conf,
+            need_input=ctx.needs_input_grad[0], need_weight=ctx.needs_input_grad[1],
+        )
+        return gx, gw, None, None, None, None
+
+
+def adder_conv2d(x, weight, stride, padding, dilation, groups):
+    return _AdderConv2dFunction.apply(x, weight, stride, padding, dilation, groups)

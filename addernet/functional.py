@@ -1,0 +1,57 @@
+"""Functional form of the adder convolution, mirroring ``torch.nn.functional.conv2d``."""
+from __future__ import annotations
+
+from typing import Sequence, Union
+
+import torch
+import torch.nn.functional as F
+
+from . import backends
+from ._validation import check_args, pair, same_padding
+
+__all__ = ["adder_conv2d"]
+
+
+def adder_conv2d(
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    stride: Union[int, Sequence[int]] = 1,
+    padding: Union[int, Sequence[int], str] = 0,
+    dilation: Union[int, Sequence[int]] = 1,
+    groups: int = 1,
+    *,
+    backend: str | None = None,
+) -> torch.Tensor:
+    """Y[n,o,i,j] = -sum_{c,u,v} |Xpad[n, g*Cg+c, i*s+u*d, j*s+v*d] - W[o,c,u,v]| + bias[o].
+
+    Zero padding takes part, as in the official AdderNet code: a padded tap adds |w|.
+    Gradients are the paper's, unscaled: grad_W = sum G*(X-W), grad_X = sum G*clamp(W-X, -1, 1),
+    grad_bias = sum G. ``AdderConv2d`` adds the adaptive learning-rate scaling on top.
+    ``padding`` takes ints, pairs, 'valid' or 'same' (stride 1 only, as in conv2d).
+    """
+    stride_, dilation_ = pair(stride, "stride"), pair(dilation, "dilation")
+    if isinstance(padding, str):
+        if padding == "valid":
+            padding_ = (0, 0)
+        elif padding == "same":
+            if stride_ != (1, 1):
+                raise ValueError("padding='same' is not supported for strided adder convolutions")
+            left, right, top, bottom = same_padding(tuple(weight.shape[2:]), dilation_)
+            if left != right or top != bottom:
+                # An even kernel pads one more on the right/bottom, as conv2d does; zeros
+                # padded here contribute |w| exactly like the op's own padding.
+                input = F.pad(input, (left, right, top, bottom))
+                padding_ = (0, 0)
+            else:
+                padding_ = (top, left)
+        else:
+            raise ValueError(f"padding must be an int, a pair, 'same' or 'valid', got {padding!r}")
+    else:
+        padding_ = pair(padding, "padding")
+    check_args(input, weight, bias, stride_, padding_, dilation_, groups)
+    impl = backends.implementation(backends.current(backend))
+    out = impl(input, weight, stride_, padding_, dilation_, groups)
+    if bias is not None:
+        out = out + bias.view(1, -1, 1, 1)
+    return out

@@ -1,0 +1,144 @@
+// CPU binding: checks arguments, picks the ISA, and hands work-item ranges of the raw kernels
+// (csrc/kernels/cpu) to at::parallel_for. The weight gradient is an ordinary convolution weight
+// gradient minus a correction, so oneDNN computes its heavy part.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <cstdlib>
+#include <sstream>
+
+#include "../kernels/cpu/adder_conv2d_cpu.h"
+#include "../adder_conv2d_common.h"
+
+namespace addernet {
+namespace {
+
+cpu::ConvShape to_cpu_shape(const ConvGeometry& g) {
+  return cpu::ConvShape{g.N, g.C, g.H, g.W, g.O, g.KH, g.KW, g.SH, g.SW, g.PH, g.PW,
+                        g.DH, g.DW, g.G, g.OH, g.OW};
+}
+
+cpu::Isa pick_isa() {
+  cpu::Isa isa = cpu::Isa::scalar;
+  const char* error = "";
+  TORCH_CHECK(cpu::isa_from_env(&isa, &error), error, " (ADDERNET_CPU_ISA='",
+              std::getenv("ADDERNET_CPU_ISA"), "')");
+  return isa;
+}
+
+// The raw kernels' element type for a tensor dtype; bf16 travels as raw bits.
+template <typename F>
+void dispatch_dtype(at::ScalarType dtype, const char* name, F&& f) {
+  switch (dtype) {
+    case at::kFloat: return f(float{});
+    case at::kDouble: return f(double{});
+    case at::kBFloat16: return f(cpu::bf16{});
+    default:
+      TORCH_CHECK(false, name, ": CPU supports float32, float64 and bfloat16, got ", dtype);
+  }
+}
+
+template <typename T> T* ptr(const at::Tensor& t) { return reinterpret_cast<T*>(t.data_ptr()); }
+template <typename T> const T* cptr(const c10::optional<at::Tensor>& t) {
+  return t.has_value() && t->defined() ? reinterpret_cast<const T*>(t->data_ptr()) : nullptr;
+}
+
+// Weights are packed in the compute type: float for float and bf16, double for double.
+int64_t compute_bytes(at::ScalarType dtype) { return dtype == at::kDouble ? 8 : 4; }
+
+at::Tensor forward_impl(const at::Tensor& input, const at::Tensor& weight,
+                        const c10::optional<at::Tensor>& scale, const c10::optional<at::Tensor>& shift,
+                        at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
+                        int64_t groups, bool relu, const char* name) {
+  const ConvGeometry geo = check_geometry(input, weight, stride, padding, dilation, groups, name);
+  check_epilogue(scale, geo.O, input, "scale", name);
+  check_epilogue(shift, geo.O, input, "shift", name);
+  at::Tensor y = at::empty({geo.N, geo.O, geo.OH, geo.OW}, input.options());
+  if (y.numel() == 0) return y;
+  const at::Tensor x = input.contiguous(), w = weight.contiguous();
+  const c10::optional<at::Tensor> sc = scale.has_value() ? c10::optional<at::Tensor>(scale->contiguous()) : scale;
+  const c10::optional<at::Tensor> sh = shift.has_value() ? c10::optional<at::Tensor>(shift->contiguous()) : shift;
+  const cpu::ConvShape s = to_cpu_shape(geo);
+  const cpu::Isa isa = pick_isa();
+  dispatch_dtype(input.scalar_type(), name, [&](auto tag) {
+    using T = decltype(tag);
+    at::Tensor wpack = at::empty({cpu::Forward<T>::pack_size(s, isa) * compute_bytes(input.scalar_type())},
+                                 input.options().dtype(at::kByte));
+    cpu::Forward<T>::pack(s, ptr<T>(w), wpack.data_ptr(), isa);
+    at::parallel_for(0, cpu::Forward<T>::work_items(s, isa), 1, [&](int64_t b, int64_t e) {
+      cpu::Forward<T>::run(s, ptr<T>(x), wpack.data_ptr(), cptr<T>(sc), cptr<T>(sh), relu,
+                           ptr<T>(y), b, e, isa);
+    });
+  });
+  return y;
+}
+
+at::Tensor adder_conv2d_cpu(const at::Tensor& input, const at::Tensor& weight, at::IntArrayRef stride,
+                            at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
+  return forward_impl(input, weight, c10::nullopt, c10::nullopt, stride, padding, dilation, groups,
+                      false, "adder_conv2d");
+}
+
+at::Tensor adder_conv2d_fused_cpu(const at::Tensor& input, const at::Tensor& weight,
+                                  const c10::optional<at::Tensor>& scale,
+                                  const c10::optional<at::Tensor>& shift, at::IntArrayRef stride,
+                                  at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
+                                  bool relu) {
+  return forward_impl(input, weight, scale, shift, stride, padding, dilation, groups, relu,
+                      "adder_conv2d_fused");
+}
+
+std::tuple<at::Tensor, at::Tensor> adder_conv2d_backward_cpu(
+    const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
+    at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
+    std::array<bool, 2> output_mask) {
+  const char* name = "adder_conv2d_backward";
+  const ConvGeometry geo = check_geometry(input, weight, stride, padding, dilation, groups, name);
+  check_grad_output(grad_output, geo, input, name);
+  const at::Tensor x = input.contiguous(), w = weight.contiguous(), g = grad_output.contiguous();
+  at::Tensor gi = output_mask[0] ? at::empty(input.sizes(), input.options()) : at::empty({0}, input.options());
+  at::Tensor gw = at::empty({0}, weight.options());
+  if (output_mask[0] && gi.numel() > 0) {
+    const cpu::ConvShape s = to_cpu_shape(geo);
+    const cpu::Isa isa = pick_isa();
+    dispatch_dtype(input.scalar_type(), name, [&](auto tag) {
+      using T = decltype(tag);
+      at::Tensor wpack = at::empty({cpu::InputGrad<T>::pack_size(s, isa) * compute_bytes(input.scalar_type())},
+                                   input.options().dtype(at::kByte));
+      cpu::InputGrad<T>::pack(s, ptr<T>(w), wpack.data_ptr(), isa);
+      at::parallel_for(0, cpu::InputGrad<T>::work_items(s, isa), 1, [&](int64_t b, int64_t e) {
+        cpu::InputGrad<T>::run(s, ptr<T>(x), wpack.data_ptr(), ptr<T>(g), ptr<T>(gi), b, e, isa);
+      });
+    });
+  }
+  if (output_mask[1]) gw = weight_grad_via_conv(g, x, w, stride, padding, dilation, groups);
+  return {gi, gw};
+}
+
+std::string cpu_info() {
+  std::ostringstream out;
+  out << "isa=" << cpu::isa_name(cpu::best_isa());
+  out << " supported=";
+  const char* sep = "";
+  for (cpu::Isa isa : {cpu::Isa::scalar, cpu::Isa::avx2, cpu::Isa::avx512})
+    if (cpu::isa_supported(isa)) { out << sep << cpu::isa_name(isa); sep = ","; }
+  out << " threads=" << at::get_num_threads();
+  out << " parallel=" << (AT_PARALLEL_OPENMP ? "openmp" : "native");
+  return out.str();
+}
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(addernet, m) {
+  // Not a tensor op: reports which kernel set the CPU path runs, for `addernet info`.
+  m.def("_cpu_info() -> str", &cpu_info);
+}
+
+TORCH_LIBRARY_IMPL(addernet, CPU, m) {
+  m.impl("adder_conv2d", &adder_conv2d_cpu);
+  m.impl("adder_conv2d_backward", &adder_conv2d_backward_cpu);
+  m.impl("adder_conv2d_fused", &adder_conv2d_fused_cpu);
+}
+
+}  // namespace addernet

@@ -1,0 +1,64 @@
+// Raw-pointer CPU kernels for the adder convolution. No torch headers: the C++ compiler and the
+// native unit tests build them on their own, and a thin binding (csrc/cpu/) registers them.
+//
+// Layouts: input NCHW, weight (O, C/groups, KH, KW), output NCHW, all contiguous.
+// The caller parallelises: each kernel runs a range [begin, end) of independent work items,
+// so the binding can hand ranges to at::parallel_for and the native tests can run them serially.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace addernet {
+namespace cpu {
+
+struct ConvShape {
+  int64_t N, C, H, W;       // input
+  int64_t O, KH, KW;        // weight (O, C/G, KH, KW)
+  int64_t SH, SW, PH, PW, DH, DW, G;
+  int64_t OH, OW;           // output spatial size
+  int64_t Cg() const { return C / G; }
+  int64_t Og() const { return O / G; }
+  int64_t K() const { return Cg() * KH * KW; }   // reduction length of one output
+  int64_t L() const { return OH * OW; }          // output positions per image
+};
+
+// bfloat16 as raw bits, so that the kernels need no framework type.
+struct bf16 {
+  uint16_t bits;
+};
+
+enum class Isa { scalar = 0, avx2 = 1, avx512 = 2 };
+
+const char* isa_name(Isa isa);
+bool isa_supported(Isa isa);         // by this CPU, and compiled in
+Isa best_isa();
+// ADDERNET_CPU_ISA=scalar|avx2|avx512 forces a path (tests use it); unset means best_isa().
+// Returns false and leaves `out` alone when the variable names an unknown or unsupported ISA.
+bool isa_from_env(Isa* out, const char** error);
+
+// Forward: y = epilogue(-sum |x - w|), epilogue = relu?(scale[o] * v + shift[o]), either optional.
+// Weights are packed once per call into `wpack` (forward_pack_size elements of the compute type:
+// float for float and bf16 inputs, double for double).
+template <typename T>
+struct Forward {
+  static int64_t pack_size(const ConvShape& s, Isa isa);
+  static void pack(const ConvShape& s, const T* w, void* wpack, Isa isa);
+  static int64_t work_items(const ConvShape& s, Isa isa);
+  static void run(const ConvShape& s, const T* x, const void* wpack, const T* scale, const T* shift,
+                  bool relu, T* y, int64_t begin, int64_t end, Isa isa);
+};
+
+// Input gradient: gx = sum_o G * clamp(W - X, -1, 1), scattered back over every patch a pixel is
+// in. Each work item owns a disjoint block of (image, channels) of gx, which it zeroes and fills.
+template <typename T>
+struct InputGrad {
+  static int64_t pack_size(const ConvShape& s, Isa isa);
+  static void pack(const ConvShape& s, const T* w, void* wpack, Isa isa);
+  static int64_t work_items(const ConvShape& s, Isa isa);
+  static void run(const ConvShape& s, const T* x, const void* wpack, const T* grad_out, T* grad_in,
+                  int64_t begin, int64_t end, Isa isa);
+};
+
+}  // namespace cpu
+}  // namespace addernet

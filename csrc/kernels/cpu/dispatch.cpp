@@ -1,0 +1,103 @@
+// Run-time choice of the kernel set: the widest ISA this CPU supports, unless ADDERNET_CPU_ISA
+// forces one (the tests force each in turn).
+#include <cstdlib>
+#include <cstring>
+#include <initializer_list>
+
+#include "isa_kernels.h"
+
+namespace addernet {
+namespace cpu {
+
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::avx512: return "avx512";
+    case Isa::avx2: return "avx2";
+    default: return "scalar";
+  }
+}
+
+bool isa_supported(Isa isa) {
+  switch (isa) {
+    case Isa::scalar: return true;
+#ifdef ADDERNET_X86
+    case Isa::avx2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case Isa::avx512:
+      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+             __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw");
+#endif
+    default: return false;
+  }
+}
+
+Isa best_isa() {
+  static const Isa best = isa_supported(Isa::avx512) ? Isa::avx512
+                          : isa_supported(Isa::avx2) ? Isa::avx2
+                                                     : Isa::scalar;
+  return best;
+}
+
+bool isa_from_env(Isa* out, const char** error) {
+  const char* env = std::getenv("ADDERNET_CPU_ISA");
+  if (env == nullptr || *env == '\0') {
+    *out = best_isa();
+    return true;
+  }
+  for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512}) {
+    if (std::strcmp(env, isa_name(isa)) == 0) {
+      if (!isa_supported(isa)) {
+        *error = "ADDERNET_CPU_ISA names an instruction set this CPU (or build) lacks";
+        return false;
+      }
+      *out = isa;
+      return true;
+    }
+  }
+  *error = "ADDERNET_CPU_ISA must be one of scalar, avx2, avx512";
+  return false;
+}
+
+#ifdef ADDERNET_X86
+#define ADDERNET_DISPATCH(isa, fn, ...)                              \
+  switch (isa) {                                                     \
+    case Isa::avx512: return avx512::fn<T>(__VA_ARGS__);             \
+    case Isa::avx2: return avx2::fn<T>(__VA_ARGS__);                 \
+    default: return portable::fn<T>(__VA_ARGS__);                    \
+  }
+#else
+#define ADDERNET_DISPATCH(isa, fn, ...) return portable::fn<T>(__VA_ARGS__);
+#endif
+
+template <typename T>
+int64_t Forward<T>::pack_size(const ConvShape& s, Isa isa) { ADDERNET_DISPATCH(isa, fwd_pack_size, s) }
+template <typename T>
+void Forward<T>::pack(const ConvShape& s, const T* w, void* wp, Isa isa) { ADDERNET_DISPATCH(isa, fwd_pack, s, w, wp) }
+template <typename T>
+int64_t Forward<T>::work_items(const ConvShape& s, Isa isa) { ADDERNET_DISPATCH(isa, fwd_items, s) }
+template <typename T>
+void Forward<T>::run(const ConvShape& s, const T* x, const void* wp, const T* scale, const T* shift,
+                     bool relu, T* y, int64_t begin, int64_t end, Isa isa) {
+  ADDERNET_DISPATCH(isa, fwd_run, s, x, wp, scale, shift, relu, y, begin, end)
+}
+
+template <typename T>
+int64_t InputGrad<T>::pack_size(const ConvShape& s, Isa isa) { ADDERNET_DISPATCH(isa, bwdx_pack_size, s) }
+template <typename T>
+void InputGrad<T>::pack(const ConvShape& s, const T* w, void* wp, Isa isa) { ADDERNET_DISPATCH(isa, bwdx_pack, s, w, wp) }
+template <typename T>
+int64_t InputGrad<T>::work_items(const ConvShape& s, Isa isa) { ADDERNET_DISPATCH(isa, bwdx_items, s) }
+template <typename T>
+void InputGrad<T>::run(const ConvShape& s, const T* x, const void* wp, const T* gout, T* gin,
+                       int64_t begin, int64_t end, Isa isa) {
+  ADDERNET_DISPATCH(isa, bwdx_run, s, x, wp, gout, gin, begin, end)
+}
+
+template struct Forward<float>;
+template struct Forward<double>;
+template struct Forward<bf16>;
+template struct InputGrad<float>;
+template struct InputGrad<double>;
+template struct InputGrad<bf16>;
+
+}  // namespace cpu
+}  // namespace addernet

@@ -1,0 +1,53 @@
+"""Builds addernet._C: the CPU kernels always, the CUDA kernels when torch has CUDA and nvcc is
+found (or FORCE_CUDA=1). Install with `pip install --no-build-isolation .` so the build uses the
+torch already installed instead of pulling a second one.
+
+Options (environment variables):
+  FORCE_CUDA=1          build the CUDA kernels even where no GPU is visible.
+  ADDERNET_MARCH_NATIVE=1  compile for this CPU only (-march=native); the default runs on any x86-64.
+  ADDERNET_DEBUG=1      -O0 -g.
+"""
+import glob
+import os
+
+import torch
+from setuptools import setup
+from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "0") not in ("", "0", "false", "False")
+
+
+def _sources(*patterns):
+    return sorted(os.path.relpath(p, ROOT) for pat in patterns for p in glob.glob(os.path.join(ROOT, pat)))
+
+
+def extension():
+    with_cuda = _flag("FORCE_CUDA") or (torch.version.cuda is not None and CUDA_HOME is not None)
+    opt = ["-O0", "-g"] if _flag("ADDERNET_DEBUG") else ["-O3"]
+    cxx = opt + ["-std=c++17", "-ffp-contract=fast", "-fvisibility=hidden"]
+    link = []
+    if torch.backends.openmp.is_available():
+        # at::parallel_for is inlined into our binding; it needs the same OpenMP as torch.
+        cxx.append("-fopenmp")
+        link.append("-fopenmp")
+    if _flag("ADDERNET_MARCH_NATIVE"):
+        cxx.append("-march=native")
+    config = f"cuda={with_cuda} cxx_flags={' '.join(cxx)}"
+    cxx.append(f'-DADDERNET_BUILD_CONFIG="{config}"')
+    sources = _sources("csrc/*.cpp", "csrc/cpu/*.cpp", "csrc/kernels/cpu/*.cpp")
+    kwargs = dict(include_dirs=[os.path.join(ROOT, "csrc")], extra_link_args=link)
+    if with_cuda:
+        sources += _sources("csrc/cuda/*.cu", "csrc/kernels/cuda/*.cu")
+        nvcc = opt + ["-std=c++17", "--expt-relaxed-constexpr", "-lineinfo"]
+        return CUDAExtension("addernet._C", sources, extra_compile_args={"cxx": cxx, "nvcc": nvcc}, **kwargs)
+    return CppExtension("addernet._C", sources, extra_compile_args={"cxx": cxx}, **kwargs)
+
+
+setup(
+    ext_modules=[extension()],
+    cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
+)
