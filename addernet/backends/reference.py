@@ -71,7 +71,7 @@ def backward(grad_out, x, weight, stride, padding, dilation, groups, need_input=
     n, c, h, w_ = x.shape
     o, _, kh, kw = weight.shape
     xcol = _unfold(x, (kh, kw), stride, padding, dilation)
-    g = grad_out.reshape(n, o, -1)
+    g = grad_out.reshape(n, o, xcol.shape[-1])
     gx_cols, gws = [], []
     for xc, wg, gg in zip(_split(xcol, groups, 1), _split(weight, groups, 0), _split(g, groups, 1)):
         w2 = wg.reshape(wg.shape[0], -1)
