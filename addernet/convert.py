@@ -1,0 +1,176 @@
+"""Turn a CNN into its AdderNet twin (``convert``) and count layers by kind (``count_layers``)."""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Union
+
+import torch
+from torch import nn
+
+from .nn import AdderConv2d
+
+__all__ = ["convert", "count_layers", "LayerCount"]
+
+Selector = Union[Iterable[str], Callable[[str, nn.Module], bool], None]
+
+# Layers that can be the network's first or last one. AdderConv2d is among them so that converting
+# an already (partly) converted model keeps the same endpoints instead of moving them inwards.
+_WEIGHT_LAYERS = (nn.Conv2d, nn.Linear, AdderConv2d)
+
+
+def convert(
+    model: nn.Module,
+    keep_first: bool = True,
+    keep_last: bool = True,
+    eta: float | None = 0.2,
+    include: Selector = None,
+    exclude: Selector = None,
+    inplace: bool = False,
+    copy_weights: bool = False,
+) -> nn.Module:
+    """Replace each ``nn.Conv2d`` of ``model`` by an ``AdderConv2d`` with the same hyper-parameters.
+
+    Returns a deep copy of ``model`` unless ``inplace=True`` (then ``model`` itself is changed and
+    returned). Kept: in/out channels, kernel size, stride, padding (ints, 'same', 'valid'),
+    dilation, groups, whether there is a bias, padding_mode, device, dtype, train/eval mode and
+    ``requires_grad``. Hooks registered on a replaced conv are not carried over.
+
+    Endpoints: as in the AdderNet paper, the first and the last weight layer stay multiplicative
+    (``keep_first``/``keep_last``). They are found in ``model.named_modules()`` order among
+    ``nn.Conv2d``, ``nn.Linear`` (and ``AdderConv2d``, so converting twice is stable). A Linear
+    endpoint only takes that slot: Linear layers are never converted.
+
+    Selection: ``include`` (convert only these) and ``exclude`` (never convert these) take either
+    an iterable of qualified module names as in ``named_modules()``, where a name matches itself
+    and everything under it ('layer1' covers 'layer1.0.conv1' but not 'layer10'), or a predicate
+    ``(name, module) -> bool`` called on each candidate conv. A name that matches no module is an
+    error (a typo would otherwise select nothing). ``keep_first``/``keep_last`` apply on top.
+
+    Weights: the adder layers are freshly initialised (N(0, 1), see ``AdderConv2d``), because an
+    L1-distance filter has nothing in common with a correlation filter. ``copy_weights=True``
+    copies the conv's weight and bias anyway (for experiments that start from them).
+
+    A module registered under several names (shared) is replaced everywhere by one adder layer.
+    """
+    if not inplace:
+        model = copy.deepcopy(model)
+    named = list(model.named_modules())
+    inc = _selector(include, "include", named)
+    exc = _selector(exclude, "exclude", named)
+
+    endpoints = [name for name, m in named if isinstance(m, _WEIGHT_LAYERS)]
+    kept = set()
+    if endpoints and keep_first:
+        kept.add(endpoints[0])
+    if endpoints and keep_last:
+        kept.add(endpoints[-1])
+
+    replacement: dict[int, nn.Module] = {}
+    for name, m in named:
+        if not isinstance(m, nn.Conv2d) or name in kept:
+            continue
+        if inc is not None and not inc(name, m):
+            continue
+        if exc is not None and exc(name, m):
+            continue
+        replacement[id(m)] = _adder_like(m, name, eta, copy_weights)
+
+    if id(model) in replacement:  # the model is itself a single conv
+        return replacement[id(model)]
+    # Walk every parent's children (not named_modules, which lists a shared module once) so that
+    # all the places a shared conv is registered get the same new layer.
+    for parent in model.modules():
+        for key, child in list(parent._modules.items()):
+            if child is not None and id(child) in replacement:
+                parent._modules[key] = replacement[id(child)]
+    return model
+
+
+def _adder_like(conv: nn.Conv2d, name: str, eta, copy_weights: bool) -> AdderConv2d:
+    if isinstance(conv.weight, nn.parameter.UninitializedParameter):
+        raise ValueError(
+            f"cannot convert lazy conv {name!r} before its shapes are known: run one forward pass first"
+        )
+    w = conv.weight
+    new = AdderConv2d(
+        conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride, padding=conv.padding,
+        dilation=conv.dilation, groups=conv.groups, bias=conv.bias is not None,
+        padding_mode=conv.padding_mode, device=w.device, dtype=w.dtype, eta=eta,
+    )
+    if copy_weights:
+        with torch.no_grad():
+            new.weight.copy_(w)
+            if conv.bias is not None:
+                new.bias.copy_(conv.bias)
+    new.weight.requires_grad_(w.requires_grad)
+    if conv.bias is not None:
+        new.bias.requires_grad_(conv.bias.requires_grad)
+    new.train(conv.training)
+    return new
+
+
+def _selector(sel: Selector, what: str, named) -> Callable[[str, nn.Module], bool] | None:
+    if sel is None or callable(sel):
+        return sel
+    names = (sel,) if isinstance(sel, str) else tuple(sel)  # a bare str is one name, not characters
+    for n in names:
+        if not isinstance(n, str):
+            raise TypeError(f"{what} must hold module names (str) or be a predicate, got {n!r}")
+    all_names = [n for n, _ in named]
+    unknown = sorted(n for n in set(names) if not any(_covers(n, m) for m in all_names))
+    if unknown:
+        raise ValueError(f"{what} names not found in the model: {', '.join(map(repr, unknown))}")
+    return lambda name, _m: any(_covers(n, name) for n in names)
+
+
+def _covers(prefix: str, name: str) -> bool:
+    return prefix == "" or name == prefix or name.startswith(prefix + ".")
+
+
+@dataclass
+class LayerCount:
+    """How many adder, conv (``nn.Conv2d``) and linear layers a model holds, with their names.
+
+    ``counts['adder']`` and ``counts.adder`` both work; ``as_dict()`` gives the three numbers.
+    """
+
+    names: dict[str, list[str]] = field(default_factory=lambda: {"adder": [], "conv": [], "linear": []})
+
+    @property
+    def adder(self) -> int:
+        return len(self.names["adder"])
+
+    @property
+    def conv(self) -> int:
+        return len(self.names["conv"])
+
+    @property
+    def linear(self) -> int:
+        return len(self.names["linear"])
+
+    def __getitem__(self, kind: str) -> int:
+        return len(self.names[kind])
+
+    def as_dict(self) -> dict[str, int]:
+        return {kind: len(v) for kind, v in self.names.items()}
+
+    def __str__(self) -> str:
+        lines = [", ".join(f"{n} {kind}" for kind, n in self.as_dict().items())]
+        for kind, v in self.names.items():
+            if v:
+                lines.append(f"  {kind}: {', '.join(v)}")
+        return "\n".join(lines)
+
+
+def count_layers(model: nn.Module) -> LayerCount:
+    """Count ``AdderConv2d``, ``nn.Conv2d`` and ``nn.Linear`` modules (a shared one counts once)."""
+    names: dict[str, list[str]] = {"adder": [], "conv": [], "linear": []}
+    for name, m in model.named_modules():
+        if isinstance(m, AdderConv2d):
+            names["adder"].append(name)
+        elif isinstance(m, nn.Conv2d):
+            names["conv"].append(name)
+        elif isinstance(m, nn.Linear):
+            names["linear"].append(name)
+    return LayerCount(names)

@@ -1,0 +1,31 @@
+"""The one switch every model shares: which layer its convertible convolutions use."""
+from __future__ import annotations
+
+import functools
+from typing import Callable
+
+from torch import nn
+
+from ..nn import AdderConv2d
+
+KINDS = ("adder", "conv")
+
+
+def layer_factory(kind: str, eta: float | None = 0.2) -> Callable[..., nn.Module]:
+    """``nn.Conv2d``-signature constructor: AdderConv2d for kind='adder', nn.Conv2d for 'conv'.
+
+    Endpoint layers (stems, classifiers) do not go through this: they are nn.Conv2d/nn.Linear in
+    both kinds, as in the AdderNet paper.
+    """
+    if kind == "adder":
+        return functools.partial(AdderConv2d, eta=eta)
+    if kind == "conv":
+        return nn.Conv2d
+    raise ValueError(f"kind must be one of {', '.join(map(repr, KINDS))}, got {kind!r}")
+
+
+def init_batchnorm(model: nn.Module) -> None:
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)

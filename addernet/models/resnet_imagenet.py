@@ -1,0 +1,108 @@
+"""ImageNet ResNet-18/50 in torchvision's layout (v1.5: a Bottleneck strides in its 3x3).
+
+In kind='adder' every convolution but the 7x7 stem is an adder layer, downsample 1x1s included;
+``fc`` stays nn.Linear, as the official AdderNet ImageNet models keep the first and last layers.
+Adaptive average pooling makes any input size above 32x32 work.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ._kind import init_batchnorm, layer_factory
+
+
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, layer, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
+        super().__init__()
+        self.conv1 = layer(inplanes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = layer(planes, planes, 3, stride=1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+class Bottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, layer, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
+        super().__init__()
+        self.conv1 = layer(inplanes, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = layer(planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = layer(planes, planes * self.expansion, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + identity)
+
+
+class ImageNetResNet(nn.Module):
+    """conv1 7x7/2 + bn1 + relu + maxpool 3x3/2, layer1..4 (64/128/256/512 planes), avgpool, fc."""
+
+    def __init__(self, block, layers, num_classes: int = 1000, kind: str = "adder", in_channels: int = 3,
+                 eta: float | None = 0.2):
+        super().__init__()
+        layer = layer_factory(kind, eta)
+        self.kind = kind
+        self.inplanes = 64
+        self.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        self.layer1 = self._make_layer(layer, block, 64, layers[0], 1)
+        self.layer2 = self._make_layer(layer, block, 128, layers[1], 2)
+        self.layer3 = self._make_layer(layer, block, 256, layers[2], 2)
+        self.layer4 = self._make_layer(layer, block, 512, layers[3], 2)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(512 * block.expansion, num_classes)
+        # Only real convs get He init: AdderConv2d is not an nn.Conv2d and keeps its N(0, 1).
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        init_batchnorm(self)
+
+    def _make_layer(self, layer, block, planes: int, blocks: int, stride: int) -> nn.Sequential:
+        downsample = None
+        if stride != 1 or self.inplanes != planes * block.expansion:
+            downsample = nn.Sequential(
+                layer(self.inplanes, planes * block.expansion, 1, stride=stride, bias=False),
+                nn.BatchNorm2d(planes * block.expansion),
+            )
+        mods = [block(layer, self.inplanes, planes, stride, downsample)]
+        self.inplanes = planes * block.expansion
+        mods += [block(layer, self.inplanes, planes) for _ in range(1, blocks)]
+        return nn.Sequential(*mods)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(self.avgpool(x).flatten(1))
+
+
+def resnet18(num_classes: int = 1000, kind: str = "adder", in_channels: int = 3, eta: float | None = 0.2) -> ImageNetResNet:
+    """ResNet-18 (BasicBlock x [2, 2, 2, 2]). kind='adder': 19 adder layers (16 3x3 + 3 downsample
+    shortcuts), conv1 stays a conv, fc a Linear."""
+    return ImageNetResNet(BasicBlock, (2, 2, 2, 2), num_classes, kind, in_channels, eta)
+
+
+def resnet50(num_classes: int = 1000, kind: str = "adder", in_channels: int = 3, eta: float | None = 0.2) -> ImageNetResNet:
+    """ResNet-50 (Bottleneck x [3, 4, 6, 3]). kind='adder': 52 adder layers (48 in the blocks + 4
+    downsample shortcuts), conv1 stays a conv, fc a Linear."""
+    return ImageNetResNet(Bottleneck, (3, 4, 6, 3), num_classes, kind, in_channels, eta)

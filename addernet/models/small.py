@@ -1,0 +1,80 @@
+"""The paper's small models: LeNet-5-BN (MNIST) and VGG-small (CIFAR)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ._kind import init_batchnorm, layer_factory
+
+
+class LeNet5BN(nn.Module):
+    """LeNet-5-BN for 28x28 inputs, the fully connected layers written as convolutions:
+
+    conv1 Conv2d(in, 20, 5) + BN + ReLU + MaxPool2   (28 -> 24 -> 12; a conv in both kinds)
+    conv2 layer(20, 50, 5)  + BN + ReLU + MaxPool2   (12 -> 8 -> 4)
+    fc1   layer(50, 500, 4) + BN + ReLU              (4 -> 1)
+    fc2   Conv2d(500, num_classes, 1) + BN, flatten  (a conv in both kinds)
+
+    ``layer`` is AdderConv2d for kind='adder' (2 adder layers) and nn.Conv2d for kind='conv'.
+    No layer has a bias: each feeds a BatchNorm, which has its own.
+    """
+
+    def __init__(self, num_classes: int = 10, kind: str = "adder", in_channels: int = 1, eta: float | None = 0.2):
+        super().__init__()
+        layer = layer_factory(kind, eta)
+        self.kind = kind
+        self.conv1 = nn.Conv2d(in_channels, 20, 5, bias=False)
+        self.bn1 = nn.BatchNorm2d(20)
+        self.conv2 = layer(20, 50, 5, bias=False)
+        self.bn2 = nn.BatchNorm2d(50)
+        self.fc1 = layer(50, 500, 4, bias=False)
+        self.bn3 = nn.BatchNorm2d(500)
+        self.fc2 = nn.Conv2d(500, num_classes, 1, bias=False)
+        self.bn4 = nn.BatchNorm2d(num_classes)
+        self.relu = nn.ReLU(inplace=True)
+        self.pool = nn.MaxPool2d(2)
+        init_batchnorm(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(self.relu(self.bn1(self.conv1(x))))
+        x = self.pool(self.relu(self.bn2(self.conv2(x))))
+        x = self.relu(self.bn3(self.fc1(x)))
+        return self.bn4(self.fc2(x)).flatten(1)
+
+
+class VGGSmall(nn.Module):
+    """VGG-small for 32x32 inputs: 128C3-128C3-MP-256C3-256C3-MP-512C3-512C3-MP-FC.
+
+    Each 3x3 (padding 1, no bias) is followed by BN + ReLU, and MP is MaxPool2d(2), all in
+    ``features``; ``classifier`` = Linear(512*4*4, num_classes). The first conv and the classifier
+    stay multiplicative; the other five 3x3 are adder layers in kind='adder'.
+    """
+
+    def __init__(self, num_classes: int = 10, kind: str = "adder", in_channels: int = 3, eta: float | None = 0.2):
+        super().__init__()
+        layer = layer_factory(kind, eta)
+        self.kind = kind
+        mods: list[nn.Module] = []
+        cin = in_channels
+        for i, cout in enumerate((128, 128, 256, 256, 512, 512)):
+            make = nn.Conv2d if i == 0 else layer
+            mods += [make(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+            if i % 2 == 1:
+                mods.append(nn.MaxPool2d(2))
+            cin = cout
+        self.features = nn.Sequential(*mods)
+        self.classifier = nn.Linear(512 * 4 * 4, num_classes)
+        init_batchnorm(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x).flatten(1))
+
+
+def lenet5_bn(num_classes: int = 10, kind: str = "adder", in_channels: int = 1, eta: float | None = 0.2) -> LeNet5BN:
+    """LeNet-5-BN (see ``LeNet5BN``): 2 adder layers in kind='adder'."""
+    return LeNet5BN(num_classes, kind, in_channels, eta)
+
+
+def vgg_small(num_classes: int = 10, kind: str = "adder", in_channels: int = 3, eta: float | None = 0.2) -> VGGSmall:
+    """VGG-small (see ``VGGSmall``): 5 adder layers in kind='adder'."""
+    return VGGSmall(num_classes, kind, in_channels, eta)
