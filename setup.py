@@ -36,8 +36,9 @@ def extension():
         link.append("-fopenmp")
     if _flag("ADDERNET_MARCH_NATIVE"):
         cxx.append("-march=native")
-    config = f"cuda={with_cuda} cxx_flags={' '.join(cxx)}"
-    cxx.append(f'-DADDERNET_BUILD_CONFIG="{config}"')
+    # Recorded for `addernet info`; plain 0/1 macros survive every build tool's quoting.
+    cxx += [f"-DADDERNET_WITH_CUDA={int(with_cuda)}", f"-DADDERNET_MARCH_NATIVE={int(_flag('ADDERNET_MARCH_NATIVE'))}",
+            f"-DADDERNET_OPENMP={int(torch.backends.openmp.is_available())}"]
     sources = _sources("csrc/*.cpp", "csrc/cpu/*.cpp", "csrc/kernels/cpu/*.cpp")
     kwargs = dict(include_dirs=[os.path.join(ROOT, "csrc")], extra_link_args=link)
     if with_cuda:

@@ -2,10 +2,12 @@
 
     import addernet
     layer = addernet.AdderConv2d(16, 32, 3, padding=1)   # in place of nn.Conv2d
+    model = addernet.convert(torchvision_style_resnet)   # or convert a whole model
 """
 from ._version import __version__
 from . import _extension, ops  # noqa: F401  (loads the native build and registers its fake/autograd kernels)
-from . import backends, functional
+from . import backends, functional, models
+from .convert import convert, count_layers
 from .nn import AdderConv2d
 
-__all__ = ["AdderConv2d", "backends", "functional", "__version__"]
+__all__ = ["AdderConv2d", "backends", "convert", "count_layers", "functional", "models", "__version__"]

@@ -15,6 +15,8 @@ _BUILD_HINT = (
 import importlib
 import importlib.util
 
+import torch  # noqa: F401  (loads libtorch/libc10, which _C links against, before _C itself)
+
 NATIVE_ERROR: str | None = None
 if importlib.util.find_spec(f"{__package__}._C") is None:
     NATIVE_ERROR = "addernet._C is not built"
@@ -35,8 +37,6 @@ def cuda_built() -> bool:
     """True when the extension was compiled with its CUDA kernels."""
     if not native_available():
         return False
-    import torch
-
     return torch._C._dispatch_has_kernel_for_dispatch_key("addernet::adder_conv2d", "CUDA")
 
 

@@ -1,0 +1,76 @@
+"""Fair timing: candidates run interleaved in one process, and a ratio of medians is reported.
+
+Interleaving (ABCABC... rather than AAA...BBB...) spreads drifts in clock speed and cache state
+over every candidate alike. CUDA work is timed with device events, not the host clock.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+
+@dataclass
+class Timing:
+    samples: list[float] = field(default_factory=list)  # seconds
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+    @property
+    def spread(self) -> float:
+        """Half the interquartile range, relative to the median."""
+        if len(self.samples) < 4:
+            return 0.0
+        q = statistics.quantiles(self.samples, n=4)
+        return (q[2] - q[0]) / 2 / self.median
+
+
+def _time_once(fn: Callable[[], object], cuda: bool) -> float:
+    if cuda:
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1e3
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def compare(
+    candidates: dict[str, Callable[[], object]],
+    repeats: int = 7,
+    warmup: int = 1,
+    cuda: bool = False,
+    max_seconds: float | None = None,
+) -> dict[str, Timing]:
+    """Times each candidate ``repeats`` times, interleaved, after ``warmup`` untimed calls each.
+
+    ``max_seconds`` stops early (keeping at least 3 rounds) when the slowest candidate would
+    make the benchmark run too long.
+    """
+    for fn in candidates.values():
+        for _ in range(warmup):
+            fn()
+    if cuda:
+        torch.cuda.synchronize()
+    out = {name: Timing() for name in candidates}
+    names = list(candidates)
+    start = time.perf_counter()
+    for r in range(repeats):
+        # Rotate the order each round so no candidate always runs right after the same one.
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            out[name].samples.append(_time_once(candidates[name], cuda))
+        if max_seconds is not None and r >= 2 and time.perf_counter() - start > max_seconds:
+            break
+    return out
+
+
+def thread_note() -> str:
+    return f"{torch.get_num_threads()} intra-op threads"

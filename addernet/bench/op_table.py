@@ -1,0 +1,106 @@
+"""Times the adder op per backend against F.conv2d at the paper's layer shapes.
+
+    python benchmarks/bench_ops.py --sets resnet20 --threads 2 --json out.json
+
+Every number printed is a ratio of medians measured interleaved in this process, with the thread
+count fixed and stated. Absolute times are printed for reference only.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+
+import torch
+import torch.nn.functional as F
+
+import addernet
+
+from ..cli_info import cpu_flags
+from .latency import compare
+from .shapes import LAYER_SETS
+
+
+def _candidates(shape, backends, mode, dtype):
+    x = torch.randn(shape.batch, shape.cin, shape.size, shape.size, dtype=dtype)
+    w = torch.randn(shape.cout, shape.cin, shape.kernel, shape.kernel, dtype=dtype)
+    conf = (None, shape.stride, shape.padding)
+    out = {}
+
+    def make(fn):
+        if mode == "fwd":
+            def run():
+                with torch.no_grad():
+                    fn(x, w)
+            return run
+        xg, wg = x.clone().requires_grad_(), w.clone().requires_grad_()
+        g = torch.randn_like(fn(x, w))
+
+        def run():
+            y = fn(xg, wg)
+            xg.grad = wg.grad = None
+            y.backward(g)
+        return run
+
+    out["conv"] = make(lambda a, b: F.conv2d(a, b, *conf))
+    for be in backends:
+        out[be] = make(lambda a, b, be=be: addernet.functional.adder_conv2d(a, b, *conf, backend=be))
+    return out
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sets", default="resnet20,resnet18,lenet5_bn", help="layer sets: " + ",".join(LAYER_SETS))
+    p.add_argument("--batch", type=int, default=None, help="override each set's batch size")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--backends", default="native", help="comma-separated adder backends to time")
+    p.add_argument("--modes", default="fwd,fwdbwd")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float64", "bfloat16"])
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--max-seconds", type=float, default=20.0, help="per shape and mode")
+    p.add_argument("--json", default=None)
+
+
+def run(args) -> list[dict]:
+    torch.set_num_threads(args.threads)
+    backends = [b for b in args.backends.split(",") if b]
+    for be in backends:
+        addernet.backends.current(be)  # a clear error now rather than midway
+    dtype = getattr(torch, args.dtype)
+    rows = []
+    print(f"# adder op vs F.conv2d, {args.dtype}, {torch.get_num_threads()} threads, "
+          f"medians of interleaved runs, ratio = backend / conv")
+    print(f"{'set':<10} {'layer':<18} {'batch':>5} {'mode':<7} " + " ".join(f"{b + '/conv':>14}" for b in backends)
+          + f" {'conv ms':>9}")
+    for set_name in args.sets.split(","):
+        shapes = LAYER_SETS[set_name]() if args.batch is None else LAYER_SETS[set_name](args.batch)
+        for shape in shapes:
+            for mode in args.modes.split(","):
+                timings = compare(_candidates(shape, backends, mode, dtype), repeats=args.repeats,
+                                  max_seconds=args.max_seconds)
+                conv = timings["conv"].median
+                row = dict(set=set_name, layer=shape.name, batch=shape.batch, mode=mode, conv_s=conv,
+                           **{f"{b}_s": timings[b].median for b in backends},
+                           **{f"{b}_ratio": timings[b].median / conv for b in backends},
+                           **{f"{b}_spread": timings[b].spread for b in backends})
+                rows.append(row)
+                print(f"{set_name:<10} {shape.name:<18} {shape.batch:>5} {mode:<7} "
+                      + " ".join(f"{row[b + '_ratio']:>13.2f}x" for b in backends) + f" {conv * 1e3:>9.2f}",
+                      flush=True)
+    meta = dict(torch=torch.__version__, addernet=addernet.__version__, python=platform.python_version(),
+                machine=platform.machine(), cpu_flags=cpu_flags(), threads=torch.get_num_threads(),
+                dtype=args.dtype, native=torch.ops.addernet._cpu_info() if "native" in backends else None)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(dict(meta=meta, rows=rows), f, indent=1)
+    return rows
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    return 0 if run(p.parse_args(argv)) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
