@@ -8,6 +8,7 @@ from ._version import __version__
 from . import _extension, ops  # noqa: F401  (loads the native build and registers its fake/autograd kernels)
 from . import backends, functional, models
 from .convert import convert, count_layers
+from .fuse import fuse
 from .nn import AdderConv2d
 
-__all__ = ["AdderConv2d", "backends", "convert", "count_layers", "functional", "models", "__version__"]
+__all__ = ["AdderConv2d", "backends", "convert", "count_layers", "functional", "fuse", "models", "__version__"]

@@ -12,6 +12,26 @@ from ._validation import check_args, pair, same_padding
 __all__ = ["adder_conv2d"]
 
 
+def resolve_padding(input, weight, padding, stride, dilation):
+    """Turns conv2d-style padding (ints, pairs, 'same', 'valid') into a symmetric (ph, pw).
+
+    'same' with an even kernel pads one more on the right/bottom, as conv2d does; those zeros are
+    padded here explicitly, and contribute |w| exactly like the op's own padding.
+    """
+    if not isinstance(padding, str):
+        return input, pair(padding, "padding")
+    if padding == "valid":
+        return input, (0, 0)
+    if padding != "same":
+        raise ValueError(f"padding must be an int, a pair, 'same' or 'valid', got {padding!r}")
+    if stride != (1, 1):
+        raise ValueError("padding='same' is not supported for strided adder convolutions")
+    left, right, top, bottom = same_padding(tuple(weight.shape[2:]), dilation)
+    if left != right or top != bottom:
+        return F.pad(input, (left, right, top, bottom)), (0, 0)
+    return input, (top, left)
+
+
 def adder_conv2d(
     input: torch.Tensor,
     weight: torch.Tensor,
@@ -31,24 +51,7 @@ def adder_conv2d(
     ``padding`` takes ints, pairs, 'valid' or 'same' (stride 1 only, as in conv2d).
     """
     stride_, dilation_ = pair(stride, "stride"), pair(dilation, "dilation")
-    if isinstance(padding, str):
-        if padding == "valid":
-            padding_ = (0, 0)
-        elif padding == "same":
-            if stride_ != (1, 1):
-                raise ValueError("padding='same' is not supported for strided adder convolutions")
-            left, right, top, bottom = same_padding(tuple(weight.shape[2:]), dilation_)
-            if left != right or top != bottom:
-                # An even kernel pads one more on the right/bottom, as conv2d does; zeros
-                # padded here contribute |w| exactly like the op's own padding.
-                input = F.pad(input, (left, right, top, bottom))
-                padding_ = (0, 0)
-            else:
-                padding_ = (top, left)
-        else:
-            raise ValueError(f"padding must be an int, a pair, 'same' or 'valid', got {padding!r}")
-    else:
-        padding_ = pair(padding, "padding")
+    input, padding_ = resolve_padding(input, weight, padding, stride_, dilation_)
     check_args(input, weight, bias, stride_, padding_, dilation_, groups)
     impl = backends.implementation(backends.current(backend))
     out = impl(input, weight, stride_, padding_, dilation_, groups)
