@@ -101,6 +101,9 @@ int main() {
       make(1, 8, 5, 5, 8, 1, 1, 2, 0, 1, 2),    make(2, 70, 6, 6, 7, 3, 3, 1, 1, 1, 1),
       make(1, 5, 17, 19, 29, 5, 3, 1, 2, 1, 1), make(0, 3, 5, 5, 4, 3, 3, 1, 1, 1, 1),
       make(1, 4, 4, 4, 4, 3, 3, 1, 1, 1, 4),
+      // one position per image (LeNet's 4x4 adder), and tiles that cross image boundaries
+      make(37, 6, 4, 4, 10, 4, 4, 1, 0, 1, 1),  make(5, 3, 6, 5, 4, 3, 3, 1, 1, 1, 1),
+      make(3, 2, 9, 10, 3, 3, 2, 3, 2, 1, 1),
   };
   int passed = 0, failed = 0;
   for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512}) {
