@@ -9,6 +9,7 @@
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 #define ADDERNET_ISA_NS avx2
+#define ADDERNET_FMA 1
 #define ADDERNET_VBYTES 32
 #include "adder_conv2d_impl.inc"
 #pragma GCC pop_options

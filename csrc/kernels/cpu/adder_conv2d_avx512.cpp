@@ -8,6 +8,7 @@
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512vl,avx512dq,avx512bw,fma")
 #define ADDERNET_ISA_NS avx512
+#define ADDERNET_FMA 1
 #define ADDERNET_VBYTES 64
 #include "adder_conv2d_impl.inc"
 #pragma GCC pop_options

@@ -6,5 +6,6 @@
 #include "bf16.h"
 
 #define ADDERNET_ISA_NS portable
+#define ADDERNET_FMA 0
 #define ADDERNET_VBYTES 16
 #include "adder_conv2d_impl.inc"
