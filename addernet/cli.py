@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("info", help="versions, backends built, CPU SIMD flags and build configuration").set_defaults(
         fn=_info)
     sub.add_parser("demo", help="check the kernels and time them against F.conv2d").set_defaults(fn=_demo)
+    from .bench.model_bench import add_parser as add_bench_parser  # here: `addernet info` needs no bench imports
+
+    add_bench_parser(sub)
     args = parser.parse_args(argv)
     return args.fn(args)
 

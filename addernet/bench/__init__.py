@@ -1,5 +1,10 @@
-"""Benchmark building blocks: layer shapes, fair timing, and (later) op counts and energy."""
+"""Benchmark building blocks: layer shapes, fair timing, op counts, energy and FLOP formulas."""
+from . import energy, flops
+from .counts import CONVENTION, count_ops
 from .latency import Timing, compare, thread_note
 from .shapes import LAYER_SETS, LayerShape
 
-__all__ = ["LAYER_SETS", "LayerShape", "Timing", "compare", "thread_note"]
+flops.register()  # FlopCounterMode then counts the adder ops; a no-op without the native build
+
+__all__ = ["CONVENTION", "LAYER_SETS", "LayerShape", "Timing", "compare", "count_ops", "energy", "flops",
+           "thread_note"]

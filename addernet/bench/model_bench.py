@@ -1,0 +1,371 @@
+"""`addernet bench`: a model's multiplications, additions, energy, latency and memory, CNN against AdderNet.
+
+    addernet bench --model resnet20 --kind both --threads 2 --json r.json --markdown r.md --plot r.png
+
+Counts are per input image (``counts.CONVENTION``); latency and memory are at ``--batch-size``.
+Timing: every candidate (the conv twin and each adder backend) runs interleaved in one process,
+after warm-up, with the thread count fixed; medians and half-IQR spreads are reported, and on CUDA
+the time comes from device events. Each weight layer is also timed alone at the input shape it
+saw in the model (layers of one shape are timed once).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import platform
+import sys
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import _extension, backends
+from ..models.registry import MODELS, canonical_name, get_model
+from .counts import CONVENTION, count_ops
+from .energy import EnergyTableError, load_table
+from .latency import compare
+
+INPUT = {"lenet5_bn": (1, 28, 28), "resnet20": (3, 32, 32), "resnet32": (3, 32, 32), "vgg_small": (3, 32, 32),
+         "resnet18": (3, 224, 224), "resnet50": (3, 224, 224)}
+CLASSES = {"resnet18": 1000, "resnet50": 1000}
+# Small enough that a CPU finishes a few timed rounds of each in seconds.
+BATCH = {"lenet5_bn": 32, "resnet20": 32, "resnet32": 32, "vgg_small": 8, "resnet18": 2, "resnet50": 1}
+# The reference backend (unfold + broadcast) is timed by default only below this many adder taps
+# per batch: above it one call takes seconds. Naming it in --backends times it anyway.
+REFERENCE_TAPS_LIMIT = 2e8
+MEMORY_METHOD = {
+    "cuda": "torch.cuda.max_memory_allocated during one call, minus what was allocated before it",
+    "cpu": "peak of the running sum of the allocations and frees that torch.profiler(profile_memory=True) "
+           "records during one call (tensors alive before it, weights and input, not included)",
+}
+
+
+class BenchError(ValueError):
+    """A request that cannot run (unknown model, unavailable backend, bad table); said before any work."""
+
+
+def _cuda_ok(be: str) -> str | None:
+    if be == "native" and not _extension.cuda_built():
+        return "the native extension was built without its CUDA kernels"
+    return None
+
+
+def check_backends(spec: str, device: str) -> list[str]:
+    names = [b.strip() for b in spec.split(",") if b.strip()]
+    for be in names:
+        if be not in backends.ALL:
+            raise BenchError(f"unknown backend {be!r}; choose from {', '.join(backends.ALL)}")
+        why = backends.why_unavailable(be) or (_cuda_ok(be) if device == "cuda" else None)
+        if why is not None:
+            raise BenchError(f"backend {be!r} is not available: {why}")
+    return names
+
+
+def resolve_backends(spec: str | None, device: str, adder_taps: float) -> tuple[list[str], list[str]]:
+    """The adder backends to time and notes on those left out. ``spec`` None picks them."""
+    notes = []
+    if spec:
+        return check_backends(spec, device), notes
+    names = []
+    for be in backends.available():
+        if device == "cpu" and be == "triton":
+            notes.append("triton: left out on CPU (the interpreter is for tests); name it in --backends to time it")
+        elif device == "cuda" and _cuda_ok(be):
+            notes.append(f"{be}: {_cuda_ok(be)}")
+        elif be == "reference" and names and adder_taps > REFERENCE_TAPS_LIMIT:
+            notes.append(f"reference: skipped, {adder_taps:.3g} adder taps per batch > {REFERENCE_TAPS_LIMIT:.0e} "
+                         "(slow); name it in --backends to time it")
+        else:
+            names.append(be)
+    return names, notes
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Kineto logs every profiler start and stop on the C stderr; keep it off the tables."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def peak_memory(fn, device: str) -> int | None:
+    """Bytes allocated at the peak of one call of ``fn`` beyond what was allocated before it."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        fn()
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - base
+    from torch.profiler import ProfilerActivity, profile
+
+    with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    try:  # the raw kineto events: their own timestamps order allocations and frees exactly
+        raw = prof.profiler.kineto_results.events()
+    except AttributeError:  # a torch whose profiler does not expose them: say so rather than guess
+        return None
+    events = sorted((e.start_ns(), e.nbytes()) for e in raw if e.name() == "[memory]")
+    cur = peak = 0
+    for _, nbytes in events:
+        cur += nbytes
+        peak = max(peak, cur)
+    return peak
+
+
+def _with_backend(be: str | None, fn):
+    if be is None:
+        return fn
+
+    def run():
+        with backends.use_backend(be):
+            return fn()
+    return run
+
+
+def _model_fns(model: nn.Module, x: torch.Tensor, classes: int):
+    """(inference, training step) closures for one model."""
+    target = torch.randint(0, classes, (x.shape[0],), device=x.device)
+    # A small lr keeps the weights (and so the kernels' speed) where they started.
+    opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+
+    def fwd():
+        model.eval()
+        with torch.no_grad():
+            model(x)
+
+    def train():
+        model.train()
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), target).backward()
+        opt.step()
+    return fwd, train
+
+
+def _layer_fns(m: nn.Module, shape: tuple, device: str):
+    x = torch.randn(shape, device=device)
+    xg = x.clone().requires_grad_()
+    with torch.no_grad():
+        g = torch.randn_like(m(x))
+
+    def fwd():
+        with torch.no_grad():
+            m(x)
+
+    def train():
+        xg.grad = None
+        m.zero_grad(set_to_none=True)
+        m(xg).backward(g)
+    return fwd, train
+
+
+def _timing_dict(t) -> dict:
+    return {"median_ms": t.median * 1e3, "spread": t.spread, "samples": len(t.samples)}
+
+
+def _time(cands: dict, opts: dict, cuda: bool) -> dict:
+    return {k: _timing_dict(v) for k, v in compare(cands, cuda=cuda, **opts).items()}
+
+
+def _layer_key(m: nn.Module, in_shape) -> tuple:
+    return (type(m).__name__, tuple(in_shape), m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation,
+            m.groups, m.bias is not None)
+
+
+def _time_layers(models: dict, rows: list[dict], batch: int, names: list[str], device: str, opts: dict) -> None:
+    """Times each layer that differs between the kinds, once per distinct shape."""
+    opts = {**opts, "repeats": 2 * opts["repeats"]}  # one layer is cheap, and more rounds damp the noise
+    mods = {k: dict(m.named_modules()) for k, m in models.items()}
+    cache: dict[tuple, dict] = {}
+    for row in rows:
+        if not row["timed"]:
+            continue
+        path = row["name"].split("#")[0]
+        layer = {k: mods[k][path] for k in models}
+        in_shape = (batch, *row["in_shape"][1:])
+        key = tuple(_layer_key(m, in_shape) for m in layer.values())
+        if key not in cache:
+            cands = {"fwd": {}, "train": {}}
+            for kind, m in layer.items():
+                for be in (names if kind == "adder" else [None]):
+                    fwd, train = _layer_fns(m, in_shape, device)
+                    cands["fwd"][be or "conv"] = _with_backend(be, fwd)
+                    cands["train"][be or "conv"] = _with_backend(be, train)
+            cache[key] = {mode: _time(c, opts, device == "cuda") for mode, c in cands.items()}
+        row["latency"] = cache[key]
+
+
+def _merge_layers(counts: dict) -> list[dict]:
+    """One row per weight layer, both kinds side by side (the kinds share their layout)."""
+    kinds = list(counts)
+    per_kind = {k: counts[k].weight_layers() for k in kinds}
+    rows = []
+    for i, first in enumerate(per_kind[kinds[0]]):
+        row = {"name": first.name, "in_shape": list(first.in_shape), "out_shape": list(first.out_shape)}
+        for k in kinds:
+            r = per_kind[k][i]
+            row[k] = {"type": r.type, "mults": r.mults, "adds": r.adds, "abs": r.abs, "taps": r.taps}
+        types = {row[k]["type"] for k in kinds}
+        # Both kinds: time the layers that differ (the others are the same module in both).
+        # One kind: time its conv-like layers, for absolute times.
+        row["timed"] = len(types) > 1 if len(kinds) > 1 else first.type in ("conv", "adder")
+        rows.append(row)
+    return rows
+
+
+def machine() -> dict:
+    from ..cli_info import cpu_flags, cpu_model
+    from .._version import __version__
+
+    return {"cpu": cpu_model(), "simd": cpu_flags(), "python": platform.python_version(), "torch": torch.__version__,
+            "addernet": __version__, "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+
+
+def bench_model(name: str, kind: str = "both", batch_size: int | None = None, device: str = "cpu",
+                backends_spec: str | None = None, dtype: str = "float32", energy_table: str | None = None,
+                threads: int | None = None, latency: bool = True, fold_bn: bool = False, repeats: int = 5,
+                warmup: int = 1, max_seconds: float = 30.0, layer_latency: bool = True,
+                input_size: tuple | None = None) -> dict:
+    """Counts, energy and (unless ``latency=False``) latency and memory of one model; JSON-ready dict."""
+    try:
+        name = canonical_name(name)
+    except ValueError as exc:
+        raise BenchError(str(exc)) from None
+    if kind not in ("adder", "conv", "both"):
+        raise BenchError(f"kind must be adder, conv or both, got {kind!r}")
+    if device not in ("cpu", "cuda"):
+        raise BenchError(f"device must be cpu or cuda, got {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise BenchError("device cuda asked for, but torch sees no CUDA GPU")
+    table = load_table(energy_table)
+    table.entry(dtype)  # an unknown dtype fails now
+    if backends_spec:
+        check_backends(backends_spec, device)
+    saved_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        return _bench(name, kind, batch_size, device, backends_spec, dtype, table, latency, fold_bn,
+                      dict(repeats=repeats, warmup=warmup, max_seconds=max_seconds), layer_latency, input_size)
+    finally:
+        torch.set_num_threads(saved_threads)  # a library call must not leave the process changed
+
+
+def _bench(name, kind, batch_size, device, backends_spec, dtype, table, latency, fold_bn, opts, layer_latency,
+           input_size) -> dict:
+    kinds = ["conv", "adder"] if kind == "both" else [kind]
+    chw = tuple(input_size or INPUT[name])
+    batch = batch_size or BATCH[name]
+    classes = CLASSES.get(name, 10)
+    torch.manual_seed(0)
+    models = {k: get_model(name, kind=k, num_classes=classes, in_channels=chw[0]) for k in kinds}
+    counts = {k: count_ops(m, (1, *chw), fold_bn=fold_bn) for k, m in models.items()}
+    adder_taps = counts["adder"].totals(("adder",))["taps"] * batch if "adder" in counts else 0
+    names, backend_notes = resolve_backends(backends_spec, device, adder_taps) if "adder" in kinds else ([], [])
+    notes = backend_notes if latency else []  # which backends were left out matters only when timing
+    result = {
+        "model": name, "kinds": kinds, "input_shape": list(chw), "batch_size": batch, "device": device,
+        "threads": torch.get_num_threads(), "dtype": dtype, "fold_bn": fold_bn, "convention": CONVENTION,
+        "energy_citation": table.citation(dtype), "backends": names, "notes": notes, "machine": machine(),
+        "counts": {}, "layers": _merge_layers(counts), "latency": None, "memory": None,
+    }
+    for k, c in counts.items():
+        totals = c.totals()
+        by_type = {t: c.totals((t,)) for t in dict.fromkeys(r.type for r in c.layers)}
+        result["counts"][k] = {"totals": totals, "by_type": by_type, "uncounted": c.uncounted,
+                               "energy_uJ": table.energy_pj(totals, dtype) / 1e6,
+                               "weight_layers": c.totals(("conv", "adder", "linear"))}
+        if c.uncounted:
+            notes.append(f"{k}: not counted (no rule for them): {', '.join(c.uncounted)}")
+    if not latency:
+        return result
+    result["latency_setup"] = {**opts, "timer": "CUDA events" if device == "cuda" else "time.perf_counter",
+                               "memory_method": MEMORY_METHOD[device], "dtype": "float32"}
+    x = torch.randn(batch, *chw, device=device)
+    fns = {"fwd": {}, "train": {}}
+    for k, m in models.items():
+        m.to(device)
+        fwd, train = _model_fns(m, x, classes)
+        for be in (names if k == "adder" else [None]):
+            fns["fwd"][be or "conv"] = _with_backend(be, fwd)
+            fns["train"][be or "conv"] = _with_backend(be, train)
+    result["latency"] = {mode: _time(c, opts, device == "cuda") for mode, c in fns.items()}
+    result["memory"] = {mode: {k: peak_memory(fn, device) for k, fn in c.items()} for mode, c in fns.items()}
+    if layer_latency:
+        _time_layers(models, result["layers"], batch, names, device, opts)
+    return result
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="one of " + ", ".join(MODELS))
+    p.add_argument("--kind", default="both", choices=["adder", "conv", "both"])
+    p.add_argument("--batch-size", type=int, default=None, help="for latency and memory (default: per model, "
+                   + ", ".join(f"{k} {v}" for k, v in BATCH.items()) + ")")
+    p.add_argument("--input", default=None, help="CxHxW (default: the model's dataset size)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--backends", default=None, help="adder backends to time, comma-separated "
+                   "(default: those available on the device, reference only for small models)")
+    p.add_argument("--dtype", default="float32", help="energy table column: float32, float16, int8, int32 "
+                   "(latency is always measured in float32)")
+    p.add_argument("--energy-table", default=None, help="JSON per-op energy table (default: Horowitz ISSCC 2014, 45 nm)")
+    p.add_argument("--fold-bn", action="store_true", help="count BatchNorm folded into the preceding layer")
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: torch's current setting)")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--max-seconds", type=float, default=30.0, help="time budget per timed group (>= 3 rounds)")
+    p.add_argument("--no-latency", action="store_true", help="counts and energy only")
+    p.add_argument("--no-layer-latency", action="store_true", help="time the whole model only")
+    p.add_argument("--json", default=None)
+    p.add_argument("--markdown", default=None)
+    p.add_argument("--plot", default=None, help="PNG: per-layer mults vs adds and adder/conv latency")
+
+
+def _parse_input(s: str | None):
+    if s is None:
+        return None
+    try:
+        dims = tuple(int(v) for v in s.lower().split("x"))
+    except ValueError:
+        dims = ()
+    if len(dims) != 3 or min(dims) <= 0:
+        raise BenchError(f"--input must look like 3x32x32, got {s!r}")
+    return dims
+
+
+def run(args) -> int:
+    import json
+
+    from . import report
+
+    try:
+        result = bench_model(
+            args.model, args.kind, args.batch_size, args.device, args.backends, args.dtype, args.energy_table,
+            args.threads, not args.no_latency, args.fold_bn, args.repeats, args.warmup, args.max_seconds,
+            not args.no_layer_latency, _parse_input(args.input))
+    except (BenchError, EnergyTableError) as exc:
+        print(f"addernet bench: error: {exc}", file=sys.stderr)
+        return 2
+    print(report.console(result))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(report.markdown(result))
+    if args.plot:
+        report.plot(result, args.plot)
+    return 0
+
+
+def add_parser(sub) -> None:
+    """Adds the `bench` subcommand to the `addernet` command line's subparsers."""
+    p = sub.add_parser("bench", help="a model's mults, adds, energy, latency and memory: CNN vs AdderNet")
+    add_arguments(p)
+    p.set_defaults(fn=run)

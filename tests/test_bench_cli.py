@@ -1,0 +1,73 @@
+"""`addernet bench` end to end: the files it writes, and the errors it gives before any work."""
+import json
+
+import pytest
+import torch
+
+import addernet
+from addernet.cli import main
+
+
+def test_counts_only(tmp_path, capsys):
+    js, md, png = tmp_path / "r.json", tmp_path / "r.md", tmp_path / "r.png"
+    assert main(["bench", "--model", "resnet20", "--no-latency", "--dtype", "int8",
+                 "--json", str(js), "--markdown", str(md), "--plot", str(png)]) == 0
+    out = capsys.readouterr().out
+    for text in ("Counting convention", "Horowitz", "int8", "AdderNet/CNN", "layer3.2.conv2"):
+        assert text in out
+    r = json.loads(js.read_text())
+    assert r["counts"]["conv"]["totals"]["mults"] == 41_013_962
+    assert r["counts"]["adder"]["weight_layers"]["mults"] == 443_008
+    assert r["latency"] is None and len(r["layers"]) == 22
+    assert r["counts"]["adder"]["energy_uJ"] < r["counts"]["conv"]["energy_uJ"]
+    text = md.read_text()
+    assert "| multiplications |" in text and "ISSCC 2014" in text
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+
+
+def test_with_latency(tmp_path, capsys):
+    js, png = tmp_path / "r.json", tmp_path / "r.png"
+    be = "native" if addernet._extension.native_available() else "reference"
+    threads_before = torch.get_num_threads()
+    assert main(["bench", "--model", "lenet5_bn", "--batch-size", "2", "--backends", be, "--threads", "1",
+                 "--repeats", "2", "--warmup", "0", "--json", str(js), "--plot", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert f"inference ms [{be}]" in out and "1 threads" in out
+    r = json.loads(js.read_text())
+    assert r["threads"] == 1 and r["backends"] == [be]
+    assert torch.get_num_threads() == threads_before  # restored after the run
+    for mode in ("fwd", "train"):
+        assert set(r["latency"][mode]) == {"conv", be}
+        assert all(t["median_ms"] > 0 for t in r["latency"][mode].values())
+        assert all(v > 0 for v in r["memory"][mode].values())
+    timed = [row for row in r["layers"] if "latency" in row]
+    assert [row["name"] for row in timed] == ["conv2", "fc1"]  # conv1 and fc2 are convs in both kinds
+    assert png.stat().st_size > 20_000
+
+
+def test_unknown_model(capsys):
+    assert main(["bench", "--model", "resnet21", "--no-latency"]) == 2
+    assert "unknown model 'resnet21'" in capsys.readouterr().err
+
+
+def test_unknown_and_unavailable_backends(capsys, monkeypatch):
+    assert main(["bench", "--model", "lenet5_bn", "--backends", "fast"]) == 2
+    assert "unknown backend 'fast'; choose from native, triton, reference" in capsys.readouterr().err
+    monkeypatch.setattr(addernet.backends, "why_unavailable", lambda name: "not built here")
+    assert main(["bench", "--model", "lenet5_bn", "--backends", "native"]) == 2
+    assert "backend 'native' is not available: not built here" in capsys.readouterr().err
+
+
+def test_bad_energy_table_and_dtype(tmp_path, capsys):
+    p = tmp_path / "t.json"
+    p.write_text('{"source": "x", "ops": {"float32": {"add": "cheap", "mult": 1}}}')
+    assert main(["bench", "--model", "lenet5_bn", "--no-latency", "--energy-table", str(p)]) == 2
+    assert "malformed" in capsys.readouterr().err
+    assert main(["bench", "--model", "lenet5_bn", "--no-latency", "--dtype", "float8"]) == 2
+    assert "no 'float8'" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="has a GPU")
+def test_no_gpu(capsys):
+    assert main(["bench", "--model", "lenet5_bn", "--device", "cuda"]) == 2
+    assert "no CUDA GPU" in capsys.readouterr().err
