@@ -12,15 +12,15 @@ from addernet.nn import AdderConv2d
 
 # name -> (input size, in_channels, default classes, adder layers, conv layers, linear layers).
 # Adder counts derived by hand from the layouts:
-#   lenet5_bn: conv2 + fc1 = 2.
+#   lenet5_bn: conv2 + fc1 + fc2 = 3.
 #   resnet20: 3 stages x 3 blocks x 2 convs = 18, + downsample in layer2 and layer3 = 20.
 #   resnet32: 3 x 5 x 2 = 30, + 2 downsample = 32.
 #   resnet18: 4 stages x 2 blocks x 2 = 16, + downsample in layer2..4 (layer1 keeps 64 ch, stride 1) = 19.
 #   resnet50: (3+4+6+3) blocks x 3 = 48, + downsample in all 4 stages (layer1 goes 64 -> 256) = 52.
 #   vgg_small: six 3x3 minus the first = 5.
-# Convs kept: the stem, plus the 1x1 classifier for lenet (fc2) and CIFAR resnets (fc).
+# Convs kept: the stem, plus the 1x1 classifier for lenet (fc3) and CIFAR resnets (fc).
 SPECS = {
-    "lenet5_bn": (28, 1, 10, 2, 2, 0),
+    "lenet5_bn": (28, 1, 10, 3, 2, 0),
     "resnet20": (32, 3, 10, 20, 2, 0),
     "resnet32": (32, 3, 10, 32, 2, 0),
     "resnet18": (64, 3, 1000, 19, 1, 1),
@@ -81,7 +81,7 @@ def test_kind_and_name_validation():
     with pytest.raises(ValueError, match="lenet5_bn, resnet18, resnet20, resnet32, resnet50, vgg_small"):
         get_model("resnet99")
     assert count_layers(get_model("ResNet20")).adder == 20  # case and '-' are forgiven
-    assert count_layers(get_model("lenet5-bn")).adder == 2
+    assert count_layers(get_model("lenet5-bn")).adder == 3
 
 
 def test_cifar_resnet_refuses_other_sizes():
@@ -166,7 +166,7 @@ def test_load_official_cifar100_and_missing_counters(tmp_path):
 def test_load_official_infers_in_channels():
     src = trained_like("lenet5_bn", in_channels=3, num_classes=5)
     loaded = load_official(official_state(src), "lenet5_bn").eval()
-    assert loaded.conv1.in_channels == 3 and loaded.fc2.out_channels == 5
+    assert loaded.conv1.in_channels == 3 and loaded.fc3.out_channels == 5
     x = torch.randn(2, 3, 28, 28)
     with torch.no_grad():
         assert torch.equal(loaded(x), src(x))

@@ -8,29 +8,34 @@ from ._kind import init_batchnorm, layer_factory
 
 
 class LeNet5BN(nn.Module):
-    """LeNet-5-BN for 28x28 inputs, the fully connected layers written as convolutions:
+    """LeNet-5 with BatchNorm for 28x28 inputs (6-16-120-84-10), fully connected layers as convolutions:
 
-    conv1 Conv2d(in, 20, 5) + BN + ReLU + MaxPool2   (28 -> 24 -> 12; a conv in both kinds)
-    conv2 layer(20, 50, 5)  + BN + ReLU + MaxPool2   (12 -> 8 -> 4)
-    fc1   layer(50, 500, 4) + BN + ReLU              (4 -> 1)
-    fc2   Conv2d(500, num_classes, 1) + BN, flatten  (a conv in both kinds)
+    conv1 Conv2d(in, 6, 5, padding 2) + BN + ReLU + MaxPool2   (28 -> 28 -> 14; a conv in both kinds)
+    conv2 layer(6, 16, 5)     + BN + ReLU + MaxPool2          (14 -> 10 -> 5)
+    fc1   layer(16, 120, 5)   + BN + ReLU                      (5 -> 1)
+    fc2   layer(120, 84, 1)   + BN + ReLU
+    fc3   Conv2d(84, num_classes, 1) + BN, flatten             (a conv in both kinds)
 
-    ``layer`` is AdderConv2d for kind='adder' (2 adder layers) and nn.Conv2d for kind='conv'.
-    No layer has a bias: each feeds a BatchNorm, which has its own.
+    This is the classic LeNet-5 the paper counts: 416.5K multiply-accumulates per image against the
+    paper's reported 435K (the 20-50-500 Caffe variant would be 2.3M). ``layer`` is AdderConv2d
+    for kind='adder' (3 adder layers) and nn.Conv2d for kind='conv'. No layer has a bias: each
+    feeds a BatchNorm, which has its own.
     """
 
     def __init__(self, num_classes: int = 10, kind: str = "adder", in_channels: int = 1, eta: float | None = 0.2):
         super().__init__()
         layer = layer_factory(kind, eta)
         self.kind = kind
-        self.conv1 = nn.Conv2d(in_channels, 20, 5, bias=False)
-        self.bn1 = nn.BatchNorm2d(20)
-        self.conv2 = layer(20, 50, 5, bias=False)
-        self.bn2 = nn.BatchNorm2d(50)
-        self.fc1 = layer(50, 500, 4, bias=False)
-        self.bn3 = nn.BatchNorm2d(500)
-        self.fc2 = nn.Conv2d(500, num_classes, 1, bias=False)
-        self.bn4 = nn.BatchNorm2d(num_classes)
+        self.conv1 = nn.Conv2d(in_channels, 6, 5, padding=2, bias=False)
+        self.bn1 = nn.BatchNorm2d(6)
+        self.conv2 = layer(6, 16, 5, bias=False)
+        self.bn2 = nn.BatchNorm2d(16)
+        self.fc1 = layer(16, 120, 5, bias=False)
+        self.bn3 = nn.BatchNorm2d(120)
+        self.fc2 = layer(120, 84, 1, bias=False)
+        self.bn4 = nn.BatchNorm2d(84)
+        self.fc3 = nn.Conv2d(84, num_classes, 1, bias=False)
+        self.bn5 = nn.BatchNorm2d(num_classes)
         self.relu = nn.ReLU(inplace=True)
         self.pool = nn.MaxPool2d(2)
         init_batchnorm(self)
@@ -39,7 +44,8 @@ class LeNet5BN(nn.Module):
         x = self.pool(self.relu(self.bn1(self.conv1(x))))
         x = self.pool(self.relu(self.bn2(self.conv2(x))))
         x = self.relu(self.bn3(self.fc1(x)))
-        return self.bn4(self.fc2(x)).flatten(1)
+        x = self.relu(self.bn4(self.fc2(x)))
+        return self.bn5(self.fc3(x)).flatten(1)
 
 
 class VGGSmall(nn.Module):
