@@ -10,25 +10,7 @@ import torch
 from torch import nn
 
 from ._kind import init_batchnorm, layer_factory
-
-
-class BasicBlock(nn.Module):
-    expansion = 1
-
-    def __init__(self, layer, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
-        super().__init__()
-        self.conv1 = layer(inplanes, planes, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.relu = nn.ReLU(inplace=True)
-        self.conv2 = layer(planes, planes, 3, stride=1, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.downsample = downsample
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return self.relu(out + identity)
+from .resnet_cifar import BasicBlock  # the same block; only the stages around it differ
 
 
 class Bottleneck(nn.Module):
