@@ -50,7 +50,8 @@ def _candidates(shape, backends, mode, dtype):
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--sets", default="resnet20,resnet18,lenet5_bn", help="layer sets: " + ",".join(LAYER_SETS))
+    p.add_argument("--sets", default="resnet20:32,resnet20:128,resnet18:8,lenet5_bn:256",
+                   help="layer sets, each NAME or NAME:BATCH, from: " + ",".join(LAYER_SETS))
     p.add_argument("--batch", type=int, default=None, help="override each set's batch size")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--backends", default="native", help="comma-separated adder backends to time")
@@ -59,6 +60,35 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--max-seconds", type=float, default=20.0, help="per shape and mode")
     p.add_argument("--json", default=None)
+    p.add_argument("--markdown", default=None, help="write the ratio table, with the targets, as markdown")
+
+
+# The CPU targets (ratio to F.conv2d): forward at most 2.0x, forward + backward at most 2.5x.
+TARGETS = {"fwd": 2.0, "fwdbwd": 2.5}
+
+
+def markdown(rows: list[dict], backend: str, meta: dict) -> str:
+    lines = [f"Adder op ({backend}) / F.conv2d, {meta['dtype']}, {meta['threads']} threads, medians of interleaved "
+             f"runs (spread = half the interquartile range). Target: forward <= {TARGETS['fwd']}x, "
+             f"forward + backward <= {TARGETS['fwdbwd']}x.", "",
+             "| set | layer | batch | forward | fwd + bwd | conv fwd ms |", "|---|---|---|---|---|---|"]
+    by_layer: dict[tuple, dict] = {}
+    for r in rows:
+        by_layer.setdefault((r["set"], r["layer"], r["batch"]), {})[r["mode"]] = r
+
+    def cell(r, mode):
+        if r is None:
+            return "-"
+        ratio = r[f"{backend}_ratio"]
+        mark = "" if ratio <= TARGETS[mode] else " (miss)"
+        return f"{ratio:.2f}x ±{r[f'{backend}_spread'] * 100:.0f}%{mark}"
+
+    for (set_name, layer, batch), modes in by_layer.items():
+        fwd = modes.get("fwd")
+        lines.append(f"| {set_name} | {layer} | {batch} | {cell(fwd, 'fwd')} | {cell(modes.get('fwdbwd'), 'fwdbwd')} | "
+                     f"{fwd['conv_s'] * 1e3:.2f} |" if fwd else f"| {set_name} | {layer} | {batch} | - | "
+                     f"{cell(modes.get('fwdbwd'), 'fwdbwd')} | - |")
+    return "\n".join(lines) + "\n"
 
 
 def run(args) -> list[dict]:
@@ -72,8 +102,12 @@ def run(args) -> list[dict]:
           f"medians of interleaved runs, ratio = backend / conv")
     print(f"{'set':<10} {'layer':<18} {'batch':>5} {'mode':<7} " + " ".join(f"{b + '/conv':>14}" for b in backends)
           + f" {'conv ms':>9}")
-    for set_name in args.sets.split(","):
-        shapes = LAYER_SETS[set_name]() if args.batch is None else LAYER_SETS[set_name](args.batch)
+    for spec in args.sets.split(","):
+        set_name, _, batch = spec.partition(":")
+        if set_name not in LAYER_SETS:
+            raise SystemExit(f"unknown layer set {set_name!r}; choose from {', '.join(LAYER_SETS)}")
+        batch = args.batch or (int(batch) if batch else None)
+        shapes = LAYER_SETS[set_name]() if batch is None else LAYER_SETS[set_name](batch)
         for shape in shapes:
             for mode in args.modes.split(","):
                 timings = compare(_candidates(shape, backends, mode, dtype), repeats=args.repeats,
@@ -93,6 +127,9 @@ def run(args) -> list[dict]:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(dict(meta=meta, rows=rows), f, indent=1)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(markdown(rows, backends[0], meta))
     return rows
 
 

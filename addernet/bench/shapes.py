@@ -45,7 +45,9 @@ def _resnet18(batch: int) -> list[LayerShape]:
 
 
 def _lenet(batch: int) -> list[LayerShape]:
-    return [LayerShape("20->50@12 5x5", batch, 20, 50, 12, 5), LayerShape("50->500@4 4x4", batch, 50, 500, 4, 4)]
+    # The adder layers of the classic LeNet-5-BN: conv2, and fc1/fc2 written as convolutions.
+    return [LayerShape("6->16@14 5x5", batch, 6, 16, 14, 5), LayerShape("16->120@5 5x5", batch, 16, 120, 5, 5),
+            LayerShape("120->84@1 1x1", batch, 120, 84, 1, 1)]
 
 
 LAYER_SETS = {
