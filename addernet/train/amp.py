@@ -1,0 +1,80 @@
+"""Mixed precision for models that hold adder layers.
+
+AdderConv2d is not registered with autocast, and the op wants input and weight in one dtype. So
+under autocast the adder layers run in their weight's dtype (float32): a forward pre-hook casts
+their input up. That is also the safe choice numerically: an adder output is a sum of many absolute
+differences, which fp16 would round coarsely.
+
+float16 needs a GradScaler, and the adaptive scaling (eta) normalises each adder weight's gradient
+to eta * sqrt(numel) whatever the loss scale was. ``unscale_`` would then divide it by the loss
+scale a second time, so ``restore_adder_grads`` multiplies it back. bfloat16 needs no scaler.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Optional, Union
+
+import torch
+from torch import nn
+
+from ..nn import AdderConv2d
+
+AmpSpec = Union[bool, str, torch.dtype, None]
+
+
+def amp_dtype(amp: AmpSpec, device_type: str) -> Optional[torch.dtype]:
+    """None (off), torch.bfloat16 or torch.float16. True/'auto' means bfloat16 on CPU and on GPUs
+    that support it, else float16."""
+    if amp in (False, None, "off", "none", ""):
+        return None
+    if isinstance(amp, torch.dtype):
+        return amp
+    if amp in ("bf16", "bfloat16"):
+        return torch.bfloat16
+    if amp in ("fp16", "float16", "half"):
+        if device_type == "cpu":
+            raise ValueError("--amp fp16 is for CUDA; use --amp bf16 on CPU")
+        return torch.float16
+    if amp in (True, "auto"):
+        if device_type == "cuda" and not torch.cuda.is_bf16_supported():
+            return torch.float16
+        return torch.bfloat16
+    raise ValueError(f"amp must be one of off, auto, bf16, fp16; got {amp!r}")
+
+
+def autocast(device: torch.device, dtype: Optional[torch.dtype]):
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _cast_input(module: AdderConv2d, args):
+    x = args[0]
+    if torch.is_tensor(x) and x.dtype != module.weight.dtype:
+        return (x.to(module.weight.dtype), *args[1:])
+    return None
+
+
+@contextlib.contextmanager
+def adder_layers_in_weight_dtype(model: nn.Module):
+    """While active, every AdderConv2d casts its input to its weight's dtype."""
+    handles = [m.register_forward_pre_hook(_cast_input) for m in model.modules() if isinstance(m, AdderConv2d)]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def make_scaler(device: torch.device, dtype: Optional[torch.dtype]):
+    """A GradScaler for float16, None otherwise."""
+    if dtype != torch.float16:
+        return None
+    return torch.amp.GradScaler(device.type)
+
+
+def restore_adder_grads(model: nn.Module, scale: float) -> None:
+    """Undo ``unscale_`` on eta-normalised adder weight gradients (see the module docstring)."""
+    for m in model.modules():
+        if isinstance(m, AdderConv2d) and m.eta is not None and m.weight.grad is not None:
+            m.weight.grad.mul_(scale)

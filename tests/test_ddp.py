@@ -1,0 +1,123 @@
+"""DDP on CPU: two gloo processes started by torchrun run this file as a script (``worker``); the
+test checks what they wrote. One launch does both checks, because starting torch twice on a busy
+machine is the slow part."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+from addernet import AdderConv2d
+from addernet.data import get_dataset
+
+STEP_BATCH = 32
+
+
+def _step_model():
+    # No BatchNorm (per-rank batch statistics would differ from the full batch's) and eta=None
+    # (the adaptive scaling normalises each rank's gradient before DDP averages them): with these two
+    # out, DDP's averaged gradient must equal the full batch's.
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), AdderConv2d(4, 8, 3, bias=False, eta=None), nn.ReLU(),
+                         nn.Flatten(), nn.Linear(8 * 4 * 4, 10))
+
+
+def _step_batch():
+    ds = get_dataset("digits", train=True, augment=False)
+    xs, ys = zip(*(ds[i] for i in range(STEP_BATCH)))
+    return torch.stack(xs), torch.tensor(ys)
+
+
+def _one_step(model, batches):
+    from addernet.train import build_optimizer, train_one_epoch
+
+    opt = build_optimizer(model, lr=0.1)
+    train_one_epoch(model, batches, opt, None, "cpu", progress=False)
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def worker(out):
+    import torch.distributed as dist
+
+    from addernet.train import TrainConfig, fit
+    from addernet.train.distributed import cleanup
+
+    torch.set_num_threads(1)
+    # 1) one DDP step on this rank's half of the batch
+    dist.init_process_group("gloo")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    x, y = _step_batch()
+    half = STEP_BATCH // world
+    ddp = nn.parallel.DistributedDataParallel(_step_model())
+    state = _one_step(ddp, [(x[rank * half:(rank + 1) * half], y[rank * half:(rank + 1) * half])])
+    torch.save({k[len("module."):]: v for k, v in state.items()}, os.path.join(out, f"step{rank}.pt"))
+    if rank == 0:  # the single-process step on the whole batch, for comparison
+        torch.save(_one_step(_step_model(), [(x, y)]), os.path.join(out, "step_full.pt"))
+
+    # 2) a short fit() under DDP; every rank saves what it ends with
+    cfg = TrainConfig(model="tinynet", kind="adder", data="digits", epochs=1, batch_size=64, limit_batches=3,
+                      distributed=True, progress=False, out=os.path.join(out, "run"))
+    res = fit(cfg, log=None)
+    torch.save(res.model.state_dict(), os.path.join(out, f"final{rank}.pt"))
+    cleanup()
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ddp_out(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ddp")
+    env = dict(os.environ, MASTER_ADDR="127.0.0.1", GLOO_SOCKET_IFNAME="lo", OMP_NUM_THREADS="1")
+    # A static rendezvous on 127.0.0.1: --standalone's c10d store may advertise a hostname that a
+    # sandbox cannot resolve.
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
+           "--master_addr=127.0.0.1", f"--master_port={_free_port()}", __file__, str(out)]
+    # Own session, so that a hung run can be killed with its workers, not just the launcher.
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        log, _ = proc.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        log, _ = proc.communicate()
+        pytest.fail("torchrun timed out:\n" + log[-3000:])
+    assert proc.returncode == 0, log[-5000:]
+    return out
+
+
+def test_ddp_step_equals_full_batch_step(ddp_out):
+    want = torch.load(ddp_out / "step_full.pt", weights_only=True)
+    for rank in (0, 1):
+        got = torch.load(ddp_out / f"step{rank}.pt", weights_only=True)
+        assert got.keys() == want.keys()
+        for k in want:
+            torch.testing.assert_close(got[k], want[k], rtol=1e-5, atol=1e-6, msg=f"rank {rank}: {k}")
+
+
+def test_ddp_fit_ranks_agree_and_rank0_writes(ddp_out):
+    a = torch.load(ddp_out / "final0.pt", weights_only=True)
+    b = torch.load(ddp_out / "final1.pt", weights_only=True)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k  # parameters and BN buffers
+    run = ddp_out / "run"
+    hist = json.loads((run / "metrics.json").read_text())
+    assert [r["epoch"] for r in hist] == [1]
+    # disjoint test shards: the summed accuracy is a count out of the 360 test images
+    hits = hist[0]["test_acc"] * 360
+    assert abs(hits - round(hits)) < 1e-6
+    ck = torch.load(run / "last.pt", weights_only=True)
+    assert len(ck["rng"]) == 2 and not torch.equal(ck["rng"][0]["torch"], ck["rng"][1]["torch"])
+    assert not list(run.glob("*.tmp"))
+
+
+if __name__ == "__main__":
+    worker(sys.argv[1])
