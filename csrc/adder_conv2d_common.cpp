@@ -29,8 +29,11 @@ ConvGeometry check_geometry(const at::Tensor& input, const at::Tensor& weight, a
               " channels but weight ", weight.sizes(), " with groups=", groups, " expects ",
               weight.size(1) * groups);
   TORCH_CHECK(g.KH > 0 && g.KW > 0, name, ": kernel size must be positive, got weight ", weight.sizes());
-  g.OH = (g.H + 2 * g.PH - g.DH * (g.KH - 1) - 1) / g.SH + 1;
-  g.OW = (g.W + 2 * g.PW - g.DW * (g.KW - 1) - 1) / g.SW + 1;
+  // Floor division, as conv2d: C++'s truncation would turn a span of -1 at stride 2 into size 1.
+  const int64_t span_h = g.H + 2 * g.PH - g.DH * (g.KH - 1) - 1;
+  const int64_t span_w = g.W + 2 * g.PW - g.DW * (g.KW - 1) - 1;
+  g.OH = span_h < 0 ? 0 : span_h / g.SH + 1;
+  g.OW = span_w < 0 ? 0 : span_w / g.SW + 1;
   TORCH_CHECK(g.OH > 0 && g.OW > 0, name, ": output size would be ", g.OH, "x", g.OW, " for input ",
               input.sizes(), " and weight ", weight.sizes(), "; it must be at least 1x1");
   return g;

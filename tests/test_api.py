@@ -228,6 +228,9 @@ def test_native_op_checks_its_own_arguments():
         torch.ops.addernet.adder_conv2d(X, torch.randn(6, 3, 3, 3), [1, 1], [0, 0], [1, 1], 1)
     with pytest.raises(RuntimeError, match="padding must be non-negative"):
         torch.ops.addernet.adder_conv2d(X, W, [1, 1], [-1, 0], [1, 1], 2)
+    # A kernel one wider than the image at stride 2: conv2d's floor division gives no output.
+    with pytest.raises(RuntimeError, match="output size would be 0x"):
+        torch.ops.addernet.adder_conv2d(torch.randn(1, 4, 2, 8), W, [2, 2], [0, 0], [1, 1], 2)
     with pytest.raises(RuntimeError, match="CPU supports float32, float64 and bfloat16"):
         torch.ops.addernet.adder_conv2d(X.half(), W.half(), [1, 1], [0, 0], [1, 1], 2)
     y = torch.ops.addernet.adder_conv2d(X, W, [1, 1], [0, 0], [1, 1], 2)
