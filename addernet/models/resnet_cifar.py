@@ -30,6 +30,18 @@ class BasicBlock(nn.Module):
         return self.relu(out + identity)
 
 
+def make_stage(layer, block, inplanes: int, planes: int, blocks: int, stride: int) -> nn.Sequential:
+    """``blocks`` residual blocks; the first strides and, where the shape changes, gets a 1x1
+    ``downsample`` shortcut (``layer`` + BN), named as torchvision and the official code name it."""
+    out = planes * block.expansion
+    downsample = None
+    if stride != 1 or inplanes != out:
+        downsample = nn.Sequential(layer(inplanes, out, 1, stride=stride, bias=False), nn.BatchNorm2d(out))
+    mods = [block(layer, inplanes, planes, stride, downsample)]
+    mods += [block(layer, out, planes) for _ in range(1, blocks)]
+    return nn.Sequential(*mods)
+
+
 class CifarResNet(nn.Module):
     """Stem conv3x3(16)+BN+ReLU, three stages of ``blocks`` BasicBlocks (16, 32, 64 channels, the
     last two starting with stride 2), AvgPool2d(8), then ``fc`` = Conv2d(64, num_classes, 1) and
@@ -43,29 +55,16 @@ class CifarResNet(nn.Module):
         super().__init__()
         layer = layer_factory(kind, eta)
         self.kind = kind
-        self.inplanes = 16
         self.conv1 = nn.Conv2d(in_channels, 16, 3, stride=1, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(16)
         self.relu = nn.ReLU(inplace=True)
-        self.layer1 = self._make_layer(layer, 16, blocks, 1)
-        self.layer2 = self._make_layer(layer, 32, blocks, 2)
-        self.layer3 = self._make_layer(layer, 64, blocks, 2)
+        self.layer1 = make_stage(layer, BasicBlock, 16, 16, blocks, 1)
+        self.layer2 = make_stage(layer, BasicBlock, 16, 32, blocks, 2)
+        self.layer3 = make_stage(layer, BasicBlock, 32, 64, blocks, 2)
         self.avgpool = nn.AvgPool2d(8)
         self.fc = nn.Conv2d(64 * BasicBlock.expansion, num_classes, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(num_classes)
         init_batchnorm(self)
-
-    def _make_layer(self, layer, planes: int, blocks: int, stride: int) -> nn.Sequential:
-        downsample = None
-        if stride != 1 or self.inplanes != planes * BasicBlock.expansion:
-            downsample = nn.Sequential(
-                layer(self.inplanes, planes * BasicBlock.expansion, 1, stride=stride, bias=False),
-                nn.BatchNorm2d(planes * BasicBlock.expansion),
-            )
-        mods = [BasicBlock(layer, self.inplanes, planes, stride, downsample)]
-        self.inplanes = planes * BasicBlock.expansion
-        mods += [BasicBlock(layer, self.inplanes, planes) for _ in range(1, blocks)]
-        return nn.Sequential(*mods)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(self.bn1(self.conv1(x)))

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ._kind import init_batchnorm, layer_factory
-from .resnet_cifar import BasicBlock  # the same block; only the stages around it differ
+from .resnet_cifar import BasicBlock, make_stage  # the same block and stages; only the stem and head differ
 
 
 class Bottleneck(nn.Module):
@@ -43,15 +43,15 @@ class ImageNetResNet(nn.Module):
         super().__init__()
         layer = layer_factory(kind, eta)
         self.kind = kind
-        self.inplanes = 64
         self.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
-        self.layer1 = self._make_layer(layer, block, 64, layers[0], 1)
-        self.layer2 = self._make_layer(layer, block, 128, layers[1], 2)
-        self.layer3 = self._make_layer(layer, block, 256, layers[2], 2)
-        self.layer4 = self._make_layer(layer, block, 512, layers[3], 2)
+        e = block.expansion
+        self.layer1 = make_stage(layer, block, 64, 64, layers[0], 1)
+        self.layer2 = make_stage(layer, block, 64 * e, 128, layers[1], 2)
+        self.layer3 = make_stage(layer, block, 128 * e, 256, layers[2], 2)
+        self.layer4 = make_stage(layer, block, 256 * e, 512, layers[3], 2)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(512 * block.expansion, num_classes)
         # Only real convs get He init: AdderConv2d is not an nn.Conv2d and keeps its N(0, 1).
@@ -59,18 +59,6 @@ class ImageNetResNet(nn.Module):
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
         init_batchnorm(self)
-
-    def _make_layer(self, layer, block, planes: int, blocks: int, stride: int) -> nn.Sequential:
-        downsample = None
-        if stride != 1 or self.inplanes != planes * block.expansion:
-            downsample = nn.Sequential(
-                layer(self.inplanes, planes * block.expansion, 1, stride=stride, bias=False),
-                nn.BatchNorm2d(planes * block.expansion),
-            )
-        mods = [block(layer, self.inplanes, planes, stride, downsample)]
-        self.inplanes = planes * block.expansion
-        mods += [block(layer, self.inplanes, planes) for _ in range(1, blocks)]
-        return nn.Sequential(*mods)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
