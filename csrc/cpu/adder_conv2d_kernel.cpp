@@ -27,6 +27,14 @@ cpu::Isa pick_isa() {
   return isa;
 }
 
+cpu::Algo pick_algo() {
+  cpu::Algo algo = cpu::Algo::automatic;
+  const char* error = "";
+  TORCH_CHECK(cpu::algo_from_env(&algo, &error), error, " (ADDERNET_CPU_ALGO='",
+              std::getenv("ADDERNET_CPU_ALGO"), "')");
+  return algo;
+}
+
 // The raw kernels' element type for a tensor dtype; bf16 travels as raw bits.
 template <typename F>
 void dispatch_dtype(at::ScalarType dtype, const char* name, F&& f) {
@@ -61,14 +69,15 @@ at::Tensor forward_impl(const at::Tensor& input, const at::Tensor& weight,
   const c10::optional<at::Tensor> sh = shift.has_value() ? c10::optional<at::Tensor>(shift->contiguous()) : shift;
   const cpu::ConvShape s = to_cpu_shape(geo);
   const cpu::Isa isa = pick_isa();
+  const cpu::Algo algo = pick_algo();
   dispatch_dtype(input.scalar_type(), name, [&](auto tag) {
     using T = decltype(tag);
     at::Tensor wpack = at::empty({cpu::Forward<T>::pack_size(s, isa) * compute_bytes(input.scalar_type())},
                                  input.options().dtype(at::kByte));
     cpu::Forward<T>::pack(s, ptr<T>(w), wpack.data_ptr(), isa);
-    at::parallel_for(0, cpu::Forward<T>::work_items(s, isa), 1, [&](int64_t b, int64_t e) {
+    at::parallel_for(0, cpu::Forward<T>::work_items(s, isa, algo), 1, [&](int64_t b, int64_t e) {
       cpu::Forward<T>::run(s, ptr<T>(x), wpack.data_ptr(), cptr<T>(sc), cptr<T>(sh), relu,
-                           ptr<T>(y), b, e, isa);
+                           ptr<T>(y), b, e, isa, algo);
     });
   });
   return y;

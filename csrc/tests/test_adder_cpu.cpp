@@ -55,7 +55,7 @@ template <typename T> static T from_double(double v) { return T(v); }
 template <> bf16 from_double<bf16>(double v) { return to_bf16(float(v)); }
 
 template <typename T>
-static bool check(const ConvShape& s, Isa isa, std::mt19937& rng, double tol) {
+static bool check(const ConvShape& s, Isa isa, Algo algo, std::mt19937& rng, double tol) {
   std::normal_distribution<double> dist(0.0, 1.0);
   std::vector<T> x(s.N * s.C * s.H * s.W), w(s.O * s.K()), g(s.N * s.O * s.L());
   std::vector<double> xd(x.size()), wd(w.size()), gd(g.size()), y_ref, gx_ref;
@@ -68,7 +68,7 @@ static bool check(const ConvShape& s, Isa isa, std::mt19937& rng, double tol) {
   std::vector<double> wp(Forward<T>::pack_size(s, isa));
   Forward<T>::pack(s, w.data(), wp.data(), isa);
   Forward<T>::run(s, x.data(), wp.data(), nullptr, nullptr, false, y.data(), 0,
-                  Forward<T>::work_items(s, isa), isa);
+                  Forward<T>::work_items(s, isa, algo), isa, algo);
   std::vector<double> wt(InputGrad<T>::pack_size(s, isa));
   InputGrad<T>::pack(s, w.data(), wt.data(), isa);
   InputGrad<T>::run(s, x.data(), wt.data(), g.data(), gx.data(), 0, InputGrad<T>::work_items(s, isa), isa);
@@ -86,8 +86,8 @@ static bool check(const ConvShape& s, Isa isa, std::mt19937& rng, double tol) {
   }
   const bool ok = err_y <= tol * scale_y && err_gx <= tol * scale_gx;
   if (!ok)
-    std::printf("FAIL %s N%ld C%ld %ldx%ld O%ld k%ldx%ld s%ld,%ld p%ld d%ld g%ld: y err %.3g, gx err %.3g\n",
-                isa_name(isa), long(s.N), long(s.C), long(s.H), long(s.W), long(s.O), long(s.KH),
+    std::printf("FAIL %s %s N%ld C%ld %ldx%ld O%ld k%ldx%ld s%ld,%ld p%ld d%ld g%ld: y err %.3g, gx err %.3g\n",
+                isa_name(isa), algo_name(algo), long(s.N), long(s.C), long(s.H), long(s.W), long(s.O), long(s.KH),
                 long(s.KW), long(s.SH), long(s.SW), long(s.PH), long(s.DH), long(s.G), err_y / scale_y,
                 err_gx / scale_gx);
   return ok;
@@ -111,11 +111,12 @@ int main() {
       std::printf("skip %s: not supported here\n", isa_name(isa));
       continue;
     }
-    for (const ConvShape& s : shapes) {
-      (check<float>(s, isa, rng, 1e-5) ? passed : failed)++;
-      (check<double>(s, isa, rng, 1e-12) ? passed : failed)++;
-      (check<bf16>(s, isa, rng, 2e-2) ? passed : failed)++;
-    }
+    for (Algo algo : {Algo::packed, Algo::direct})
+      for (const ConvShape& s : shapes) {
+        (check<float>(s, isa, algo, rng, 1e-5) ? passed : failed)++;
+        (check<double>(s, isa, algo, rng, 1e-12) ? passed : failed)++;
+        (check<bf16>(s, isa, algo, rng, 2e-2) ? passed : failed)++;
+      }
   }
   std::printf("%d passed, %d failed\n", passed, failed);
   return failed == 0 ? 0 : 1;

@@ -37,6 +37,14 @@ Isa best_isa();
 // Returns false and leaves `out` alone when the variable names an unknown or unsupported ISA.
 bool isa_from_env(Isa* out, const char** error);
 
+// How the kernels reach the patches. `packed` copies each tile of patches into GEMM panels
+// (im2col on the fly, positions flattened over images); `direct` stages each tile's input rows once
+// per kernel column and reads patches in place. `automatic` picks per layer shape.
+// ADDERNET_CPU_ALGO=packed|direct forces one (the tests force each in turn).
+enum class Algo { automatic = 0, packed = 1, direct = 2 };
+const char* algo_name(Algo algo);
+bool algo_from_env(Algo* out, const char** error);
+
 // Forward: y = epilogue(-sum |x - w|), epilogue = relu?(scale[o] * v + shift[o]), either optional.
 // Weights are packed once per call into `wpack` (forward_pack_size elements of the compute type:
 // float for float and bf16 inputs, double for double).
@@ -44,9 +52,11 @@ template <typename T>
 struct Forward {
   static int64_t pack_size(const ConvShape& s, Isa isa);
   static void pack(const ConvShape& s, const T* w, void* wpack, Isa isa);
-  static int64_t work_items(const ConvShape& s, Isa isa);
+  static int64_t work_items(const ConvShape& s, Isa isa, Algo algo);
   static void run(const ConvShape& s, const T* x, const void* wpack, const T* scale, const T* shift,
-                  bool relu, T* y, int64_t begin, int64_t end, Isa isa);
+                  bool relu, T* y, int64_t begin, int64_t end, Isa isa, Algo algo);
+  // The algorithm `automatic` resolves to for this shape.
+  static Algo choose(const ConvShape& s, Isa isa, Algo algo);
 };
 
 // Input gradient: gx = sum_o G * clamp(W - X, -1, 1), scattered back over every patch a pixel is

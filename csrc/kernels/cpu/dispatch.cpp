@@ -57,6 +57,27 @@ bool isa_from_env(Isa* out, const char** error) {
   return false;
 }
 
+const char* algo_name(Algo algo) {
+  switch (algo) {
+    case Algo::packed: return "packed";
+    case Algo::direct: return "direct";
+    default: return "automatic";
+  }
+}
+
+bool algo_from_env(Algo* out, const char** error) {
+  const char* env = std::getenv("ADDERNET_CPU_ALGO");
+  *out = Algo::automatic;
+  if (env == nullptr || *env == '\0') return true;
+  for (Algo algo : {Algo::automatic, Algo::packed, Algo::direct})
+    if (std::strcmp(env, algo_name(algo)) == 0) {
+      *out = algo;
+      return true;
+    }
+  *error = "ADDERNET_CPU_ALGO must be one of automatic, packed, direct";
+  return false;
+}
+
 #ifdef ADDERNET_X86
 #define ADDERNET_DISPATCH(isa, fn, ...)                              \
   switch (isa) {                                                     \
@@ -73,12 +94,16 @@ int64_t Forward<T>::pack_size(const ConvShape& s, Isa isa) { ADDERNET_DISPATCH(i
 template <typename T>
 void Forward<T>::pack(const ConvShape& s, const T* w, void* wp, Isa isa) { ADDERNET_DISPATCH(isa, fwd_pack, s, w, wp) }
 template <typename T>
-int64_t Forward<T>::work_items(const ConvShape& s, Isa isa) { ADDERNET_DISPATCH(isa, fwd_items, s) }
+int64_t Forward<T>::work_items(const ConvShape& s, Isa isa, Algo algo) {
+  ADDERNET_DISPATCH(isa, fwd_items, s, algo)
+}
 template <typename T>
 void Forward<T>::run(const ConvShape& s, const T* x, const void* wp, const T* scale, const T* shift,
-                     bool relu, T* y, int64_t begin, int64_t end, Isa isa) {
-  ADDERNET_DISPATCH(isa, fwd_run, s, x, wp, scale, shift, relu, y, begin, end)
+                     bool relu, T* y, int64_t begin, int64_t end, Isa isa, Algo algo) {
+  ADDERNET_DISPATCH(isa, fwd_run, s, x, wp, scale, shift, relu, y, begin, end, algo)
 }
+template <typename T>
+Algo Forward<T>::choose(const ConvShape& s, Isa isa, Algo algo) { ADDERNET_DISPATCH(isa, fwd_algo, s, algo) }
 
 template <typename T>
 int64_t InputGrad<T>::pack_size(const ConvShape& s, Isa isa) { ADDERNET_DISPATCH(isa, bwdx_pack_size, s) }
