@@ -116,6 +116,70 @@ def test_every_isa_path(monkeypatch, isa, cfg):
         _check_against_formulas(cfg, "native", dtype)
 
 
+# Shapes for the two ways the native kernels reach patches. The direct path tiles whole output
+# (forward) or input (input gradient) rows, so these put tile ends mid-row and mid-vector, run
+# 'valid' layers whose border pixels see few taps, and mix stride 1 (direct input gradient) with
+# strides that keep the packed one.
+ALGO_CFGS = [
+    dict(n=3, c=5, h=13, w=11, o=13, kh=3, kw=3, stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=1),
+    dict(n=2, c=6, h=14, w=14, o=16, kh=5, kw=5, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1),
+    dict(n=1, c=40, h=7, w=7, o=7, kh=3, kw=3, stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=1),
+    dict(n=2, c=4, h=23, w=3, o=6, kh=2, kw=3, stride=(1, 1), padding=(2, 1), dilation=(2, 1), groups=2),
+    dict(n=2, c=8, h=17, w=17, o=16, kh=1, kw=1, stride=(2, 2), padding=(0, 0), dilation=(1, 1), groups=1),
+    dict(n=2, c=3, h=10, w=9, o=6, kh=3, kw=2, stride=(2, 3), padding=(1, 0), dilation=(1, 1), groups=3),
+    dict(n=4, c=3, h=40, w=33, o=2, kh=3, kw=3, stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=1),
+]
+
+
+@needs_native
+@pytest.mark.parametrize("algo", ["packed", "direct"])
+@pytest.mark.parametrize("cfg", ALGO_CFGS)
+def test_every_algorithm(monkeypatch, algo, cfg):
+    monkeypatch.setenv("ADDERNET_CPU_ALGO", algo)
+    for isa in _isas():
+        monkeypatch.setenv("ADDERNET_CPU_ISA", isa)
+        for dtype in (torch.float32, torch.float64):
+            _check_against_formulas(cfg, "native", dtype)
+
+
+@needs_native
+@pytest.mark.parametrize("algo", ["packed", "direct"])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cfg=conv_configs())
+def test_every_algorithm_on_random_configs(algo, cfg):
+    old = os.environ.get("ADDERNET_CPU_ALGO")
+    os.environ["ADDERNET_CPU_ALGO"] = algo
+    try:
+        _check_against_formulas(cfg, "native", torch.float32)
+    finally:
+        if old is None:
+            del os.environ["ADDERNET_CPU_ALGO"]
+        else:
+            os.environ["ADDERNET_CPU_ALGO"] = old
+
+
+@needs_native
+@pytest.mark.parametrize("algo", ["packed", "direct"])
+def test_fused_epilogue_in_every_algorithm(monkeypatch, algo):
+    monkeypatch.setenv("ADDERNET_CPU_ALGO", algo)
+    cfg = ALGO_CFGS[0]
+    x, w = _inputs(cfg, torch.float32)
+    scale, shift = torch.randn(cfg["o"]), torch.randn(cfg["o"])
+    args = (list(cfg["stride"]), list(cfg["padding"]), list(cfg["dilation"]), cfg["groups"])
+    got = torch.ops.addernet.adder_conv2d_fused(x, w, scale, shift, *args, True)
+    y_ref = adder_forward_backward(x, w, None, cfg["stride"], cfg["padding"], cfg["dilation"], cfg["groups"])[0]
+    want = torch.relu(y_ref * scale.double().view(1, -1, 1, 1) + shift.double().view(1, -1, 1, 1))
+    torch.testing.assert_close(got.double(), want, rtol=0, atol=1e-5 * want.abs().max().item())
+
+
+@needs_native
+def test_unknown_algorithm_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("ADDERNET_CPU_ALGO", "winograd")
+    x, w = _inputs(BASE, torch.float32)
+    with pytest.raises(RuntimeError, match="ADDERNET_CPU_ALGO"):
+        AF.adder_conv2d(x, w, groups=BASE["groups"], backend="native")
+
+
 @needs_native
 def test_unknown_isa_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("ADDERNET_CPU_ISA", "sse9")

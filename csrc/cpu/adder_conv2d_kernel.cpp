@@ -111,13 +111,14 @@ std::tuple<at::Tensor, at::Tensor> adder_conv2d_backward_cpu(
   if (output_mask[0] && gi.numel() > 0) {
     const cpu::ConvShape s = to_cpu_shape(geo);
     const cpu::Isa isa = pick_isa();
+    const cpu::Algo algo = pick_algo();
     dispatch_dtype(input.scalar_type(), name, [&](auto tag) {
       using T = decltype(tag);
-      at::Tensor wpack = at::empty({cpu::InputGrad<T>::pack_size(s, isa) * compute_bytes(input.scalar_type())},
+      at::Tensor wpack = at::empty({cpu::InputGrad<T>::pack_size(s, isa, algo) * compute_bytes(input.scalar_type())},
                                    input.options().dtype(at::kByte));
-      cpu::InputGrad<T>::pack(s, ptr<T>(w), wpack.data_ptr(), isa);
-      at::parallel_for(0, cpu::InputGrad<T>::work_items(s, isa), 1, [&](int64_t b, int64_t e) {
-        cpu::InputGrad<T>::run(s, ptr<T>(x), wpack.data_ptr(), ptr<T>(g), ptr<T>(gi), b, e, isa);
+      cpu::InputGrad<T>::pack(s, ptr<T>(w), wpack.data_ptr(), isa, algo);
+      at::parallel_for(0, cpu::InputGrad<T>::work_items(s, isa, algo), 1, [&](int64_t b, int64_t e) {
+        cpu::InputGrad<T>::run(s, ptr<T>(x), wpack.data_ptr(), ptr<T>(g), ptr<T>(gi), b, e, isa, algo);
       });
     });
   }

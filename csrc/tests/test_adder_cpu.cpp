@@ -69,9 +69,10 @@ static bool check(const ConvShape& s, Isa isa, Algo algo, std::mt19937& rng, dou
   Forward<T>::pack(s, w.data(), wp.data(), isa);
   Forward<T>::run(s, x.data(), wp.data(), nullptr, nullptr, false, y.data(), 0,
                   Forward<T>::work_items(s, isa, algo), isa, algo);
-  std::vector<double> wt(InputGrad<T>::pack_size(s, isa));
-  InputGrad<T>::pack(s, w.data(), wt.data(), isa);
-  InputGrad<T>::run(s, x.data(), wt.data(), g.data(), gx.data(), 0, InputGrad<T>::work_items(s, isa), isa);
+  std::vector<double> wt(InputGrad<T>::pack_size(s, isa, algo));
+  InputGrad<T>::pack(s, w.data(), wt.data(), isa, algo);
+  InputGrad<T>::run(s, x.data(), wt.data(), g.data(), gx.data(), 0,
+                    InputGrad<T>::work_items(s, isa, algo), isa, algo);
 
   double err_y = 0, err_gx = 0, scale_y = 1, scale_gx = 1;
   for (size_t i = 0; i < y.size(); ++i) {

@@ -63,11 +63,13 @@ struct Forward {
 // in. Each work item owns a disjoint block of (image, channels) of gx, which it zeroes and fills.
 template <typename T>
 struct InputGrad {
-  static int64_t pack_size(const ConvShape& s, Isa isa);
-  static void pack(const ConvShape& s, const T* w, void* wpack, Isa isa);
-  static int64_t work_items(const ConvShape& s, Isa isa);
+  static int64_t pack_size(const ConvShape& s, Isa isa, Algo algo);
+  static void pack(const ConvShape& s, const T* w, void* wpack, Isa isa, Algo algo);
+  static int64_t work_items(const ConvShape& s, Isa isa, Algo algo);
   static void run(const ConvShape& s, const T* x, const void* wpack, const T* grad_out, T* grad_in,
-                  int64_t begin, int64_t end, Isa isa);
+                  int64_t begin, int64_t end, Isa isa, Algo algo);
+  // The algorithm this shape runs: `direct` needs stride 1, so strided layers always pack.
+  static Algo choose(const ConvShape& s, Isa isa, Algo algo);
 };
 
 }  // namespace cpu

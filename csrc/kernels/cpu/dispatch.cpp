@@ -106,16 +106,24 @@ template <typename T>
 Algo Forward<T>::choose(const ConvShape& s, Isa isa, Algo algo) { ADDERNET_DISPATCH(isa, fwd_algo, s, algo) }
 
 template <typename T>
-int64_t InputGrad<T>::pack_size(const ConvShape& s, Isa isa) { ADDERNET_DISPATCH(isa, bwdx_pack_size, s) }
+int64_t InputGrad<T>::pack_size(const ConvShape& s, Isa isa, Algo algo) {
+  ADDERNET_DISPATCH(isa, bwdx_pack_size, s, algo)
+}
 template <typename T>
-void InputGrad<T>::pack(const ConvShape& s, const T* w, void* wp, Isa isa) { ADDERNET_DISPATCH(isa, bwdx_pack, s, w, wp) }
+void InputGrad<T>::pack(const ConvShape& s, const T* w, void* wp, Isa isa, Algo algo) {
+  ADDERNET_DISPATCH(isa, bwdx_pack, s, w, wp, algo)
+}
 template <typename T>
-int64_t InputGrad<T>::work_items(const ConvShape& s, Isa isa) { ADDERNET_DISPATCH(isa, bwdx_items, s) }
+int64_t InputGrad<T>::work_items(const ConvShape& s, Isa isa, Algo algo) {
+  ADDERNET_DISPATCH(isa, bwdx_items, s, algo)
+}
 template <typename T>
 void InputGrad<T>::run(const ConvShape& s, const T* x, const void* wp, const T* gout, T* gin,
-                       int64_t begin, int64_t end, Isa isa) {
-  ADDERNET_DISPATCH(isa, bwdx_run, s, x, wp, gout, gin, begin, end)
+                       int64_t begin, int64_t end, Isa isa, Algo algo) {
+  ADDERNET_DISPATCH(isa, bwdx_run, s, x, wp, gout, gin, begin, end, algo)
 }
+template <typename T>
+Algo InputGrad<T>::choose(const ConvShape& s, Isa isa, Algo algo) { ADDERNET_DISPATCH(isa, bwdx_algo, s, algo) }
 
 template struct Forward<float>;
 template struct Forward<double>;
