@@ -105,6 +105,8 @@ int main() {
       // one position per image (LeNet's 4x4 adder), and tiles that cross image boundaries
       make(37, 6, 4, 4, 10, 4, 4, 1, 0, 1, 1),  make(5, 3, 6, 5, 4, 3, 3, 1, 1, 1, 1),
       make(3, 2, 9, 10, 3, 3, 2, 3, 2, 1, 1),
+      // a 'valid' 5x5 layer (LeNet's 6->16), and rows wider than a direct tile
+      make(3, 6, 14, 14, 16, 5, 5, 1, 0, 1, 1), make(1, 2, 3, 600, 3, 1, 3, 1, 1, 1, 1),
   };
   int passed = 0, failed = 0;
   for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512}) {
