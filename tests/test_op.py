@@ -173,6 +173,21 @@ def test_fused_epilogue_in_every_algorithm(monkeypatch, algo):
 
 
 @needs_native
+@pytest.mark.parametrize("algo", ["packed", "direct"])
+def test_small_batches_split_channels_across_threads(monkeypatch, algo):
+    # One image gives one tile of positions; with 8 threads the kernels split its 197 output (and
+    # 130 input) channels into chunks so that every thread has work. Results must not change.
+    monkeypatch.setenv("ADDERNET_CPU_ALGO", algo)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(8)
+    try:
+        cfg = dict(n=1, c=130, h=5, w=5, o=197, kh=3, kw=3, stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=1)
+        _check_against_formulas(cfg, "native", torch.float32)
+    finally:
+        torch.set_num_threads(threads)
+
+
+@needs_native
 def test_unknown_algorithm_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("ADDERNET_CPU_ALGO", "winograd")
     x, w = _inputs(BASE, torch.float32)

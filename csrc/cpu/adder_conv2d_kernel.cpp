@@ -35,6 +35,16 @@ cpu::Algo pick_algo() {
   return algo;
 }
 
+// The ISA and the patch algorithm, from the environment (tests force each), and the thread count
+// at::parallel_for will use, so that small batches split channels to fill it.
+cpu::Options pick_options() {
+  cpu::Options opt;
+  opt.isa = pick_isa();
+  opt.algo = pick_algo();
+  opt.threads = at::get_num_threads();
+  return opt;
+}
+
 // The raw kernels' element type for a tensor dtype; bf16 travels as raw bits.
 template <typename F>
 void dispatch_dtype(at::ScalarType dtype, const char* name, F&& f) {
@@ -68,16 +78,15 @@ at::Tensor forward_impl(const at::Tensor& input, const at::Tensor& weight,
   const c10::optional<at::Tensor> sc = scale.has_value() ? c10::optional<at::Tensor>(scale->contiguous()) : scale;
   const c10::optional<at::Tensor> sh = shift.has_value() ? c10::optional<at::Tensor>(shift->contiguous()) : shift;
   const cpu::ConvShape s = to_cpu_shape(geo);
-  const cpu::Isa isa = pick_isa();
-  const cpu::Algo algo = pick_algo();
+  const cpu::Options opt = pick_options();
   dispatch_dtype(input.scalar_type(), name, [&](auto tag) {
     using T = decltype(tag);
-    at::Tensor wpack = at::empty({cpu::Forward<T>::pack_size(s, isa) * compute_bytes(input.scalar_type())},
+    at::Tensor wpack = at::empty({cpu::Forward<T>::pack_size(s, opt) * compute_bytes(input.scalar_type())},
                                  input.options().dtype(at::kByte));
-    cpu::Forward<T>::pack(s, ptr<T>(w), wpack.data_ptr(), isa);
-    at::parallel_for(0, cpu::Forward<T>::work_items(s, isa, algo), 1, [&](int64_t b, int64_t e) {
+    cpu::Forward<T>::pack(s, ptr<T>(w), wpack.data_ptr(), opt);
+    at::parallel_for(0, cpu::Forward<T>::work_items(s, opt), 1, [&](int64_t b, int64_t e) {
       cpu::Forward<T>::run(s, ptr<T>(x), wpack.data_ptr(), cptr<T>(sc), cptr<T>(sh), relu,
-                           ptr<T>(y), b, e, isa, algo);
+                           ptr<T>(y), b, e, opt);
     });
   });
   return y;
@@ -110,15 +119,14 @@ std::tuple<at::Tensor, at::Tensor> adder_conv2d_backward_cpu(
   at::Tensor gw = at::empty({0}, weight.options());
   if (output_mask[0] && gi.numel() > 0) {
     const cpu::ConvShape s = to_cpu_shape(geo);
-    const cpu::Isa isa = pick_isa();
-    const cpu::Algo algo = pick_algo();
+    const cpu::Options opt = pick_options();
     dispatch_dtype(input.scalar_type(), name, [&](auto tag) {
       using T = decltype(tag);
-      at::Tensor wpack = at::empty({cpu::InputGrad<T>::pack_size(s, isa, algo) * compute_bytes(input.scalar_type())},
+      at::Tensor wpack = at::empty({cpu::InputGrad<T>::pack_size(s, opt) * compute_bytes(input.scalar_type())},
                                    input.options().dtype(at::kByte));
-      cpu::InputGrad<T>::pack(s, ptr<T>(w), wpack.data_ptr(), isa, algo);
-      at::parallel_for(0, cpu::InputGrad<T>::work_items(s, isa, algo), 1, [&](int64_t b, int64_t e) {
-        cpu::InputGrad<T>::run(s, ptr<T>(x), wpack.data_ptr(), ptr<T>(g), ptr<T>(gi), b, e, isa, algo);
+      cpu::InputGrad<T>::pack(s, ptr<T>(w), wpack.data_ptr(), opt);
+      at::parallel_for(0, cpu::InputGrad<T>::work_items(s, opt), 1, [&](int64_t b, int64_t e) {
+        cpu::InputGrad<T>::run(s, ptr<T>(x), wpack.data_ptr(), ptr<T>(g), ptr<T>(gi), b, e, opt);
       });
     });
   }

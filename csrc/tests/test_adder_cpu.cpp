@@ -55,7 +55,7 @@ template <typename T> static T from_double(double v) { return T(v); }
 template <> bf16 from_double<bf16>(double v) { return to_bf16(float(v)); }
 
 template <typename T>
-static bool check(const ConvShape& s, Isa isa, Algo algo, std::mt19937& rng, double tol) {
+static bool check(const ConvShape& s, const Options& opt, std::mt19937& rng, double tol) {
   std::normal_distribution<double> dist(0.0, 1.0);
   std::vector<T> x(s.N * s.C * s.H * s.W), w(s.O * s.K()), g(s.N * s.O * s.L());
   std::vector<double> xd(x.size()), wd(w.size()), gd(g.size()), y_ref, gx_ref;
@@ -65,14 +65,14 @@ static bool check(const ConvShape& s, Isa isa, Algo algo, std::mt19937& rng, dou
   naive(s, xd, wd, gd, y_ref, gx_ref);
 
   std::vector<T> y(y_ref.size(), from_double<T>(NAN)), gx(gx_ref.size(), from_double<T>(NAN));
-  std::vector<double> wp(Forward<T>::pack_size(s, isa));
-  Forward<T>::pack(s, w.data(), wp.data(), isa);
+  std::vector<double> wp(Forward<T>::pack_size(s, opt));
+  Forward<T>::pack(s, w.data(), wp.data(), opt);
   Forward<T>::run(s, x.data(), wp.data(), nullptr, nullptr, false, y.data(), 0,
-                  Forward<T>::work_items(s, isa, algo), isa, algo);
-  std::vector<double> wt(InputGrad<T>::pack_size(s, isa, algo));
-  InputGrad<T>::pack(s, w.data(), wt.data(), isa, algo);
-  InputGrad<T>::run(s, x.data(), wt.data(), g.data(), gx.data(), 0,
-                    InputGrad<T>::work_items(s, isa, algo), isa, algo);
+                  Forward<T>::work_items(s, opt), opt);
+  std::vector<double> wt(InputGrad<T>::pack_size(s, opt));
+  InputGrad<T>::pack(s, w.data(), wt.data(), opt);
+  InputGrad<T>::run(s, x.data(), wt.data(), g.data(), gx.data(), 0, InputGrad<T>::work_items(s, opt),
+                    opt);
 
   double err_y = 0, err_gx = 0, scale_y = 1, scale_gx = 1;
   for (size_t i = 0; i < y.size(); ++i) {
@@ -87,8 +87,8 @@ static bool check(const ConvShape& s, Isa isa, Algo algo, std::mt19937& rng, dou
   }
   const bool ok = err_y <= tol * scale_y && err_gx <= tol * scale_gx;
   if (!ok)
-    std::printf("FAIL %s %s N%ld C%ld %ldx%ld O%ld k%ldx%ld s%ld,%ld p%ld d%ld g%ld: y err %.3g, gx err %.3g\n",
-                isa_name(isa), algo_name(algo), long(s.N), long(s.C), long(s.H), long(s.W), long(s.O), long(s.KH),
+    std::printf("FAIL %s %s threads=%ld N%ld C%ld %ldx%ld O%ld k%ldx%ld s%ld,%ld p%ld d%ld g%ld: y err %.3g, gx err %.3g\n",
+                isa_name(opt.isa), algo_name(opt.algo), long(opt.threads), long(s.N), long(s.C), long(s.H), long(s.W), long(s.O), long(s.KH),
                 long(s.KW), long(s.SH), long(s.SW), long(s.PH), long(s.DH), long(s.G), err_y / scale_y,
                 err_gx / scale_gx);
   return ok;
@@ -107,6 +107,8 @@ int main() {
       make(3, 2, 9, 10, 3, 3, 2, 3, 2, 1, 1),
       // a 'valid' 5x5 layer (LeNet's 6->16), and rows wider than a direct tile
       make(3, 6, 14, 14, 16, 5, 5, 1, 0, 1, 1), make(1, 2, 3, 600, 3, 1, 3, 1, 1, 1, 1),
+      // enough channels to split into chunks at 64 threads, odd counts leaving short last chunks
+      make(1, 130, 5, 5, 197, 3, 3, 1, 1, 1, 1), make(2, 67, 4, 6, 131, 1, 1, 1, 0, 1, 1),
   };
   int passed = 0, failed = 0;
   for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512}) {
@@ -114,12 +116,16 @@ int main() {
       std::printf("skip %s: not supported here\n", isa_name(isa));
       continue;
     }
+    // Small batches split output (and input) channels across work items at 64 threads, where
+    // tiles are too few, and at 3, where a few tiles would be dealt unevenly.
     for (Algo algo : {Algo::packed, Algo::direct})
-      for (const ConvShape& s : shapes) {
-        (check<float>(s, isa, algo, rng, 1e-5) ? passed : failed)++;
-        (check<double>(s, isa, algo, rng, 1e-12) ? passed : failed)++;
-        (check<bf16>(s, isa, algo, rng, 2e-2) ? passed : failed)++;
-      }
+      for (int64_t threads : {1, 3, 64})
+        for (const ConvShape& s : shapes) {
+          const Options opt{isa, algo, threads};
+          (check<float>(s, opt, rng, 1e-5) ? passed : failed)++;
+          (check<double>(s, opt, rng, 1e-12) ? passed : failed)++;
+          (check<bf16>(s, opt, rng, 2e-2) ? passed : failed)++;
+        }
   }
   std::printf("%d passed, %d failed\n", passed, failed);
   return failed == 0 ? 0 : 1;

@@ -45,31 +45,40 @@ enum class Algo { automatic = 0, packed = 1, direct = 2 };
 const char* algo_name(Algo algo);
 bool algo_from_env(Algo* out, const char** error);
 
-// Forward: y = epilogue(-sum |x - w|), epilogue = relu?(scale[o] * v + shift[o]), either optional.
-// Weights are packed once per call into `wpack` (forward_pack_size elements of the compute type:
-// float for float and bf16 inputs, double for double).
-template <typename T>
-struct Forward {
-  static int64_t pack_size(const ConvShape& s, Isa isa);
-  static void pack(const ConvShape& s, const T* w, void* wpack, Isa isa);
-  static int64_t work_items(const ConvShape& s, Isa isa, Algo algo);
-  static void run(const ConvShape& s, const T* x, const void* wpack, const T* scale, const T* shift,
-                  bool relu, T* y, int64_t begin, int64_t end, Isa isa, Algo algo);
-  // The algorithm `automatic` resolves to for this shape.
-  static Algo choose(const ConvShape& s, Isa isa, Algo algo);
+// How a call runs: the instruction set, the patch algorithm, and the caller's thread count. Work
+// items split a layer over images and tiles of positions; when those alone would leave threads
+// idle (small batches of small maps), they split output channels too.
+struct Options {
+  Isa isa = Isa::scalar;
+  Algo algo = Algo::automatic;
+  int64_t threads = 1;
 };
 
-// Input gradient: gx = sum_o G * clamp(W - X, -1, 1), scattered back over every patch a pixel is
-// in. Each work item owns a disjoint block of (image, channels) of gx, which it zeroes and fills.
+// Forward: y = epilogue(-sum |x - w|), epilogue = relu?(scale[o] * v + shift[o]), either optional.
+// Weights are packed once per call into `wpack` (pack_size elements of the compute type: float
+// for float and bf16 inputs, double for double).
+template <typename T>
+struct Forward {
+  static int64_t pack_size(const ConvShape& s, const Options& opt);
+  static void pack(const ConvShape& s, const T* w, void* wpack, const Options& opt);
+  static int64_t work_items(const ConvShape& s, const Options& opt);
+  static void run(const ConvShape& s, const T* x, const void* wpack, const T* scale, const T* shift,
+                  bool relu, T* y, int64_t begin, int64_t end, const Options& opt);
+  // The algorithm `automatic` resolves to for this shape.
+  static Algo choose(const ConvShape& s, const Options& opt);
+};
+
+// Input gradient: gx = sum_o G * clamp(W - X, -1, 1), summed over every patch a pixel is in.
+// Each work item owns a disjoint block of (image, channels) of gx, which it fills.
 template <typename T>
 struct InputGrad {
-  static int64_t pack_size(const ConvShape& s, Isa isa, Algo algo);
-  static void pack(const ConvShape& s, const T* w, void* wpack, Isa isa, Algo algo);
-  static int64_t work_items(const ConvShape& s, Isa isa, Algo algo);
+  static int64_t pack_size(const ConvShape& s, const Options& opt);
+  static void pack(const ConvShape& s, const T* w, void* wpack, const Options& opt);
+  static int64_t work_items(const ConvShape& s, const Options& opt);
   static void run(const ConvShape& s, const T* x, const void* wpack, const T* grad_out, T* grad_in,
-                  int64_t begin, int64_t end, Isa isa, Algo algo);
+                  int64_t begin, int64_t end, const Options& opt);
   // The algorithm this shape runs: `direct` needs stride 1, so strided layers always pack.
-  static Algo choose(const ConvShape& s, Isa isa, Algo algo);
+  static Algo choose(const ConvShape& s, const Options& opt);
 };
 
 }  // namespace cpu

@@ -90,40 +90,44 @@ bool algo_from_env(Algo* out, const char** error) {
 #endif
 
 template <typename T>
-int64_t Forward<T>::pack_size(const ConvShape& s, Isa isa) { ADDERNET_DISPATCH(isa, fwd_pack_size, s) }
+int64_t Forward<T>::pack_size(const ConvShape& s, const Options& o) {
+  ADDERNET_DISPATCH(o.isa, fwd_pack_size, s)
+}
 template <typename T>
-void Forward<T>::pack(const ConvShape& s, const T* w, void* wp, Isa isa) { ADDERNET_DISPATCH(isa, fwd_pack, s, w, wp) }
+void Forward<T>::pack(const ConvShape& s, const T* w, void* wp, const Options& o) {
+  ADDERNET_DISPATCH(o.isa, fwd_pack, s, w, wp)
+}
 template <typename T>
-int64_t Forward<T>::work_items(const ConvShape& s, Isa isa, Algo algo) {
-  ADDERNET_DISPATCH(isa, fwd_items, s, algo)
+int64_t Forward<T>::work_items(const ConvShape& s, const Options& o) {
+  ADDERNET_DISPATCH(o.isa, fwd_items, s, o.algo, o.threads)
 }
 template <typename T>
 void Forward<T>::run(const ConvShape& s, const T* x, const void* wp, const T* scale, const T* shift,
-                     bool relu, T* y, int64_t begin, int64_t end, Isa isa, Algo algo) {
-  ADDERNET_DISPATCH(isa, fwd_run, s, x, wp, scale, shift, relu, y, begin, end, algo)
+                     bool relu, T* y, int64_t begin, int64_t end, const Options& o) {
+  ADDERNET_DISPATCH(o.isa, fwd_run, s, x, wp, scale, shift, relu, y, begin, end, o.algo, o.threads)
 }
 template <typename T>
-Algo Forward<T>::choose(const ConvShape& s, Isa isa, Algo algo) { ADDERNET_DISPATCH(isa, fwd_algo, s, algo) }
+Algo Forward<T>::choose(const ConvShape& s, const Options& o) { ADDERNET_DISPATCH(o.isa, fwd_algo, s, o.algo) }
 
 template <typename T>
-int64_t InputGrad<T>::pack_size(const ConvShape& s, Isa isa, Algo algo) {
-  ADDERNET_DISPATCH(isa, bwdx_pack_size, s, algo)
+int64_t InputGrad<T>::pack_size(const ConvShape& s, const Options& o) {
+  ADDERNET_DISPATCH(o.isa, bwdx_pack_size, s, o.algo)
 }
 template <typename T>
-void InputGrad<T>::pack(const ConvShape& s, const T* w, void* wp, Isa isa, Algo algo) {
-  ADDERNET_DISPATCH(isa, bwdx_pack, s, w, wp, algo)
+void InputGrad<T>::pack(const ConvShape& s, const T* w, void* wp, const Options& o) {
+  ADDERNET_DISPATCH(o.isa, bwdx_pack, s, w, wp, o.algo)
 }
 template <typename T>
-int64_t InputGrad<T>::work_items(const ConvShape& s, Isa isa, Algo algo) {
-  ADDERNET_DISPATCH(isa, bwdx_items, s, algo)
+int64_t InputGrad<T>::work_items(const ConvShape& s, const Options& o) {
+  ADDERNET_DISPATCH(o.isa, bwdx_items, s, o.algo, o.threads)
 }
 template <typename T>
 void InputGrad<T>::run(const ConvShape& s, const T* x, const void* wp, const T* gout, T* gin,
-                       int64_t begin, int64_t end, Isa isa, Algo algo) {
-  ADDERNET_DISPATCH(isa, bwdx_run, s, x, wp, gout, gin, begin, end, algo)
+                       int64_t begin, int64_t end, const Options& o) {
+  ADDERNET_DISPATCH(o.isa, bwdx_run, s, x, wp, gout, gin, begin, end, o.algo, o.threads)
 }
 template <typename T>
-Algo InputGrad<T>::choose(const ConvShape& s, Isa isa, Algo algo) { ADDERNET_DISPATCH(isa, bwdx_algo, s, algo) }
+Algo InputGrad<T>::choose(const ConvShape& s, const Options& o) { ADDERNET_DISPATCH(o.isa, bwdx_algo, s, o.algo) }
 
 template struct Forward<float>;
 template struct Forward<double>;
