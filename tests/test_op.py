@@ -188,18 +188,11 @@ def test_small_batches_split_channels_across_threads(monkeypatch, algo):
 
 
 @needs_native
-def test_unknown_algorithm_is_a_clear_error(monkeypatch):
-    monkeypatch.setenv("ADDERNET_CPU_ALGO", "winograd")
+@pytest.mark.parametrize("var, value", [("ADDERNET_CPU_ISA", "sse9"), ("ADDERNET_CPU_ALGO", "winograd")])
+def test_unknown_kernel_choice_is_a_clear_error(monkeypatch, var, value):
+    monkeypatch.setenv(var, value)
     x, w = _inputs(BASE, torch.float32)
-    with pytest.raises(RuntimeError, match="ADDERNET_CPU_ALGO"):
-        AF.adder_conv2d(x, w, groups=BASE["groups"], backend="native")
-
-
-@needs_native
-def test_unknown_isa_is_a_clear_error(monkeypatch):
-    monkeypatch.setenv("ADDERNET_CPU_ISA", "sse9")
-    x, w = _inputs(BASE, torch.float32)
-    with pytest.raises(RuntimeError, match="ADDERNET_CPU_ISA"):
+    with pytest.raises(RuntimeError, match=var):
         AF.adder_conv2d(x, w, groups=BASE["groups"], backend="native")
 
 

@@ -39,6 +39,14 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return getattr(model, "module", model)
 
 
+def _on_device(batches, device: torch.device, limit_batches: Optional[int]):
+    """Yields (index, x, y) with x and y moved to ``device``, stopping after ``limit_batches``."""
+    for i, (x, y) in enumerate(batches):
+        if limit_batches is not None and i >= limit_batches:
+            break
+        yield i, x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+
+
 def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, scheduler=None,
                     device="cpu", amp=False, loss_fn: LossFn = F.cross_entropy, progress: bool = True, *,
                     scaler=None, limit_batches: Optional[int] = None, desc: str = "train",
@@ -65,11 +73,7 @@ def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, 
     model.train()
     start = time.perf_counter()
     with _amp.adder_layers_in_weight_dtype(model) if dtype is not None else contextlib.nullcontext():
-        for i, (x, y) in enumerate(bar):
-            if limit_batches is not None and i >= limit_batches:
-                break
-            x = x.to(device, non_blocking=True)
-            y = y.to(device, non_blocking=True)
+        for i, x, y in _on_device(bar, device, limit_batches):
             with _amp.autocast(device, dtype):
                 out = model(x)
                 loss = loss_fn(out, y)
@@ -117,11 +121,7 @@ def evaluate(model: nn.Module, loader, device="cpu", amp=False, loss_fn: LossFn 
     bar = _progress(loader, progress, desc, _batches(loader, limit_batches))
     try:
         with _amp.adder_layers_in_weight_dtype(model) if dtype is not None else contextlib.nullcontext():
-            for i, (x, y) in enumerate(bar):
-                if limit_batches is not None and i >= limit_batches:
-                    break
-                x = x.to(device, non_blocking=True)
-                y = y.to(device, non_blocking=True)
+            for _, x, y in _on_device(bar, device, limit_batches):
                 with _amp.autocast(device, dtype):
                     out = model(x)
                     loss = loss_fn(out.float(), y)
