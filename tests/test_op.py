@@ -188,6 +188,19 @@ def test_small_batches_split_channels_across_threads(monkeypatch, algo):
 
 
 @needs_native
+def test_algorithm_choice_follows_the_layer_shape(monkeypatch):
+    algos = lambda n, c, h, o, k, stride, pad: torch.ops.addernet._cpu_algorithms(  # noqa: E731
+        [n, c, h, h], [o, c, k, k], [stride] * 2, [pad] * 2, [1, 1], 1)
+    assert algos(32, 16, 32, 16, 3, 1, 1) == "direct/direct"    # wide rows: read in place
+    assert algos(32, 16, 32, 32, 3, 2, 1).endswith("/packed")   # strided input gradient packs
+    assert algos(256, 16, 5, 120, 5, 1, 0) == "packed/packed"   # one position per image
+    monkeypatch.setenv("ADDERNET_CPU_ALGO", "packed")
+    assert algos(32, 16, 32, 16, 3, 1, 1) == "packed/packed"
+    monkeypatch.setenv("ADDERNET_CPU_ALGO", "direct")
+    assert algos(32, 16, 32, 32, 3, 2, 1) == "direct/packed"
+
+
+@needs_native
 @pytest.mark.parametrize("var, value", [("ADDERNET_CPU_ISA", "sse9"), ("ADDERNET_CPU_ALGO", "winograd")])
 def test_unknown_kernel_choice_is_a_clear_error(monkeypatch, var, value):
     monkeypatch.setenv(var, value)

@@ -49,6 +49,13 @@ def _candidates(shape, backends, mode, dtype):
     return out
 
 
+def _cpu_algorithm(shape) -> str:
+    """The native CPU kernels' patch algorithms for this layer, as 'forward/input-gradient'."""
+    size = [shape.batch, shape.cin, shape.size, shape.size]
+    weight = [shape.cout, shape.cin, shape.kernel, shape.kernel]
+    return torch.ops.addernet._cpu_algorithms(size, weight, [shape.stride] * 2, [shape.padding] * 2, [1, 1], 1)
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sets", default="resnet20:32,resnet20:128,resnet18:8,lenet5_bn:256",
                    help="layer sets, each NAME or NAME:BATCH, from: " + ",".join(LAYER_SETS))
@@ -71,7 +78,8 @@ def markdown(rows: list[dict], backend: str, meta: dict) -> str:
     lines = [f"Adder op ({backend}) / F.conv2d, {meta['dtype']}, {meta['threads']} threads, medians of interleaved "
              f"runs (spread = half the interquartile range). Target: forward <= {TARGETS['fwd']}x, "
              f"forward + backward <= {TARGETS['fwdbwd']}x.", "",
-             "| set | layer | batch | forward | fwd + bwd | conv fwd ms |", "|---|---|---|---|---|---|"]
+             "| set | layer | batch | forward | fwd + bwd | conv fwd ms | CPU algorithm (fwd/dx) |",
+             "|---|---|---|---|---|---|---|"]
     by_layer: dict[tuple, dict] = {}
     for r in rows:
         by_layer.setdefault((r["set"], r["layer"], r["batch"]), {})[r["mode"]] = r
@@ -85,9 +93,10 @@ def markdown(rows: list[dict], backend: str, meta: dict) -> str:
 
     for (set_name, layer, batch), modes in by_layer.items():
         fwd = modes.get("fwd")
+        algo = next(iter(modes.values())).get("cpu_algorithm") or "-"
+        conv_ms = f"{fwd['conv_s'] * 1e3:.2f}" if fwd else "-"
         lines.append(f"| {set_name} | {layer} | {batch} | {cell(fwd, 'fwd')} | {cell(modes.get('fwdbwd'), 'fwdbwd')} | "
-                     f"{fwd['conv_s'] * 1e3:.2f} |" if fwd else f"| {set_name} | {layer} | {batch} | - | "
-                     f"{cell(modes.get('fwdbwd'), 'fwdbwd')} | - |")
+                     f"{conv_ms} | {algo} |")
     return "\n".join(lines) + "\n"
 
 
@@ -114,6 +123,7 @@ def run(args) -> list[dict]:
                                   max_seconds=args.max_seconds)
                 conv = timings["conv"].median
                 row = dict(set=set_name, layer=shape.name, batch=shape.batch, mode=mode, conv_s=conv,
+                           cpu_algorithm=_cpu_algorithm(shape) if "native" in backends else None,
                            **{f"{b}_s": timings[b].median for b in backends},
                            **{f"{b}_ratio": timings[b].median / conv for b in backends},
                            **{f"{b}_spread": timings[b].spread for b in backends})

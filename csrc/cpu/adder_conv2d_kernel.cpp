@@ -146,11 +146,34 @@ std::string cpu_info() {
   return out.str();
 }
 
+// Which patch algorithm the float32 kernels run for a layer, "forward/input_grad", so that benchmark
+// tables can say what they timed.
+std::string cpu_algorithms(at::IntArrayRef input, at::IntArrayRef weight, at::IntArrayRef stride,
+                           at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
+  TORCH_CHECK(input.size() == 4 && weight.size() == 4 && stride.size() == 2 && padding.size() == 2 &&
+                  dilation.size() == 2 && groups > 0,
+              "_cpu_algorithms: expects NCHW input and OIHW weight sizes and 2-element stride, padding "
+              "and dilation");
+  cpu::ConvShape s{input[0], input[1], input[2], input[3], weight[0], weight[2], weight[3],
+                   stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1], groups, 0, 0};
+  s.OH = (s.H + 2 * s.PH - s.DH * (s.KH - 1) - 1) / s.SH + 1;
+  s.OW = (s.W + 2 * s.PW - s.DW * (s.KW - 1) - 1) / s.SW + 1;
+  TORCH_CHECK(s.OH > 0 && s.OW > 0 && s.C % groups == 0 && s.O % groups == 0,
+              "_cpu_algorithms: the sizes give no output");
+  const cpu::Options opt = pick_options();
+  return std::string(cpu::algo_name(cpu::Forward<float>::choose(s, opt))) + "/" +
+         cpu::algo_name(cpu::InputGrad<float>::choose(s, opt));
+}
+
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(addernet, m) {
-  // Not a tensor op: reports which kernel set the CPU path runs, for `addernet info`.
+  // Not tensor ops: which kernel set the CPU path runs (for `addernet info`), and which patch
+  // algorithm it picks for a layer (for the benchmark tables).
   m.def("_cpu_info() -> str", &cpu_info);
+  m.def("_cpu_algorithms(int[] input, int[] weight, int[] stride, int[] padding, int[] dilation, "
+        "int groups) -> str",
+        &cpu_algorithms);
 }
 
 TORCH_LIBRARY_IMPL(addernet, CPU, m) {
