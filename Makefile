@@ -37,14 +37,17 @@ native-test:
 	cmake --build build/native
 	ctest --test-dir build/native --output-on-failure
 
-# Compiles every CUDA kernel for sm_80 and sm_90; build/cuda/ptxas_report.txt lists registers and spills.
-cuda-check:
+# Compiles every CUDA kernel for sm_80 and sm_90 (build/cuda/ptxas_report.txt lists registers and
+# spills), then the CUDA binding against torch's headers, checking that it calls only kernels the
+# library defines. Needs the venv's torch for its headers, hence `build`.
+cuda-check: build
 ifeq ($(NVCC),)
 	@echo "cuda-check skipped: nvcc not found"
 else
 	cmake -S . -B build/cuda -G Ninja -DCMAKE_MAKE_PROGRAM=$(abspath $(VENV))/bin/ninja -DADDERNET_CUDA=ON -DCMAKE_CUDA_COMPILER=$(NVCC) >/dev/null
 	cmake --build build/cuda
 	@echo "ptxas report: build/cuda/ptxas_report.txt"
+	csrc/tests/check_cuda_binding.sh $(NVCC) $(PY) build/cuda/libaddernet_cuda_kernels.a build/cuda/binding
 endif
 
 bench: build
