@@ -44,13 +44,24 @@ def test_resnet20_fused_matches_unfused(backend):
     x = torch.randn(2, 3, 32, 32)
     with addernet.backends.use_backend(backend):
         fused = addernet.fuse(model, example_input=x)
-        # 18 3x3 adder layers and 2 downsample shortcuts, each with its BN. No ReLU: each block
-        # calls one ReLU module twice, and replacing it would change the second call too.
+        # 18 3x3 adder layers and 2 downsample shortcuts, each with its BN; the ReLU after each
+        # block's first layer too (the one after the residual add follows no adder layer).
         assert len(fused.fused_layers) == 20
-        assert sum(r is not None for _, _, r in fused.fused_layers) == 0
+        assert sorted(r for _, _, r in fused.fused_layers if r is not None) == sorted(
+            f"layer{s}.{b}.relu1" for s in (1, 2, 3) for b in range(3))
         assert sum(isinstance(m, FusedAdderConv2d) for m in fused.modules()) == 20
         with torch.no_grad():
             ref, got = model(x), fused(x)
+    torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4 * ref.abs().max().item())
+
+
+def test_lenet5_bn_folds_every_adder_layers_bn_and_relu():
+    model = _randomise_bn(addernet.models.lenet5_bn(kind="adder"))
+    fused = addernet.fuse(model)  # torch.fx traces LeNet
+    assert fused.fused_layers == [("conv2", "bn2", "relu2"), ("fc1", "bn3", "relu3"), ("fc2", "bn4", "relu4")]
+    x = torch.randn(4, 1, 28, 28)
+    with torch.no_grad():
+        ref, got = model(x), fused(x)
     torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4 * ref.abs().max().item())
 
 

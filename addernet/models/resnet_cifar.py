@@ -18,16 +18,18 @@ class BasicBlock(nn.Module):
         super().__init__()
         self.conv1 = layer(inplanes, planes, 3, stride=stride, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
-        self.relu = nn.ReLU(inplace=True)
+        # A ReLU module per call site, so that addernet.fuse can fold relu1 into conv1's epilogue.
+        self.relu1 = nn.ReLU(inplace=True)
         self.conv2 = layer(planes, planes, 3, stride=1, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
+        self.relu2 = nn.ReLU(inplace=True)
         self.downsample = downsample
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu1(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        return self.relu(out + identity)
+        return self.relu2(out + identity)
 
 
 def make_stage(layer, block, inplanes: int, planes: int, blocks: int, stride: int) -> nn.Sequential:

@@ -36,15 +36,17 @@ class LeNet5BN(nn.Module):
         self.bn4 = nn.BatchNorm2d(84)
         self.fc3 = nn.Conv2d(84, num_classes, 1, bias=False)
         self.bn5 = nn.BatchNorm2d(num_classes)
-        self.relu = nn.ReLU(inplace=True)
+        # One ReLU module per call site, so that addernet.fuse can fold each into the adder
+        # layer before it (a module called twice cannot be replaced for one call alone).
+        self.relu1, self.relu2, self.relu3, self.relu4 = (nn.ReLU(inplace=True) for _ in range(4))
         self.pool = nn.MaxPool2d(2)
         init_batchnorm(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.pool(self.relu(self.bn1(self.conv1(x))))
-        x = self.pool(self.relu(self.bn2(self.conv2(x))))
-        x = self.relu(self.bn3(self.fc1(x)))
-        x = self.relu(self.bn4(self.fc2(x)))
+        x = self.pool(self.relu1(self.bn1(self.conv1(x))))
+        x = self.pool(self.relu2(self.bn2(self.conv2(x))))
+        x = self.relu3(self.bn3(self.fc1(x)))
+        x = self.relu4(self.bn4(self.fc2(x)))
         return self.bn5(self.fc3(x)).flatten(1)
 
 
