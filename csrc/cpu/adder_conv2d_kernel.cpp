@@ -19,28 +19,22 @@ cpu::ConvShape to_cpu_shape(const ConvGeometry& g) {
                         g.DH, g.DW, g.G, g.OH, g.OW};
 }
 
-cpu::Isa pick_isa() {
-  cpu::Isa isa = cpu::Isa::scalar;
+// One kernel choice from the environment (tests force each); a bad value is an error naming the
+// variable and what it holds.
+template <typename E>
+E choice_from_env(bool (*read)(E*, const char**), E fallback, const char* var) {
+  E out = fallback;
   const char* error = "";
-  TORCH_CHECK(cpu::isa_from_env(&isa, &error), error, " (ADDERNET_CPU_ISA='",
-              std::getenv("ADDERNET_CPU_ISA"), "')");
-  return isa;
+  TORCH_CHECK(read(&out, &error), error, " (", var, "='", std::getenv(var), "')");
+  return out;
 }
 
-cpu::Algo pick_algo() {
-  cpu::Algo algo = cpu::Algo::automatic;
-  const char* error = "";
-  TORCH_CHECK(cpu::algo_from_env(&algo, &error), error, " (ADDERNET_CPU_ALGO='",
-              std::getenv("ADDERNET_CPU_ALGO"), "')");
-  return algo;
-}
-
-// The ISA and the patch algorithm, from the environment (tests force each), and the thread count
-// at::parallel_for will use, so that small batches split channels to fill it.
+// The ISA and the patch algorithm, from the environment, and the thread count at::parallel_for
+// will use, so that small batches split channels to fill it.
 cpu::Options pick_options() {
   cpu::Options opt;
-  opt.isa = pick_isa();
-  opt.algo = pick_algo();
+  opt.isa = choice_from_env(cpu::isa_from_env, cpu::Isa::scalar, "ADDERNET_CPU_ISA");
+  opt.algo = choice_from_env(cpu::algo_from_env, cpu::Algo::automatic, "ADDERNET_CPU_ALGO");
   opt.threads = at::get_num_threads();
   return opt;
 }
@@ -150,16 +144,13 @@ std::string cpu_info() {
 // tables can say what they timed.
 std::string cpu_algorithms(at::IntArrayRef input, at::IntArrayRef weight, at::IntArrayRef stride,
                            at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
-  TORCH_CHECK(input.size() == 4 && weight.size() == 4 && stride.size() == 2 && padding.size() == 2 &&
-                  dilation.size() == 2 && groups > 0,
-              "_cpu_algorithms: expects NCHW input and OIHW weight sizes and 2-element stride, padding "
-              "and dilation");
-  cpu::ConvShape s{input[0], input[1], input[2], input[3], weight[0], weight[2], weight[3],
-                   stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1], groups, 0, 0};
-  s.OH = (s.H + 2 * s.PH - s.DH * (s.KH - 1) - 1) / s.SH + 1;
-  s.OW = (s.W + 2 * s.PW - s.DW * (s.KW - 1) - 1) / s.SW + 1;
-  TORCH_CHECK(s.OH > 0 && s.OW > 0 && s.C % groups == 0 && s.O % groups == 0,
-              "_cpu_algorithms: the sizes give no output");
+  const char* name = "_cpu_algorithms";
+  // Sizes only: meta tensors carry them through the ops' own argument checks (empty outputs
+  // included) and output sizes.
+  const at::TensorOptions meta = at::TensorOptions().device(at::kMeta).dtype(at::kFloat);
+  const ConvGeometry geo = check_geometry(at::empty(input, meta), at::empty(weight, meta), stride,
+                                          padding, dilation, groups, name);
+  const cpu::ConvShape s = to_cpu_shape(geo);
   const cpu::Options opt = pick_options();
   return std::string(cpu::algo_name(cpu::Forward<float>::choose(s, opt))) + "/" +
          cpu::algo_name(cpu::InputGrad<float>::choose(s, opt));
