@@ -386,3 +386,24 @@ def test_table_markdown():
     assert report.table_markdown(rows, ["kind", ("acc", "acc (%)"), "note"]) == (
         "| kind | acc (%) | note |\n|---|---|---|\n| adder | 91.23 | a\\|b |\n| conv |  |  |\n")
     assert report.mean_std([1.0, 2.0, 3.0]) == {"mean": 2.0, "std": 1.0, "n": 3, "values": [1.0, 2.0, 3.0]}
+
+
+# --------------------------------------------------------------------- GPU (skipped on a CPU-only box)
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpu_paths_match_cpu():
+    x, y = _blobs(200, 4, 8, spread=0.3, sep=4.0, seed=13)
+    rc = mc.kmeans(x, 4, backend="torch", seed=0)
+    rg = mc.kmeans(x.cuda(), 4, backend="torch", seed=0)
+    assert rg.labels.device.type == "cpu" and adjusted_rand_score(rc.labels.numpy(), rg.labels.numpy()) > 0.99
+    assert rg.inertia == pytest.approx(rc.inertia, rel=1e-3)
+    m_c = mc.fewshot_eval(x, y, n_way=3, k_shot=1, n_query=5, episodes=50, seed=0)
+    m_g = mc.fewshot_eval(x.cuda(), y, n_way=3, k_shot=1, n_query=5, episodes=50, seed=0)
+    assert m_c == pytest.approx(m_g)
+    acc = mc.linear_probe(x[::2], y[::2], x[1::2], y[1::2], backend="torch", device="cuda")
+    assert acc >= 0.99
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 3)).cuda()
+    xi = torch.rand(8, 1, 3, 4, device="cuda")
+    yi = torch.randint(3, (8,), device="cuda")
+    adv = mc.pgd(model, xi, yi, eps=0.05, steps=3, generator=torch.Generator().manual_seed(0))
+    assert adv.device.type == "cuda" and float((adv - xi).abs().max()) <= 0.05 + 1e-6

@@ -55,7 +55,12 @@ def _flat(out, pool):
 def extract_features(model_or_fn, loader, device="cpu", *, layer=None, pool="flatten", progress=False):
     """Run model_or_fn over loader (batches (x, y, ...) or x alone) in eval mode under no_grad.
 
-    Returns (feats float32 (n, d) on CPU, labels int64 (n,) on CPU (float if the batches carry soft targets), or None when batches carry no labels).
+    Eval mode is set (and each submodule's mode restored afterwards) for an nn.Module or a bound method of
+    one (model.forward_features); a plain function is the caller's to put in eval mode. The model must
+    already be on device; inputs are moved there.
+
+    Returns (feats float32 (n, d) on CPU, labels int64 (n,) on CPU, float if the batches carry soft
+    targets, or None when they carry no labels).
     layer: a module name of the model (see model.feature_layers) whose output to take instead of the
     model's. pool: how a 4-D map becomes a vector, "flatten" (C*H*W) or "avg" (global average, C).
     """

@@ -59,7 +59,8 @@ def _check_rows(x, what="x"):
 def _rows(x, start, stop, device, spherical):
     """Rows start:stop of x as float32 on device (reads only those rows of a memmap)."""
     b = x[start:stop]
-    b = torch.from_numpy(np.array(b, dtype=np.float32)) if isinstance(b, np.ndarray) else b  # copy: memmaps are read-only
+    if isinstance(b, np.ndarray):
+        b = torch.from_numpy(np.array(b, dtype=np.float32))  # a copy: a memmap's pages are read-only
     b = b.to(device=device, dtype=torch.float32)
     if not torch.isfinite(b).all():
         raise ValueError(f"x has non-finite values (NaN or inf) in rows {start}:{stop}")
