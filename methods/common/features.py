@@ -1,7 +1,8 @@
 """Frozen features of a whole dataset: the output of a model, a function, or a named layer.
 
 With ``layer`` the model runs up to that module only: a forward hook takes a clone of its output
-(so an in-place ReLU after it cannot change it) and stops the forward pass there.
+(so an in-place ReLU after it cannot change it) and stops the forward pass there. A module called at
+more than one site of the forward pass yields its first call's output.
 """
 import torch
 from tqdm.auto import tqdm
