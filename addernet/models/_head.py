@@ -62,6 +62,9 @@ class FeatureClassifier(nn.Module):
     when those run on a (N, C, 1, 1) map, as 1x1 Conv2d + BatchNorm2d heads do) and
     ``feature_layers`` (module names worth taking features from; "features" means the output
     of ``forward_features``).
+
+    ``head`` is read-only (a view over ``head_layers``): change the head with ``replace_head`` or by
+    assigning the named layers themselves (``model.fc = ...``), which keeps checkpoint names.
     """
 
     head_layers: tuple[str, ...] = ()
