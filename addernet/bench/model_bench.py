@@ -242,9 +242,10 @@ def bench_model(name: str, kind: str = "both", batch_size: int | None = None, de
     if device == "cuda" and not torch.cuda.is_available():
         raise BenchError("device cuda asked for, but torch sees no CUDA GPU")
     spec = model_spec(name)
-    if input_size is not None and spec.fixed_size and tuple(input_size)[1:] != spec.input_size[1:]:  # fail before any work
-        h, w = spec.input_size[1:]
-        raise BenchError(f"{name} takes {h}x{w} images only (input CxHxW = Cx{h}x{w}), got {'x'.join(map(str, input_size))}")
+    if input_size is not None and spec.fixed_size and tuple(input_size)[1:] != spec.input_size[1:]:
+        h, w = spec.input_size[1:]  # said now, before any work
+        raise BenchError(f"{name} takes {h}x{w} images only (input CxHxW = Cx{h}x{w}), "
+                         f"got {'x'.join(map(str, input_size))}")
     table = load_table(energy_table)
     table.entry(dtype)  # an unknown dtype fails now
     if backends_spec:
