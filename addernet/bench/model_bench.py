@@ -24,7 +24,7 @@ from .. import _extension, backends
 from ..models.registry import MODELS, canonical_name, get_model
 from .counts import CONVENTION, count_ops
 from .energy import EnergyTableError, load_table
-from .latency import compare
+from .latency import time_interleaved
 
 INPUT = {"lenet5_bn": (1, 28, 28), "resnet20": (3, 32, 32), "resnet32": (3, 32, 32), "vgg_small": (3, 32, 32),
          "resnet18": (3, 224, 224), "resnet50": (3, 224, 224)}
@@ -171,7 +171,7 @@ def _timing_dict(t) -> dict:
 
 
 def _time(cands: dict, opts: dict, cuda: bool) -> dict:
-    return {k: _timing_dict(v) for k, v in compare(cands, cuda=cuda, **opts).items()}
+    return {k: _timing_dict(v) for k, v in time_interleaved(cands, cuda=cuda, **opts).items()}
 
 
 def _layer_key(m: nn.Module, in_shape) -> tuple:
@@ -221,7 +221,7 @@ def _merge_layers(counts: dict) -> list[dict]:
 
 
 def machine() -> dict:
-    from ..cli_info import cpu_flags, cpu_model
+    from ..machine import cpu_flags, cpu_model
     from .._version import __version__
 
     return {"cpu": cpu_model(), "simd": cpu_flags(), "python": platform.python_version(), "torch": torch.__version__,

@@ -32,7 +32,8 @@ _STATIC = {
 }
 
 
-def canonical_name(name):
+def dataset_name(name):
+    """The registry's name for a data set name or alias ('CIFAR-10' -> 'cifar10'); ValueError if unknown."""
     key = str(name).strip().lower()
     key = _ALIASES.get(key, key)
     if key not in DATASETS:
@@ -43,7 +44,7 @@ def canonical_name(name):
 def dataset_info(name, root=None):
     """Shape/normalisation facts. For 'imagefolder' ``num_classes`` is counted
     from ``root/train`` when ``root`` is given, else it is None."""
-    name = canonical_name(name)
+    name = dataset_name(name)
     if name == "digits":
         from .embedded import digits_stats
         mean, std = digits_stats()
@@ -72,7 +73,7 @@ def get_dataset(name, root=None, train=True, augment=None):
     ('mnist5k', 'digits') ignore ``root``. In-memory sets expose the stored
     uint8 pixels as ``.data`` / ``.targets`` and ``.raw(i)``.
     """
-    name = canonical_name(name)
+    name = dataset_name(name)
     augment = bool(train) if augment is None else bool(augment)
     if name == "digits":
         from .embedded import load_digits_split
