@@ -350,3 +350,20 @@ def test_restore_adder_grads_touches_only_the_given_optimiser():
     ga, gb = a.weight.grad.clone(), b.weight.grad.clone()
     restore_adder_grads(model, 8.0, torch.optim.SGD(a.parameters(), lr=0.1))
     assert torch.equal(a.weight.grad, 8 * ga) and torch.equal(b.weight.grad, gb)
+
+
+def test_docs_example_runs(tmp_path, monkeypatch):
+    # docs/training.md, "Writing your own step": the example runs as printed.
+    import pathlib
+    import re
+
+    doc = (pathlib.Path(__file__).parents[1] / "docs" / "training.md").read_text()
+    section = doc[doc.index("## Writing your own step"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    assert 15 <= len(code.strip().splitlines()) <= 25
+    monkeypatch.chdir(tmp_path)
+    scope = {}
+    exec(compile(code, "training.md", "exec"), scope)
+    hist = scope["res"].history
+    assert len(hist) == 5 and hist[-1]["test_acc"] > 0.5
+    assert (tmp_path / "runs" / "smoothed" / "last.pt").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import sys
 import time
 from typing import Callable, Iterable, Optional, Sequence
 
@@ -19,7 +20,8 @@ Step = Callable[[nn.Module, object], StepOutput]
 
 
 def _progress(loader, enabled: bool, desc: str, total: Optional[int]):
-    if not enabled:
+    # Bars only on a terminal: in a log file or a pipe they are noise.
+    if not enabled or not sys.stderr.isatty():
         return loader
     from tqdm.auto import tqdm
 
@@ -99,9 +101,9 @@ class MetricMeter:
     def result(self, reduce: bool = False) -> dict:
         """{metric: weighted mean, ..., 'samples': n}. ``reduce`` sums over ranks: a collective every
         rank must join; ranks may have seen different metric names."""
-        keys = sorted(self.sums)
+        keys = _ordered(self.sums)
         if reduce and active():
-            keys = sorted(set().union(*map(set, gather_objects(keys))))
+            keys = _ordered(set().union(*map(set, gather_objects(keys))))
         zero = torch.zeros((), dtype=torch.float64, device=self.device)
         vec = torch.stack([self.sums.get(k, zero) for k in keys]
                           + [torch.tensor(float(self.weights.get(k, 0.0)), dtype=torch.float64, device=self.device)
@@ -114,6 +116,11 @@ class MetricMeter:
         out = {k: (vals[i] / vals[n + i] if vals[n + i] else math.nan) for i, k in enumerate(keys)}
         out["samples"] = int(vals[-1])
         return out
+
+
+def _ordered(names) -> list[str]:
+    # loss, then acc, then the rest alphabetically: the order of the log line and metrics.json
+    return sorted(names, key=lambda n: ({"loss": 0, "acc": 1}.get(n, 2), n))
 
 
 def _run_step(step: Step, model, batch, device, dtype) -> StepOutput:
@@ -140,6 +147,7 @@ def train_one_epoch(model: nn.Module, loader, optimizer: Optional[torch.optim.Op
     ``on_step(state, out)`` after each batch; ``state`` (a TrainState, made if None) has its
     ``global_step`` advanced. ``reduce``: average the metrics over all ranks (a collective every rank
     must join); by default when ``model`` is DDP-wrapped. 'lr' is the first group's at the first step.
+    ``progress``: a tqdm bar, when stderr is a terminal.
     """
     device = torch.device(device)
     dtype = _amp.amp_dtype(amp, device.type)
@@ -172,10 +180,10 @@ def train_one_epoch(model: nn.Module, loader, optimizer: Optional[torch.optim.Op
             state.global_step += 1
             for cb in callbacks:
                 cb.on_step(state, out)
-            if progress and i % 10 == 0 and "loss" in meter.sums:
+            if bar is not loader and i % 10 == 0 and "loss" in meter.sums:
                 bar.set_postfix(loss=f"{meter.mean('loss'):.4f}")
     finally:
-        if progress:
+        if bar is not loader:
             bar.close()
     res = meter.result(_is_ddp(model) if reduce is None else reduce)
     return {**res, "lr": lr, "seconds": time.perf_counter() - start}
@@ -204,7 +212,7 @@ def evaluate(model: nn.Module, loader, device="cpu", *, step: Step = classificat
                 out.metrics["loss"] = out.loss.detach()
             meter.add(out.metrics, out.batch_size if out.batch_size is not None else _batch_size(batch))
     finally:
-        if progress:
+        if bar is not loader:
             bar.close()
         model.train(was_training)
     return meter.result(_is_ddp(model) if reduce is None else reduce)
