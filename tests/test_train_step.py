@@ -13,7 +13,7 @@ from addernet import AdderConv2d, backends
 from addernet.data import make_loaders
 from addernet.train import (Callback, StepOutput, TrainConfig, build_model, build_optimizer, classification_step,
                             cosine_schedule, evaluate, fit, load_checkpoint, mixed_precision, restore_adder_grads,
-                            soft_target_step, train_one_epoch)
+                            set_loader_epoch, soft_target_step, train_one_epoch)
 from train_steps import AdversarialStep, make_discriminator
 
 EPOCHS, LIMIT = 3, 4
@@ -158,6 +158,7 @@ def test_double_backprop_step_trains(digits, kind):
                               nn.BatchNorm2d(8), nn.ReLU(),  # an adder output is <= 0: BN before the ReLU
                               nn.Flatten(), nn.Linear(8 * 4 * 4, 10))
         opt = build_optimizer(model, lr=0.05)
+        set_loader_epoch(digits[0], 0, 0)  # the same batches for both runs
         with backends.use_backend("reference"):
             res = train_one_epoch(model, digits[0], opt, None, "cpu", step=GradientPenaltyStep(weight),
                                   progress=False, limit_batches=3)
@@ -225,6 +226,10 @@ def test_metrics_are_weighted_by_batch_size():
     # batch_size overrides len(batch[0]) as the weight
     weighted = lambda m, b: StepOutput(None, {"m": b[0].float().mean()}, batch_size=1)  # noqa: E731
     assert evaluate(Mean(), batches, step=weighted)["m"] == pytest.approx(3.0)
+    # dict batches: every tensor reaches the step, weighted by the first tensor's length
+    dict_batches = [{"x": torch.tensor([1, 1, 1]), "tag": "a"}, {"x": torch.tensor([5]), "tag": "b"}]
+    dict_step = lambda m, b: StepOutput(None, {"m": b["x"].float().mean()})  # noqa: E731
+    assert evaluate(Mean(), dict_batches, step=dict_step)["m"] == pytest.approx(2.0)
     with pytest.raises(TypeError, match="StepOutput"):
         evaluate(Mean(), batches, step=lambda m, b: 1.0)
     with pytest.raises(ValueError, match="scalar"):
@@ -367,3 +372,20 @@ def test_docs_example_runs(tmp_path, monkeypatch):
     hist = scope["res"].history
     assert len(hist) == 5 and hist[-1]["test_acc"] > 0.5
     assert (tmp_path / "runs" / "smoothed" / "last.pt").exists()
+
+
+def test_loop_with_grad_scaler_matches_the_unscaled_loop(digits):
+    # The float16 path's bookkeeping (scale, unscale_, restore the eta-normalised adder gradients,
+    # step, update), checked on the CPU in float32: it must give the unscaled loop's weights.
+    def train(scaler):
+        torch.manual_seed(0)
+        model = build_model("tinynet", kind="adder")
+        opt = build_optimizer(model, lr=0.05)
+        set_loader_epoch(digits[0], 0, 0)  # the same batches for both runs
+        train_one_epoch(model, digits[0], opt, None, "cpu", scaler=scaler, progress=False, limit_batches=3)
+        return model.state_dict()
+
+    plain = train(None)
+    scaled = train(torch.amp.GradScaler("cpu", init_scale=1024.0))
+    for k in plain:
+        torch.testing.assert_close(scaled[k], plain[k], rtol=1e-5, atol=1e-6, msg=k)
