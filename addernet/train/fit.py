@@ -231,7 +231,8 @@ def train_run(model: nn.Module, train_loader, test_loader, info, *, env, device,
         optimizer = build_optimizer(model, lr, momentum, weight_decay)
         if scheduler is None:
             if steps is None:
-                raise ValueError("the default cosine schedule needs len(train loader); pass scheduler= or limit_batches")
+                raise ValueError("the default cosine schedule needs len(train loader); "
+                                 "pass scheduler= or limit_batches=")
             scheduler = cosine_schedule(optimizer, epochs, steps, per_step=schedule == "step")
     dtype = _amp.amp_dtype(amp, device.type)
     scaler = _amp.make_scaler(device, dtype)
@@ -254,8 +255,9 @@ def train_run(model: nn.Module, train_loader, test_loader, info, *, env, device,
     if env.is_main and out is not None:
         os.makedirs(out, exist_ok=True)
     if start_epoch == 0:
-        say(intro or f"{tag}: {epochs} epochs of {steps} steps{f' x {env.world_size} processes' if env.world_size > 1 else ''}"
-                     f", seed {seed}, {device}{f', amp {dtype}' if dtype else ''}{f' -> {out}' if out else ''}")
+        ranks = f" x {env.world_size} processes" if env.world_size > 1 else ""
+        say(intro or f"{tag}: {epochs} epochs of {steps} steps{ranks}, seed {seed}, {device}"
+                     f"{f', amp {dtype}' if dtype else ''}{f' -> {out}' if out else ''}")
     state = TrainState(start_epoch, global_step, model, optimizer, extra=extra, scheduler=scheduler, history=history)
     last = epochs if stop_after is None else min(epochs, stop_after)
     for epoch in range(start_epoch, last):
