@@ -510,6 +510,21 @@ def test_imagefolder_roundtrip(tmp_path):
     assert D.dataset_info("imagefolder", tmp_path).num_classes == 2
 
 
+def test_imagefolder_visits_each_real_file_once(tmp_path):
+    written = _write_imagefolder(tmp_path, np.random.default_rng(8))
+    before = len(D.get_dataset("imagefolder", tmp_path, train=True))
+    cls = tmp_path / "train" / sorted(os.listdir(tmp_path / "train"))[0]
+    os.symlink(cls, cls / "loop")                 # a link to its own folder: a loop
+    os.symlink(tmp_path / "train", cls / "up")     # a link to an ancestor
+    first = sorted(p for p in os.listdir(cls) if p.endswith(".png"))[0]
+    os.symlink(cls / first, cls / "alias.png")     # one file under two names
+    os.symlink(tmp_path / "nowhere.png", cls / "broken.png")
+    train = D.get_dataset("imagefolder", tmp_path, train=True)
+    assert len(train) == before, [p for p, _ in train.samples]
+    assert len({os.path.realpath(p) for p, _ in train.samples}) == before
+    assert written  # the helper wrote images
+
+
 def test_imagefolder_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match=re.escape(str(tmp_path / "train"))):
         D.get_dataset("imagefolder", tmp_path)
