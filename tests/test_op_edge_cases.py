@@ -292,3 +292,28 @@ def test_use_backend_compiles_without_graph_breaks():
     b = compiled(x)
     torch.testing.assert_close(a, b)
     torch.testing.assert_close(a, layer(x))
+
+
+@pytest.mark.triton
+@pytest.mark.skipif("triton" not in addernet.backends.available(), reason="triton backend not available")
+@pytest.mark.parametrize("shape", [((2, 3, 7, 7), (4, 3, 3, 3), 1, 1, 1), ((1, 3, 5, 9), (4, 3, 2, 2), 1, 0, 4),
+                                   ((2, 3, 9, 9), (4, 3, 3, 3), 2, 1, 1)], ids=["same", "dilated", "strided"])
+@pytest.mark.parametrize("where, value", [("w", float("nan")), ("x", float("nan")), ("x", float("inf")),
+                                          ("g", float("inf"))], ids=["w_nan", "x_nan", "x_inf", "g_inf"])
+def test_triton_nan_and_inf_input_gradient_matches_the_reference(shape, where, value):
+    import addernet.backends.triton  # noqa: F401  (registers the ops)
+    from addernet.backends import reference
+
+    xs, ws, stride, padding, dilation = shape
+    gen = torch.Generator().manual_seed(1)
+    x, w = torch.randn(xs, generator=gen), torch.randn(ws, generator=gen)
+    g = torch.randn(F.conv2d(x, w, None, stride, padding, dilation).shape, generator=gen)
+    target = {"x": x, "w": w, "g": g}[where]
+    target.view(-1)[target.numel() // 3] = value
+    if where == "x":
+        x[0, 0, 2, 1] = value  # in a row the dilated case never reads
+    args = ([stride] * 2, [padding] * 2, [dilation] * 2, 1)
+    ref, _ = reference.backward(g.double(), x.double(), w.double(), *args)
+    gx, _ = torch.ops.addernet.triton_adder_conv2d_backward(g, x, w, *args, [True, False])
+    assert torch.equal(gx.isnan(), ref.isnan()) and torch.equal(gx.isinf(), ref.isinf())
+    torch.testing.assert_close(gx.double(), ref, rtol=1e-4, atol=1e-4, equal_nan=True)
