@@ -55,7 +55,10 @@ def _demo(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     from .train.cli import add_train_parser
 
+    from ._version import __version__
+
     parser = argparse.ArgumentParser(prog="addernet", description="Multiplication-free adder networks for PyTorch.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="versions, backends built, CPU SIMD flags and build configuration").set_defaults(
         fn=_info)

@@ -33,6 +33,7 @@ def _atomic(path: str, write) -> None:
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600, not the mode open() would have given
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -45,6 +46,20 @@ def _atomic(path: str, write) -> None:
             pass
         raise
     _fsync_dir(folder)
+
+
+def _umask() -> int:
+    # Read from /proc where it can be: setting and restoring it would race other threads' files.
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_dir(folder: str) -> None:
