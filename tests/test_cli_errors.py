@@ -236,3 +236,12 @@ def test_bench_batch_batchnorm_cannot_train_on(capsys):
     rc, out, err = run_cli(["bench", "--model", "lenet5_bn", "--kind", "conv", "--batch-size", "1",
                             "--no-layer-latency", "--repeats", "1"], capsys)
     assert_one_line(rc, err, "batch size 1", "BatchNorm", "2 or more")
+
+
+@pytest.mark.parametrize("field,value", [("lr", float("nan")), ("lr", float("inf")), ("lr", 0.0),
+                                         ("momentum", float("nan")), ("weight_decay", -1.0), ("eta", float("inf"))])
+def test_library_config_refuses_non_finite_numbers(field, value):
+    from addernet.train import TrainConfig, resolve
+
+    with pytest.raises(ValueError, match=field):
+        resolve(TrainConfig(data="digits", **{field: value}))
