@@ -168,10 +168,10 @@ def run(args) -> int:
     try:
         cfg = resolve(config_from_args(args))
         check_run_args(cfg, args.overwrite)
-        if args.overwrite and existing_run(cfg.out):
-            _remove_run(cfg.out)
         # Under torchrun the loaders need the process group; fit builds them after joining it.
         kw = {} if cfg.distributed else {"loaders": _loaders(cfg)}
+        if args.overwrite and os.environ.get("RANK", "0") == "0" and existing_run(cfg.out):
+            _remove_run(cfg.out)  # only once the data has loaded: a refused run leaves the old one alone
     except (UsageError, ValueError) as e:
         return report(prog, e)
     try:
