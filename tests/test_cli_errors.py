@@ -245,3 +245,13 @@ def test_library_config_refuses_non_finite_numbers(field, value):
 
     with pytest.raises(ValueError, match=field):
         resolve(TrainConfig(data="digits", **{field: value}))
+
+
+def test_bf16_on_a_gpu_without_it(tmp_path, capsys, monkeypatch):
+    """Simulated: an old GPU (no bfloat16) asked for --amp bf16 is told to use fp16."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    rc, _, err = run_cli(["train", "--data", "digits", "--device", "cuda", "--amp", "bf16",
+                          "--out", str(tmp_path / "run")], capsys)
+    assert_one_line(rc, err, "--amp bf16", "--amp fp16")

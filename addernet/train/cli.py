@@ -114,15 +114,20 @@ def _remove_run(out: str) -> None:
 
 def check_run_args(cfg: TrainConfig, overwrite: bool = False) -> None:
     """Everything about a resolved config that can be known wrong before any work; raises UsageError."""
+    import torch
+
     from .amp import amp_dtype
     from .fit import pick_device
 
     check_device(cfg.device)
     if cfg.amp:
+        device_type = pick_device(cfg.device).type
         try:
-            amp_dtype(cfg.amp, pick_device(cfg.device).type)
+            dtype = amp_dtype(cfg.amp, device_type)
         except ValueError as e:
             raise UsageError(str(e)) from None
+        if dtype == torch.bfloat16 and device_type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise UsageError(f"--amp {cfg.amp}: this GPU has no bfloat16; use --amp fp16 (loss-scaled float16)")
     if cfg.distributed and ("RANK" not in os.environ or "WORLD_SIZE" not in os.environ):
         raise UsageError("--distributed needs the processes torchrun starts: python -m torch.distributed.run "
                          "--nproc_per_node=N -m addernet.cli train --distributed ...")
