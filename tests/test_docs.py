@@ -43,7 +43,12 @@ def test_few_snippets_are_skipped_and_each_says_why():
         assert "doc-test" not in code or skip_reason(code), code
 
 
-@pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
+# training.md trains for a few epochs (seconds on an idle machine): marked slow, for `-m "not slow"`.
+TRAINS = {"training.md"}
+
+
+@pytest.mark.parametrize("page", [pytest.param(p, marks=[pytest.mark.slow] if p.name in TRAINS else [])
+                                  for p in PAGES], ids=[p.name for p in PAGES])
 def test_page_snippets_run(page, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     namespace = {"__name__": "__doc_snippet__"}
