@@ -102,6 +102,10 @@ def main(argv: list[str] | None = None) -> int:
         return args.fn(args)
     except UsageError as e:  # a check inside a subcommand that did not report it itself
         return report(f"addernet {args.command}", e)
+    except KeyboardInterrupt:  # the user's own Ctrl-C: no traceback; a run keeps its last epoch
+        hint = "; --resume continues from the last finished epoch" if args.command == "train" else ""
+        print(f"addernet {args.command}: interrupted{hint}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -255,3 +255,13 @@ def test_bf16_on_a_gpu_without_it(tmp_path, capsys, monkeypatch):
     rc, _, err = run_cli(["train", "--data", "digits", "--device", "cuda", "--amp", "bf16",
                           "--out", str(tmp_path / "run")], capsys)
     assert_one_line(rc, err, "--amp bf16", "--amp fp16")
+
+
+def test_ctrl_c_is_one_line(capsys, monkeypatch):
+    import addernet.cli_info
+
+    def interrupted():
+        raise KeyboardInterrupt
+    monkeypatch.setattr(addernet.cli_info, "info_lines", interrupted)
+    rc, _, err = run_cli(["info"], capsys)
+    assert rc == 130 and err == "addernet info: interrupted\n"
