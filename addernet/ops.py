@@ -9,6 +9,11 @@ import torch
 
 from ._extension import native_available
 from ._validation import out_size
+from .backends import grad2
+from .backends import reference as _reference
+
+# The tap sums the second-order gradients and "exact" mode are built from (see backends/grad2.py).
+TAP_SUMS = _reference
 
 
 def _out_shape(input, weight, stride, padding, dilation):
@@ -53,6 +58,48 @@ def _register() -> None:
         return (gi if mask[0] else None), (gw if mask[1] else None), None, None, None, None
 
     torch.library.register_autograd("addernet::adder_conv2d", backward, setup_context=setup_context)
+
+    # The backward is differentiable too (double backward: IGAM, gradient penalties): its
+    # vector-Jacobian products are in backends/grad2.py, built from the three tap sums.
+    grad2.register_backward_autograd("addernet::adder_conv2d_backward", TAP_SUMS)
+    # grad_mode="exact": the same forward under an op of its own, whose backward is sign-based.
+    grad2.define_exact("addernet::adder_conv2d_exact", _native_forward, TAP_SUMS)
+    _register_fused_autograd()
+
+
+def _native_forward(input, weight, stride, padding, dilation, groups):
+    return torch.ops.addernet.adder_conv2d(input, weight, stride, padding, dilation, groups)
+
+
+def _register_fused_autograd() -> None:
+    """The fused op is meant for inference, but it is differentiable: y = relu?(s * z + b) with
+    z = adder(x, w) recomputed in the backward, through ops that are themselves differentiable."""
+
+    def setup_context(ctx, inputs, output):
+        input, weight, scale, shift, stride, padding, dilation, groups, relu = inputs
+        ctx.save_for_backward(input, weight, scale, shift, output)
+        ctx.conf = (stride, padding, dilation, groups)
+        ctx.relu = relu
+
+    def backward(ctx, grad):
+        input, weight, scale, shift, out = ctx.saved_tensors
+        needs = ctx.needs_input_grad
+        if ctx.relu:
+            grad = grad * (out > 0).to(grad.dtype)
+        gz = grad if scale is None else grad * scale.view(1, -1, 1, 1)
+        gx = gw = gs = gb = None
+        if needs[0] or needs[1]:
+            mask = [needs[0], needs[1]]
+            gx, gw = torch.ops.addernet.adder_conv2d_backward(gz.contiguous(), input, weight, *ctx.conf, mask)
+            gx, gw = (gx if mask[0] else None), (gw if mask[1] else None)
+        if scale is not None and needs[2]:
+            z = torch.ops.addernet.adder_conv2d(input, weight, *ctx.conf)
+            gs = (grad * z).sum((0, 2, 3))
+        if shift is not None and needs[3]:
+            gb = grad.sum((0, 2, 3))
+        return gx, gw, gs, gb, None, None, None, None, None
+
+    torch.library.register_autograd("addernet::adder_conv2d_fused", backward, setup_context=setup_context)
 
 
 if native_available():

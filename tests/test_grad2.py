@@ -1,0 +1,245 @@
+"""Second-order gradients through the adder op (issue 11), on every backend, and grad_mode="exact".
+
+The paper's backward is piecewise (clamp has kinks at |W - X| = 1, sign at 0), so inputs here keep
+every tap away from them: X near integers, W near half-integers, so |W - X| stays at least 0.3
+from any integer. There finite differences (gradgradcheck) and the analytical formulas agree.
+"""
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import addernet
+from addernet import functional as AF
+from adder_reference import exact_gradients, second_order
+
+BACKENDS = addernet.backends.available()
+NATIVE = "native" in BACKENDS
+needs_native = pytest.mark.skipif(not NATIVE, reason="native extension not built")
+
+# The odd-shape grid: stride, padding, dilation, groups, non-square kernels, batch 0.
+GRID = [
+    dict(n=2, c=3, h=6, w=5, o=4, kh=3, kw=3, stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=1),
+    dict(n=2, c=4, h=7, w=6, o=4, kh=3, kw=2, stride=(2, 1), padding=(1, 2), dilation=(1, 2), groups=2),
+    dict(n=1, c=3, h=8, w=7, o=6, kh=2, kw=3, stride=(2, 3), padding=(1, 0), dilation=(2, 1), groups=3),
+    dict(n=2, c=2, h=5, w=5, o=3, kh=1, kw=1, stride=(2, 2), padding=(0, 0), dilation=(1, 1), groups=1),
+    dict(n=0, c=2, h=5, w=4, o=2, kh=3, kw=3, stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=1),
+]
+IDS = ["plain", "stride-pad-dil-groups", "non-square-groups3", "1x1-strided", "batch0"]
+
+
+def conf(cfg):
+    return cfg["stride"], cfg["padding"], cfg["dilation"], cfg["groups"]
+
+
+def away_from_kinks(cfg, dtype=torch.float64, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    jitter = lambda *s: 0.15 * (torch.rand(*s, generator=gen, dtype=dtype) - 0.5)  # noqa: E731
+    xs = (cfg["n"], cfg["c"], cfg["h"], cfg["w"])
+    ws = (cfg["o"], cfg["c"] // cfg["groups"], cfg["kh"], cfg["kw"])
+    x = torch.randint(-2, 3, xs, generator=gen).to(dtype) + jitter(*xs)
+    w = torch.randint(-2, 2, ws, generator=gen).to(dtype) + 0.5 + jitter(*ws)
+    return x, w
+
+
+def second_order_vjps(backend, cfg, x, w, g, hx, hw, grad_mode="paper"):
+    """(dG, dX, dW) of <hx, grad_X> + <hw, grad_W>, by autograd through the backend's backward."""
+    x, w, g = (t.detach().requires_grad_() for t in (x, w, g))
+    y = AF.adder_conv2d(x, w, None, *conf(cfg), backend=backend, grad_mode=grad_mode)
+    gx, gw = torch.autograd.grad(y, (x, w), g, create_graph=True)
+    inner = (gx * hx).sum() + (gw * hw).sum()
+    if not inner.requires_grad:  # an empty batch can leave the gradients constants
+        return tuple(torch.zeros_like(t) for t in (g, x, w))
+    return torch.autograd.grad(inner, (g, x, w), allow_unused=True, materialize_grads=True)
+
+
+def float64_backends():
+    return [b for b in BACKENDS if b != "triton"]  # the Triton kernels take float32/16 only
+
+
+@pytest.mark.parametrize("grad_mode", ["paper", "exact"])
+@pytest.mark.parametrize("cfg", GRID, ids=IDS)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_second_order_matches_the_formulas(backend, cfg, grad_mode):
+    dtype = torch.float32 if backend == "triton" else torch.float64
+    x, w = away_from_kinks(cfg, dtype)
+    y = AF.adder_conv2d(x, w, None, *conf(cfg), backend="reference")
+    gen = torch.Generator().manual_seed(1)
+    g, hx, hw = (torch.randn(t.shape, generator=gen, dtype=dtype) for t in (y, x, w))
+    got = second_order_vjps(backend, cfg, x, w, g, hx, hw, grad_mode)
+    want = second_order(x, w, g, hx, hw, *conf(cfg), grad_mode=grad_mode)
+    tol = 1e-4 if dtype == torch.float32 else 1e-10
+    for name, a, b in zip(("dG", "dX", "dW"), got, want):
+        scale = max(1.0, b.abs().max().item()) if b.numel() else 1.0
+        torch.testing.assert_close(a.double(), b, rtol=0, atol=tol * scale, msg=lambda m: f"{name}: {m}")
+
+
+@pytest.mark.parametrize("cfg", GRID, ids=IDS)
+@pytest.mark.parametrize("backend", float64_backends())
+def test_gradgradcheck(backend, cfg):
+    x, w = away_from_kinks(cfg)
+    x.requires_grad_()
+    w.requires_grad_()
+    fn = lambda x, w: AF.adder_conv2d(x, w, None, *conf(cfg), backend=backend)  # noqa: E731
+    assert torch.autograd.gradgradcheck(fn, (x, w), eps=1e-6, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("cfg", GRID[:3], ids=IDS[:3])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_exact_first_order_is_sign(backend, cfg):
+    dtype = torch.float32 if backend == "triton" else torch.float64
+    x, w = away_from_kinks(cfg, dtype)
+    x.requires_grad_()
+    w.requires_grad_()
+    y = AF.adder_conv2d(x, w, None, *conf(cfg), backend=backend, grad_mode="exact")
+    y_paper = AF.adder_conv2d(x, w, None, *conf(cfg), backend=backend)
+    torch.testing.assert_close(y, y_paper, rtol=0, atol=0)  # same forward
+    g = torch.randn_like(y)
+    gx, gw = torch.autograd.grad(y, (x, w), g)
+    gx_ref, gw_ref = exact_gradients(x.detach(), w.detach(), g, *conf(cfg))
+    tol = 1e-4 if dtype == torch.float32 else 1e-10
+    torch.testing.assert_close(gx.double(), gx_ref, rtol=0, atol=tol * max(1, gx_ref.abs().max().item()))
+    torch.testing.assert_close(gw.double(), gw_ref, rtol=0, atol=tol * max(1, gw_ref.abs().max().item()))
+
+
+@needs_native
+@pytest.mark.parametrize("cfg", GRID[:3], ids=IDS[:3])
+def test_exact_gradgradcheck(cfg):
+    x, w = away_from_kinks(cfg)
+    x.requires_grad_()
+    w.requires_grad_()
+    fn = lambda x, w: AF.adder_conv2d(x, w, None, *conf(cfg), backend="native", grad_mode="exact")  # noqa: E731
+    # "exact" is the true gradient, so even the first order passes a finite-difference check.
+    assert torch.autograd.gradcheck(fn, (x, w), eps=1e-6, atol=1e-6, rtol=1e-5)
+    assert torch.autograd.gradgradcheck(fn, (x, w), eps=1e-6, atol=1e-6, rtol=1e-5)
+
+
+def test_bad_grad_mode_is_a_clear_error():
+    x, w = torch.randn(1, 2, 5, 5), torch.randn(3, 2, 3, 3)
+    with pytest.raises(ValueError, match="grad_mode"):
+        AF.adder_conv2d(x, w, grad_mode="surrogate")
+    with pytest.raises(ValueError, match="grad_mode"):
+        addernet.AdderConv2d(2, 3, 3, grad_mode="Exact")
+
+
+def test_grad_mode_reaches_layers_through_convert():
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Conv2d(4, 4, 3), torch.nn.Conv2d(4, 2, 3))
+    conv = addernet.convert(net, grad_mode="exact")
+    assert conv[1].grad_mode == "exact" and "grad_mode='exact'" in repr(conv[1])
+    assert addernet.convert(net)[1].grad_mode == "paper"
+
+
+# ---------------------------------------------------------------------------------------------
+# A network: L = ||d CE / dx||^2 on a LeNet-5-BN adder, every parameter's gradient.
+
+ADDER_WEIGHTS = ("conv2.weight", "fc1.weight", "fc2.weight")  # LeNet5BN's adder layers
+
+
+def _input_gradient_loss_grads(backend, grad_mode="paper", dtype=torch.float64, eta=None):
+    torch.manual_seed(0)
+    model = addernet.models.lenet5_bn(eta=eta).to(dtype)
+    for m in model.modules():
+        if isinstance(m, addernet.AdderConv2d):
+            m.grad_mode = grad_mode
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(6, 1, 28, 28, generator=gen, dtype=dtype, requires_grad=True)
+    y = torch.randint(0, 10, (6,), generator=gen)
+    with addernet.backends.use_backend(backend):
+        ce = F.cross_entropy(model(x), y)
+        gx, = torch.autograd.grad(ce, x, create_graph=True)
+        loss = gx.pow(2).sum()
+        names = [n for n, _ in model.named_parameters()]
+        grads = torch.autograd.grad(loss, list(model.parameters()), allow_unused=True)
+    return dict(zip(names, grads))
+
+
+@needs_native
+@pytest.mark.parametrize("grad_mode", ["paper", "exact"])
+def test_lenet_input_gradient_loss_matches_reference(grad_mode):
+    with warnings.catch_warnings():
+        # torch warns "autograd kernel was not registered" where an op has no derivative: an error here.
+        warnings.simplefilter("error")
+        native = _input_gradient_loss_grads("native", grad_mode)
+    reference = _input_gradient_loss_grads("reference", grad_mode)
+    for name, want in reference.items():
+        got = native[name]
+        assert want is not None, name
+        assert got is not None, f"{name}: no gradient on native"
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12, msg=lambda m: f"{name}: {m}")
+    adders = [n for n, m in addernet.models.lenet5_bn().named_modules() if isinstance(m, addernet.AdderConv2d)]
+    assert [a + ".weight" for a in adders] == list(ADDER_WEIGHTS)
+    # The adder weights get a second-order gradient in paper mode (it is zero a.e. in exact mode).
+    if grad_mode == "paper":
+        assert all(native[n].abs().max() > 0 for n in ADDER_WEIGHTS)
+
+
+@pytest.mark.skipif("triton" not in BACKENDS, reason="triton unavailable")
+def test_lenet_input_gradient_loss_on_triton():
+    got = _input_gradient_loss_grads("triton", dtype=torch.float32)
+    want = _input_gradient_loss_grads("reference", dtype=torch.float64)
+    for name, w in want.items():
+        assert got[name] is not None, name
+        torch.testing.assert_close(got[name].double(), w, rtol=2e-3, atol=2e-4 * w.abs().max().item(),
+                                   msg=lambda m: f"{name}: {m}")
+
+
+@needs_native
+def test_eta_scales_the_final_accumulated_gradient_once():
+    raw = _input_gradient_loss_grads("native", eta=None)
+    scaled = _input_gradient_loss_grads("native", eta=0.2)
+    for name, g in raw.items():
+        if name in ADDER_WEIGHTS:
+            want = g * (0.2 * g.numel() ** 0.5 / g.norm())
+            torch.testing.assert_close(scaled[name], want, rtol=1e-9, atol=0)
+        else:
+            torch.testing.assert_close(scaled[name], g, rtol=1e-9, atol=1e-15)
+
+
+# ---------------------------------------------------------------------------------------------
+# Higher orders, ops, compile.
+
+@pytest.mark.parametrize("backend", float64_backends())
+def test_third_order_works_or_raises_clearly(backend):
+    cfg = GRID[0]
+    x, w = away_from_kinks(cfg)
+    x.requires_grad_()
+    w.requires_grad_()
+    y = AF.adder_conv2d(x, w, None, *conf(cfg), backend=backend)
+    gx, = torch.autograd.grad(y.pow(2).sum(), x, create_graph=True)
+    gxx, = torch.autograd.grad(gx.pow(2).sum(), x, create_graph=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        try:
+            third = torch.autograd.grad(gxx.sum(), (x, w), allow_unused=True)
+        except RuntimeError as exc:
+            assert "third-order" in str(exc), exc
+            return
+    assert backend == "reference"  # only the reference promises a third order
+    assert third[0] is not None
+
+
+@needs_native
+def test_fused_op_is_differentiable_like_its_composition():
+    # Not gradcheck: the paper's input gradient is a surrogate, not the derivative of the forward.
+    cfg = GRID[1]
+    x, w = away_from_kinks(cfg)
+    scale, shift = torch.randn(cfg["o"], dtype=torch.float64), torch.randn(cfg["o"], dtype=torch.float64)
+    args = [list(cfg["stride"]), list(cfg["padding"]), list(cfg["dilation"]), cfg["groups"]]
+
+    def grads(fused):
+        ts = [t.detach().requires_grad_() for t in (x, w, scale, shift)]
+        if fused:
+            y = torch.ops.addernet.adder_conv2d_fused(*ts, *args, True)
+        else:
+            z = torch.ops.addernet.adder_conv2d(ts[0], ts[1], *args)
+            y = torch.relu(z * ts[2].view(1, -1, 1, 1) + ts[3].view(1, -1, 1, 1))
+        first = torch.autograd.grad(y.pow(2).sum(), ts, create_graph=True)
+        second = torch.autograd.grad(sum(g.pow(2).sum() for g in first), ts, allow_unused=True,
+                                     materialize_grads=True)
+        return first + second
+
+    for got, want in zip(grads(True), grads(False)):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
