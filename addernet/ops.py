@@ -10,10 +10,29 @@ import torch
 from ._extension import native_available
 from ._validation import out_size
 from .backends import grad2
-from .backends import reference as _reference
 
-# The tap sums the second-order gradients and "exact" mode are built from (see backends/grad2.py).
-TAP_SUMS = _reference
+
+class TapSums:
+    """The native tap sums (schemas in csrc/adder_conv2d.cpp) that the second-order gradients and
+    "exact" mode are built from, in the call form of backends/reference.py's."""
+
+    @staticmethod
+    def tapsum_output(a, b, x, w, stride, padding, dilation, groups, fn):
+        return torch.ops.addernet.adder_conv2d_tapsum_output(
+            a, b, x, w, list(stride), list(padding), list(dilation), groups, fn)
+
+    @staticmethod
+    def tapsum_input(g, x, w, stride, padding, dilation, groups, fn):
+        return torch.ops.addernet.adder_conv2d_tapsum_input(
+            g.contiguous(), x, w, list(stride), list(padding), list(dilation), groups, fn)
+
+    @staticmethod
+    def tapsum_weight(g, a, x, w, stride, padding, dilation, groups, fn):
+        return torch.ops.addernet.adder_conv2d_tapsum_weight(
+            g.contiguous(), a, x, w, list(stride), list(padding), list(dilation), groups, fn)
+
+
+TAP_SUMS = TapSums
 
 
 def _out_shape(input, weight, stride, padding, dilation):
@@ -43,6 +62,23 @@ def _register() -> None:
     def _(input, weight, scale, shift, stride, padding, dilation, groups, relu):
         return input.new_empty(_out_shape(input, weight, stride, padding, dilation))
 
+    @torch.library.register_fake("addernet::adder_conv2d_tapsum_output")
+    def _(a, b, input, weight, stride, padding, dilation, groups, fn):
+        return input.new_empty(_out_shape(input, weight, stride, padding, dilation))
+
+    @torch.library.register_fake("addernet::adder_conv2d_tapsum_input")
+    def _(grad_output, input, weight, stride, padding, dilation, groups, fn):
+        return input.new_empty(input.shape)
+
+    @torch.library.register_fake("addernet::adder_conv2d_tapsum_weight")
+    def _(grad_output, a, input, weight, stride, padding, dilation, groups, fn):
+        return weight.new_empty(weight.shape)
+
+    # Third order: the tap sums are not differentiated. Asked to, they say so, rather than let
+    # torch warn about a missing autograd kernel and carry on with a wrong (dropped) gradient.
+    for name in ("tapsum_output", "tapsum_input", "tapsum_weight"):
+        torch.library.register_autograd(f"addernet::adder_conv2d_{name}", _third_order_refused)
+
     # Autograd: the backward is an op of its own, so it too is traceable and opcheck-able.
     def setup_context(ctx, inputs, output):
         input, weight, stride, padding, dilation, groups = inputs
@@ -65,6 +101,13 @@ def _register() -> None:
     # grad_mode="exact": the same forward under an op of its own, whose backward is sign-based.
     grad2.define_exact("addernet::adder_conv2d_exact", _native_forward, TAP_SUMS)
     _register_fused_autograd()
+
+
+def _third_order_refused(ctx, grad):
+    raise RuntimeError(
+        "addernet: third-order gradients through the adder op are not implemented on the native "
+        "backend (first and second order are); use backend='reference' for higher orders"
+    )
 
 
 def _native_forward(input, weight, stride, padding, dilation, groups):

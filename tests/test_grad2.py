@@ -84,7 +84,7 @@ def test_gradgradcheck(backend, cfg):
     x.requires_grad_()
     w.requires_grad_()
     fn = lambda x, w: AF.adder_conv2d(x, w, None, *conf(cfg), backend=backend)  # noqa: E731
-    assert torch.autograd.gradgradcheck(fn, (x, w), eps=1e-6, atol=1e-6, rtol=1e-5)
+    assert torch.autograd.gradgradcheck(fn, (x, w), eps=1e-6, atol=1e-6, rtol=1e-5, fast_mode=True)
 
 
 @pytest.mark.parametrize("cfg", GRID[:3], ids=IDS[:3])
@@ -113,8 +113,8 @@ def test_exact_gradgradcheck(cfg):
     w.requires_grad_()
     fn = lambda x, w: AF.adder_conv2d(x, w, None, *conf(cfg), backend="native", grad_mode="exact")  # noqa: E731
     # "exact" is the true gradient, so even the first order passes a finite-difference check.
-    assert torch.autograd.gradcheck(fn, (x, w), eps=1e-6, atol=1e-6, rtol=1e-5)
-    assert torch.autograd.gradgradcheck(fn, (x, w), eps=1e-6, atol=1e-6, rtol=1e-5)
+    assert torch.autograd.gradcheck(fn, (x, w), eps=1e-6, atol=1e-6, rtol=1e-5, fast_mode=True)
+    assert torch.autograd.gradgradcheck(fn, (x, w), eps=1e-6, atol=1e-6, rtol=1e-5, fast_mode=True)
 
 
 def test_bad_grad_mode_is_a_clear_error():
@@ -145,7 +145,7 @@ def _input_gradient_loss_grads(backend, grad_mode="paper", dtype=torch.float64, 
         if isinstance(m, addernet.AdderConv2d):
             m.grad_mode = grad_mode
     gen = torch.Generator().manual_seed(3)
-    x = torch.randn(6, 1, 28, 28, generator=gen, dtype=dtype, requires_grad=True)
+    x = torch.randn(6, 1, 28, 28, generator=gen, dtype=torch.float64).to(dtype).requires_grad_()
     y = torch.randint(0, 10, (6,), generator=gen)
     with addernet.backends.use_backend(backend):
         ce = F.cross_entropy(model(x), y)
@@ -243,3 +243,113 @@ def test_fused_op_is_differentiable_like_its_composition():
 
     for got, want in zip(grads(True), grads(False)):
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+
+
+# ---------------------------------------------------------------------------------------------
+# The native tap sums against reference.py's torch statement of them, on every ISA.
+
+def _isas():
+    if not NATIVE:
+        return []
+    return torch.ops.addernet._cpu_info().split("supported=")[1].split()[0].split(",")
+
+
+TAP_CFGS = GRID + [
+    # K past one cache block, channels not a multiple of any register block, many positions
+    dict(n=3, c=40, h=7, w=6, o=13, kh=3, kw=3, stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=1),
+    dict(n=2, c=6, h=14, w=14, o=16, kh=5, kw=5, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1),
+    dict(n=5, c=8, h=3, w=3, o=9, kh=3, kw=3, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1),
+]
+
+
+@needs_native
+@pytest.mark.parametrize("isa", _isas())
+@pytest.mark.parametrize("cfg", TAP_CFGS)
+def test_native_tap_sums_match_the_reference(monkeypatch, isa, cfg):
+    from addernet.backends import reference
+    from addernet.ops import TapSums
+
+    monkeypatch.setenv("ADDERNET_CPU_ISA", isa)
+    gen = torch.Generator().manual_seed(5)
+    for dtype in (torch.float32, torch.float64):
+        x, w = (t.to(dtype) for t in away_from_kinks(cfg, torch.float64))
+        y = reference.forward(x, w, *conf(cfg))
+        g, a, b = (torch.randn(t.shape, generator=gen, dtype=torch.float64).to(dtype) for t in (y, x, w))
+        tol = 1e-5 if dtype == torch.float32 else 1e-12
+        for fn in ("hardtanh", "sign", "mask"):
+            cases = [
+                ("output a", lambda m: m.tapsum_output(a, None, x, w, *conf(cfg), fn)),
+                ("output b", lambda m: m.tapsum_output(None, b, x, w, *conf(cfg), fn)),
+                ("output a+b", lambda m: m.tapsum_output(a, b, x, w, *conf(cfg), fn)),
+                ("input", lambda m: m.tapsum_input(g, x, w, *conf(cfg), fn)),
+                ("weight a", lambda m: m.tapsum_weight(g, a, x, w, *conf(cfg), fn)),
+                ("weight", lambda m: m.tapsum_weight(g, None, x, w, *conf(cfg), fn)),
+            ]
+            for what, call in cases:
+                got, want = call(TapSums), call(reference)
+                assert got.shape == want.shape and got.dtype == dtype, what
+                scale = max(1.0, want.abs().max().item()) if want.numel() else 1.0
+                torch.testing.assert_close(got.double(), want.double(), rtol=0, atol=tol * scale,
+                                           msg=lambda m: f"{fn} {what}: {m}")
+
+
+@needs_native
+def test_tap_sum_ops_pass_opcheck():
+    cfg = GRID[1]
+    x, w = away_from_kinks(cfg)
+    y = AF.adder_conv2d(x, w, None, *conf(cfg), backend="reference")
+    g, a, b = torch.randn_like(y), torch.randn_like(x), torch.randn_like(w)
+    args = [list(cfg["stride"]), list(cfg["padding"]), list(cfg["dilation"]), cfg["groups"]]
+    ops = torch.ops.addernet
+    for fn in ("hardtanh", "mask"):
+        torch.library.opcheck(ops.adder_conv2d_tapsum_output.default, (a, b, x, w, *args, fn))
+        torch.library.opcheck(ops.adder_conv2d_tapsum_output.default, (a, None, x, w, *args, fn))
+        torch.library.opcheck(ops.adder_conv2d_tapsum_input.default, (g, x, w, *args, fn))
+        torch.library.opcheck(ops.adder_conv2d_tapsum_weight.default, (g, a, x, w, *args, fn))
+        torch.library.opcheck(ops.adder_conv2d_tapsum_weight.default, (g, None, x, w, *args, fn))
+
+
+@needs_native
+def test_backward_and_exact_ops_pass_opcheck():
+    cfg = GRID[1]
+    x, w = away_from_kinks(cfg)
+    y = AF.adder_conv2d(x, w, None, *conf(cfg), backend="reference")
+    g = torch.randn_like(y)
+    args = [list(cfg["stride"]), list(cfg["padding"]), list(cfg["dilation"]), cfg["groups"]]
+    ops = torch.ops.addernet
+    req = lambda *ts: [t.detach().requires_grad_() for t in ts]  # noqa: E731
+    torch.library.opcheck(ops.adder_conv2d_backward.default, (*req(g, x, w), *args, [True, True]))
+    torch.library.opcheck(ops.adder_conv2d_backward.default, (*req(g, x, w), *args, [False, True]))
+    torch.library.opcheck(ops.adder_conv2d_exact.default, (*req(x, w), *args))
+    torch.library.opcheck(ops.adder_conv2d_exact_backward.default, (*req(g, x, w), *args, [True, True]))
+
+
+@needs_native
+def test_tap_sums_refuse_bad_arguments():
+    cfg = GRID[0]
+    x, w = away_from_kinks(cfg)
+    args = [list(cfg["stride"]), list(cfg["padding"]), list(cfg["dilation"]), cfg["groups"]]
+    with pytest.raises(RuntimeError, match="fn must be"):
+        torch.ops.addernet.adder_conv2d_tapsum_output(x, None, x, w, *args, "relu")
+    with pytest.raises(RuntimeError, match="a has shape"):
+        torch.ops.addernet.adder_conv2d_tapsum_output(x[:, :1], None, x, w, *args, "mask")
+
+
+@needs_native
+def test_compiled_double_backward_matches_eager():
+    cfg = GRID[1]
+    x, w = away_from_kinks(cfg)
+
+    def penalty(x, w):
+        y = AF.adder_conv2d(x, w, None, *conf(cfg), backend="native")
+        gx, = torch.autograd.grad(y.pow(2).sum(), x, create_graph=True)
+        return gx.pow(2).sum()
+
+    def grads(fn):
+        xs, ws = x.clone().requires_grad_(), w.clone().requires_grad_()
+        return torch.autograd.grad(fn(xs, ws), (xs, ws))
+
+    want = grads(penalty)
+    got = grads(torch.compile(penalty, backend="aot_eager"))
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
