@@ -8,6 +8,7 @@ from typing import Callable, Iterable, Union
 import torch
 from torch import nn
 
+from .backends.grad2 import check_grad_mode
 from .nn import AdderConv2d
 
 __all__ = ["convert", "count_layers", "LayerCount"]
@@ -55,6 +56,7 @@ def convert(
 
     A module registered under several names (shared) is replaced everywhere by one adder layer.
     """
+    check_grad_mode(grad_mode)
     if not inplace:
         model = copy.deepcopy(model)
     named = list(model.named_modules())

@@ -131,6 +131,8 @@ def test_grad_mode_reaches_layers_through_convert():
     conv = addernet.convert(net, grad_mode="exact")
     assert conv[1].grad_mode == "exact" and "grad_mode='exact'" in repr(conv[1])
     assert addernet.convert(net)[1].grad_mode == "paper"
+    with pytest.raises(ValueError, match="grad_mode"):
+        addernet.convert(net, grad_mode="sign")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -139,9 +141,9 @@ def test_grad_mode_reaches_layers_through_convert():
 ADDER_WEIGHTS = ("conv2.weight", "fc1.weight", "fc2.weight")  # LeNet5BN's adder layers
 
 
-def _input_gradient_loss_grads(backend, grad_mode="paper", dtype=torch.float64, eta=None, batch=6):
+def _input_gradient_loss_grads(backend, grad_mode="paper", dtype=torch.float64, eta=None, batch=6, train=True):
     torch.manual_seed(0)
-    model = addernet.models.lenet5_bn(eta=eta).to(dtype)
+    model = addernet.models.lenet5_bn(eta=eta).to(dtype).train(train)
     for m in model.modules():
         if isinstance(m, addernet.AdderConv2d):
             m.grad_mode = grad_mode
@@ -179,11 +181,15 @@ def test_lenet_input_gradient_loss_matches_reference(grad_mode):
 
 @pytest.mark.skipif("triton" not in BACKENDS, reason="triton unavailable")
 def test_lenet_input_gradient_loss_on_triton():
-    got = _input_gradient_loss_grads("triton", dtype=torch.float32, batch=2)  # the interpreter is slow
-    want = _input_gradient_loss_grads("reference", dtype=torch.float64, batch=2)
+    # float32 (the Triton kernels' widest) on both sides, a batch of 2 (the interpreter is slow),
+    # and BatchNorm in eval mode: batch statistics of 2 images make this loss so ill-conditioned
+    # that float32 rounding alone moves its gradients by 10%. The float64 formulas are checked
+    # away from kinks above.
+    got = _input_gradient_loss_grads("triton", dtype=torch.float32, batch=2, train=False)
+    want = _input_gradient_loss_grads("reference", dtype=torch.float32, batch=2, train=False)
     for name, w in want.items():
         assert got[name] is not None, name
-        torch.testing.assert_close(got[name].double(), w, rtol=2e-3, atol=2e-4 * w.abs().max().item(),
+        torch.testing.assert_close(got[name], w, rtol=1e-3, atol=1e-3 * w.abs().max().item(),
                                    msg=lambda m: f"{name}: {m}")
 
 
@@ -347,10 +353,11 @@ def test_compiled_exact_mode_and_tap_sums_match_eager():
     def step(x, w):
         y = AF.adder_conv2d(x, w, None, *conf(cfg), backend="native", grad_mode="exact")
         gx, gw = torch.autograd.grad(y.pow(2).sum(), (x, w))
-        g = y.detach()
-        sums = (torch.ops.addernet.adder_conv2d_tapsum_output(x, w, x, w, *args, "hardtanh"),
-                torch.ops.addernet.adder_conv2d_tapsum_input(g, x, w, *args, "mask"),
-                torch.ops.addernet.adder_conv2d_tapsum_weight(g, x, x, w, *args, "mask"))
+        # The tap sums are not differentiable (third order), so they take detached operands.
+        g, xd, wd = y.detach(), x.detach(), w.detach()
+        sums = (torch.ops.addernet.adder_conv2d_tapsum_output(xd, wd, xd, wd, *args, "hardtanh"),
+                torch.ops.addernet.adder_conv2d_tapsum_input(g, xd, wd, *args, "mask"),
+                torch.ops.addernet.adder_conv2d_tapsum_weight(g, xd, xd, wd, *args, "mask"))
         return (gx, gw) + sums
 
     def run(fn):
