@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -68,8 +69,10 @@ def time_case(build, x, y, reps: int, reference_reps: int):
     for name, (model, backend) in variants.items():  # warm-up
         with addernet.backends.use_backend(backend or "native"):
             student_step(model, x, y)
+    names = list(variants)
     for r in range(reps):
-        for name, (model, backend) in variants.items():
+        for name in names[r % 3:] + names[:r % 3]:  # the order rotates each round
+            model, backend = variants[name]
             if name == "reference" and r >= reference_reps:
                 continue
             with addernet.backends.use_backend(backend or "native"):
@@ -98,8 +101,10 @@ def main(argv=None) -> int:
         print(f"{name:18s} native {med['native'] * 1e3:8.1f} ms  cnn {med['cnn'] * 1e3:8.1f} ms  "
               f"reference {med['reference'] * 1e3:9.1f} ms  native/cnn {med['native'] / med['cnn']:5.2f}x  "
               f"reference/native {med['reference'] / med['native']:6.1f}x", flush=True)
-    meta = dict(cpu=cpu_model(), threads=args.threads, batch=args.batch, torch=torch.__version__,
-                reps=args.reps, reference_reps=args.reference_reps)
+    meta = dict(cpu=cpu_model(), native=torch.ops.addernet._cpu_info(), threads=args.threads,
+                batch=args.batch, torch=torch.__version__, reps=args.reps,
+                reference_reps=args.reference_reps, loadavg=os.getloadavg()[0])
+    print(meta)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(dict(meta=meta, median_s=results), f, indent=2)

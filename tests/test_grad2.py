@@ -77,6 +77,24 @@ def test_second_order_matches_the_formulas(backend, cfg, grad_mode):
         torch.testing.assert_close(a.double(), b, rtol=0, atol=tol * scale, msg=lambda m: f"{name}: {m}")
 
 
+@pytest.mark.parametrize("grad_mode", ["paper", "exact"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_double_backward_warns_of_no_missing_autograd_kernel(backend, grad_mode):
+    # The defect of issue 11: torch warned "autograd kernel was not registered" and went on with
+    # a dropped gradient path.
+    cfg = GRID[1]
+    x, w = away_from_kinks(cfg, torch.float32)
+    x.requires_grad_()
+    w.requires_grad_()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        y = AF.adder_conv2d(x, w, None, *conf(cfg), backend=backend, grad_mode=grad_mode)
+        gx, = torch.autograd.grad(y.pow(2).sum(), x, create_graph=True)
+        gx.pow(2).sum().backward()
+    assert not [str(c.message) for c in caught if "autograd" in str(c.message)]
+    assert w.grad is not None and torch.isfinite(w.grad).all()
+
+
 @pytest.mark.parametrize("cfg", GRID, ids=IDS)
 @pytest.mark.parametrize("backend", float64_backends())
 def test_gradgradcheck(backend, cfg):
