@@ -59,6 +59,48 @@ def cases(batch: int):
     }
 
 
+# The adder layers alone (input, weight, padding): LeNet-5-BN's three and a ResNet-20 stage-1 layer.
+OP_SHAPES = {
+    "lenet conv2 6->16 5x5 @14": ((6, 14, 14), (16, 6, 5, 5), 0),
+    "lenet fc1 16->120 5x5 @5": ((16, 5, 5), (120, 16, 5, 5), 0),
+    "lenet fc2 120->84 1x1 @1": ((120, 1, 1), (84, 120, 1, 1), 0),
+    "resnet20 16->16 3x3 @32": ((16, 32, 32), (16, 16, 3, 3), 1),
+}
+
+
+def op_step(x, w, padding, backend):
+    """The adder op's part of the student step: its first-order input gradient with
+    create_graph=True, then the backward of a loss on it (second order)."""
+    x = x.detach().requires_grad_()
+    y = addernet.functional.adder_conv2d(x, w, padding=padding, backend=backend)
+    gx, = torch.autograd.grad(y.sum(), x, create_graph=True)
+    w.grad = None
+    (y.pow(2).mean() + gx.pow(2).sum()).backward()
+
+
+def time_ops(batch: int, reps: int, reference_reps: int):
+    gen = torch.Generator().manual_seed(0)
+    out = {}
+    for name, (xs, ws, pad) in OP_SHAPES.items():
+        x = torch.randn(batch, *xs, generator=gen)
+        w = torch.randn(*ws, generator=gen).requires_grad_()
+        times = {"native": [], "reference": []}
+        for backend in times:
+            op_step(x, w, pad, backend)
+        for r in range(reps):
+            for backend in (("native", "reference") if r % 2 == 0 else ("reference", "native")):
+                if backend == "reference" and r >= reference_reps:
+                    continue
+                t0 = time.perf_counter()
+                op_step(x, w, pad, backend)
+                times[backend].append(time.perf_counter() - t0)
+        out[name] = {k: statistics.median(v) for k, v in times.items()}
+        med = out[name]
+        print(f"op {name:28s} native {med['native'] * 1e3:8.2f} ms  reference {med['reference'] * 1e3:9.2f} ms  "
+              f"reference/native {med['reference'] / med['native']:6.1f}x", flush=True)
+    return out
+
+
 def time_case(build, x, y, reps: int, reference_reps: int):
     variants = {
         "native": (build("adder"), "native"),
@@ -101,6 +143,7 @@ def main(argv=None) -> int:
         print(f"{name:18s} native {med['native'] * 1e3:8.1f} ms  cnn {med['cnn'] * 1e3:8.1f} ms  "
               f"reference {med['reference'] * 1e3:9.1f} ms  native/cnn {med['native'] / med['cnn']:5.2f}x  "
               f"reference/native {med['reference'] / med['native']:6.1f}x", flush=True)
+    results["ops"] = time_ops(args.batch, args.reps, args.reference_reps)
     meta = dict(cpu=cpu_model(), native=torch.ops.addernet._cpu_info(), threads=args.threads,
                 batch=args.batch, torch=torch.__version__, reps=args.reps,
                 reference_reps=args.reference_reps, loadavg=os.getloadavg()[0])
