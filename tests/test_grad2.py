@@ -384,3 +384,19 @@ def test_compiled_exact_mode_and_tap_sums_match_eager():
     torch._dynamo.reset()
     for got, want in zip(run(torch.compile(step, backend="aot_eager", fullgraph=False)), run(step)):
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+@needs_native
+def test_bfloat16_second_order_runs_through_float32():
+    cfg = GRID[1]
+    x, w = away_from_kinks(cfg, torch.float32)
+    y = AF.adder_conv2d(x, w, None, *conf(cfg), backend="reference")
+    gen = torch.Generator().manual_seed(2)
+    g, hx, hw = (torch.randn(t.shape, generator=gen) for t in (y, x, w))
+    bf = [t.bfloat16() for t in (x, w, g, hx, hw)]
+    got = second_order_vjps("native", cfg, *bf)
+    want = second_order(*[t.double() for t in bf], *conf(cfg))
+    for a, b in zip(got, want):
+        assert a.dtype == torch.bfloat16
+        # bf16 keeps 8 bits: one rounding of each result, and of the sums the VJPs add up.
+        torch.testing.assert_close(a.double(), b, rtol=2 ** -6, atol=2 ** -6 * b.abs().max().item())
