@@ -51,21 +51,21 @@ def paper_vjp(prims, g, x, w, hx, hw, conf, needs):
         if hw is not None:
             corr = (hw * w).sum((1, 2, 3)).view(1, -1, 1, 1)
             terms.append(F.conv2d(x, hw, None, stride, padding, dilation, groups) - corr)
-        dg = _sum(terms, g)
+        dg = _sum(terms)
     if needs[1]:
         terms = []
         if hx is not None:
             terms.append(-hx * prims.tapsum_input(g, x, w, *conf, "mask"))
         if hw is not None:
             terms.append(_conv_transpose(g, x, hw, *conf))
-        dx = _sum(terms, x)
+        dx = _sum(terms)
     if needs[2]:
         terms = []
         if hx is not None:
             terms.append(prims.tapsum_weight(g, hx, x, w, *conf, "mask"))
         if hw is not None:
             terms.append(-hw * g.sum((0, 2, 3)).view(-1, 1, 1, 1))
-        dw = _sum(terms, w)
+        dw = _sum(terms)
     return dg, dx, dw
 
 
@@ -83,7 +83,7 @@ def exact_vjp(prims, g, x, w, hx, hw, conf, needs):
     return prims.tapsum_output(hx, None if hw is None else -hw, x, w, *conf, "sign"), None, None
 
 
-def _sum(terms, like):
+def _sum(terms):
     if not terms:
         return None
     out = terms[0]
