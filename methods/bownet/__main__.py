@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .experiment import STAGES, MiniConfig, quick_config, run
@@ -43,6 +44,8 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, argparse.ArgumentParser]:
     p.add_argument("--train-subset", type=int, default=None, help="pretext-train on this many images")
     p.add_argument("--device", default=None)
     p.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads (0: leave torch's default)")
+    p.add_argument("--distributed", action="store_true",
+                   help="train with DDP (launch with torchrun; default on when WORLD_SIZE > 1)")
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv), p
 
@@ -53,7 +56,7 @@ def config_from_args(a: argparse.Namespace) -> MiniConfig:
               stages=tuple(a.stages), rot_mode=a.rot_mode, assign=a.assign, pool=a.pool, binary=a.binary,
               inv_delta=a.inv_delta, border=a.border, batch_size=a.batch_size, lr=a.lr, device=a.device,
               threads=a.threads or None, progress=not a.no_progress and sys.stderr.isatty(), out=a.out,
-              json=a.json)
+              json=a.json, distributed=a.distributed or int(os.environ.get("WORLD_SIZE", "1")) > 1)
     for name, attr in (("seeds", "seeds"), ("rotnet_epochs", "rotnet_epochs"), ("bownet_epochs", "bownet_epochs"),
                        ("num_words", "words"), ("max_vectors", "max_vectors"), ("episodes", "episodes"),
                        ("train_subset", "train_subset")):

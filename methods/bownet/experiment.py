@@ -67,6 +67,7 @@ class MiniConfig:
     out: str = "runs/bownet"
     json: Optional[str] = None
     quick: bool = False
+    distributed: bool = False
 
     def to_dict(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
@@ -101,6 +102,8 @@ def validate(cfg: MiniConfig) -> MiniConfig:
     for name in ("rotnet_epochs", "bownet_epochs", "num_words", "batch_size", "episodes", "per_class"):
         if getattr(cfg, name) < 1:
             raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
+    if cfg.distributed and cfg.train_subset is not None:
+        raise ValueError("--train-subset is not supported with --distributed (the sampler shards the whole set)")
     if cfg.data_root is None and cfg.data not in ("mnist5k", "digits"):
         raise ValueError(f"dataset {cfg.data!r} is read from local files: pass --data-root")
     return dataclasses.replace(cfg, layer=layer)
@@ -110,10 +113,10 @@ def _loaders(cfg: MiniConfig, seed: int):
     """(train, test) for training (shuffled; a seeded subset with --train-subset) and (train, test)
     for evaluation (in order, all of it)."""
     train, test, info = make_loaders(cfg.data, cfg.data_root, cfg.batch_size, seed=seed, augment=False,
-                                     normalize=False)
+                                     normalize=False, distributed=cfg.distributed)
     eval_train = DataLoader(train.dataset, batch_size=256, shuffle=False)
     eval_test = DataLoader(test.dataset, batch_size=256, shuffle=False)
-    if cfg.train_subset is not None and cfg.train_subset < len(train.dataset):
+    if cfg.train_subset is not None and cfg.train_subset < len(train.dataset) and not cfg.distributed:
         gen = torch.Generator().manual_seed(seed)
         idx = torch.randperm(len(train.dataset), generator=gen)[:cfg.train_subset].tolist()
         train = DataLoader(Subset(train.dataset, idx), batch_size=cfg.batch_size, shuffle=True,
@@ -130,7 +133,8 @@ def run_seed(cfg: MiniConfig, kind: str, seed: int, log: Callable[[str], None] =
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     perturb = Perturbation.for_data(info.in_channels, cfg.data, crop_scale=tuple(cfg.crop_scale))
     make = lambda: get_model(cfg.model, num_classes=info.num_classes, kind=kind, in_channels=info.in_channels)  # noqa: E731
-    common = dict(seed=seed, device=device, progress=cfg.progress, log=None)
+    common = dict(seed=seed, device=device, progress=cfg.progress and is_main(), log=None,
+                  distributed=cfg.distributed)
     bow_kw = dict(layer=cfg.layer, num_words=cfg.num_words, epochs=cfg.bownet_epochs, input_shape=shape,
                   perturb=perturb, lr=cfg.lr, weight_decay=cfg.weight_decay, kappa=cfg.kappa, border=cfg.border,
                   max_vectors=cfg.max_vectors, kmeans_iters=cfg.kmeans_iters, assign=cfg.assign, pool=cfg.pool,
@@ -143,6 +147,8 @@ def run_seed(cfg: MiniConfig, kind: str, seed: int, log: Callable[[str], None] =
         t0 = time.perf_counter()
         model = fn()
         t1 = time.perf_counter()
+        if not is_main():        # under DDP rank 0 scores; the other ranks go on to the next stage
+            return model
         row = score(model)
         row.update(train_seconds=t1 - t0, eval_seconds=time.perf_counter() - t1)
         out[stage] = row
@@ -174,6 +180,12 @@ def run_seed(cfg: MiniConfig, kind: str, seed: int, log: Callable[[str], None] =
     return out
 
 
+def is_main() -> bool:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank() == 0
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def _metric_keys(cfg: MiniConfig):
     return ("probe_all", f"probe_{cfg.per_class}", "fewshot_1", "fewshot_5")
 
@@ -187,6 +199,14 @@ def run(cfg: MiniConfig, log: Callable[[str], None] = print) -> dict:
     cfg = validate(cfg)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    if cfg.distributed and torch.cuda.is_available() and cfg.device in (None, "cuda"):
+        # One GPU per process: "cuda" then means this rank's GPU for the teacher and the vocabulary.
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    if not is_main():
+        for kind in cfg.kinds:
+            for seed in cfg.seeds:
+                run_seed(cfg, kind, seed, log=lambda _m: None)
+        return {}
     os.makedirs(cfg.out, exist_ok=True)
     start = time.perf_counter()
     keys = _metric_keys(cfg)
