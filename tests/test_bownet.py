@@ -168,8 +168,8 @@ def test_vocabulary_from_a_teacher_layer():
     from methods.bownet.experiment import DEFAULT_LAYER
 
     teacher = get_model("lenet5_bn", num_classes=10, kind="conv")
-    layer = DEFAULT_LAYER["lenet5_bn"]
-    vocab = build_vocabulary(teacher, _tiny_loader(), layer, 8, max_vectors=500, iters=10, seed=0)
+    layer, border = DEFAULT_LAYER["lenet5_bn"]
+    vocab = build_vocabulary(teacher, _tiny_loader(), layer, 8, border=border, max_vectors=500, iters=10, seed=0)
     assert isinstance(vocab, Vocabulary) and vocab.words.shape[0] == 8
     assert vocab.mean_min_dist.item() > 0
     assert not any(p.requires_grad for p in teacher.parameters())   # frozen
@@ -178,7 +178,7 @@ def test_vocabulary_from_a_teacher_layer():
     torch.testing.assert_close(bags.sum(1), torch.ones(3))
     state = vocab.state_dict()
     assert set(state) == {"words", "mean_min_dist"}
-    with pytest.raises(ValueError, match="feature layer"):
+    with pytest.raises(ValueError, match="no_such_layer"):
         build_vocabulary(teacher, _tiny_loader(), "no_such_layer", 8)
 
 
@@ -189,7 +189,7 @@ def test_bow_step_learns_the_targets():
     torch.manual_seed(0)
     teacher = get_model("lenet5_bn", num_classes=10, kind="conv")
     from methods.bownet.experiment import DEFAULT_LAYER
-    vocab = build_vocabulary(teacher, _tiny_loader(), DEFAULT_LAYER["lenet5_bn"], 8, max_vectors=500, iters=10)
+    vocab = build_vocabulary(teacher, _tiny_loader(), *DEFAULT_LAYER["lenet5_bn"][:1], 8, border=0, max_vectors=500, iters=10)
     student = BoWNet(get_model("lenet5_bn", num_classes=10, kind="conv"), 8, input_shape=(1, 28, 28))
     step = BoWStep(BoWTeacher(teacher, vocab))
     opt = torch.optim.Adam(student.parameters(), lr=1e-2)
@@ -229,7 +229,7 @@ def test_cli_smoke(kind, tmp_path):
     assert (tmp_path / "table.md").read_text().count("\n") >= 6
 
 
-@pytest.mark.parametrize("args,msg", [(["--kind", "both-ish"], "kind"), (["--layer", "nope"], "layer"),
+@pytest.mark.parametrize("args,msg", [(["--kind", "both-ish"], "kind"), (["--layer", "nope"], "nope"),
                                       (["--data", "cifar10"], "data-root"), (["--stages", "sideways"], "stage")])
 def test_cli_user_mistakes_exit_2_with_one_line(args, msg):
     r = _cli(*args, "--quick", "--no-progress", timeout=120)

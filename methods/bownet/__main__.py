@@ -37,7 +37,8 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, argparse.ArgumentParser]:
     p.add_argument("--binary", action="store_true", help="bags of word presence (0/1) instead of pooled codes")
     p.add_argument("--inv-delta", type=float, default=d.inv_delta, help="soft assignment: inverse temperature "
                    "relative to the mean nearest-word distance (OBoW)")
-    p.add_argument("--border", type=int, default=d.border, help="feature-map border dropped before quantising")
+    p.add_argument("--border", type=int, default=None,
+                   help="feature-map border dropped before quantising (default per model: 0 for lenet5_bn, else 1)")
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--episodes", type=int, default=None, help="few-shot episodes per evaluation")

@@ -25,7 +25,7 @@ def frozen_features(model: nn.Module, loader, device="cpu", progress: bool = Fal
     was = model.training
     model.eval()
     try:
-        feats, labels = extract_features(model, loader, device, progress=progress)
+        feats, labels = extract_features(model.forward_features, loader, device, progress=progress)
     finally:
         model.train(was)
     return feats.flatten(1).float().cpu(), labels.cpu()

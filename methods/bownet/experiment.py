@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import platform
-import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -27,10 +26,11 @@ from .vocabulary import BoWTeacher
 
 STAGES = ("random", "rotnet", "bownet", "bownet2")
 METRICS = ("probe_all", "probe_10", "fewshot_1", "fewshot_5")
-# The teacher layer per model: a mid-level convolutional stage with a spatial map left after the
-# 1-position border is dropped.
-DEFAULT_LAYER = {"lenet5_bn": "conv2", "resnet20": "layer2", "resnet32": "layer2", "vgg_small": "features.9",
-                 "resnet18": "layer3", "resnet50": "layer3"}
+# The teacher layer per model: a mid-level convolutional stage (a spatial map), and the border to
+# drop from it. LeNet's pool2 (16 x 5 x 5) follows an unpadded conv2, so no position of it sees
+# padding and all 25 are kept; the padded ResNet/VGG stages drop 1 position, as OBoW does.
+DEFAULT_LAYER = {"lenet5_bn": ("pool2", 0), "resnet20": ("layer2", 1), "resnet32": ("layer2", 1),
+                 "vgg_small": ("features.13", 1), "resnet18": ("layer3", 1), "resnet50": ("layer3", 1)}
 
 
 @dataclass
@@ -56,7 +56,7 @@ class MiniConfig:
     pool: str = "max"
     binary: bool = False
     inv_delta: float = 15.0
-    border: int = 1
+    border: Optional[int] = None     # None: the model's default (DEFAULT_LAYER)
     crop_scale: tuple = (0.5, 1.0)
     train_subset: Optional[int] = None
     episodes: int = 600
@@ -92,13 +92,18 @@ def validate(cfg: MiniConfig) -> MiniConfig:
         raise ValueError(f"unknown stage(s) {', '.join(bad)}; choose from {', '.join(STAGES)}")
     if not cfg.seeds:
         raise ValueError("give at least one seed")
-    layer = cfg.layer or DEFAULT_LAYER.get(cfg.model)
+    default_layer, default_border = DEFAULT_LAYER.get(cfg.model, (None, 1))
+    layer = cfg.layer or default_layer
+    border = default_border if cfg.border is None else cfg.border
     if layer is None:
         raise ValueError(f"no default teacher layer for model {cfg.model!r}: pass --layer")
     net = get_model(cfg.model, num_classes=info.num_classes or 10, kind="conv", in_channels=info.in_channels)
     names = tuple(getattr(net, "feature_layers", ()))
-    if layer not in names:
-        raise ValueError(f"layer {layer!r} is not a feature layer of {cfg.model}; choose one of {', '.join(names)}")
+    if layer == "features" or layer not in dict(net.named_modules()):
+        raise ValueError(f"layer {layer!r} is not a convolutional module of {cfg.model}; its feature layers "
+                         f"are {', '.join(names)}")
+    if border < 0:
+        raise ValueError(f"border must be >= 0, got {border}")
     for name in ("rotnet_epochs", "bownet_epochs", "num_words", "batch_size", "episodes", "per_class"):
         if getattr(cfg, name) < 1:
             raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
@@ -106,7 +111,7 @@ def validate(cfg: MiniConfig) -> MiniConfig:
         raise ValueError("--train-subset is not supported with --distributed (the sampler shards the whole set)")
     if cfg.data_root is None and cfg.data not in ("mnist5k", "digits"):
         raise ValueError(f"dataset {cfg.data!r} is read from local files: pass --data-root")
-    return dataclasses.replace(cfg, layer=layer)
+    return dataclasses.replace(cfg, layer=layer, border=border)
 
 
 def _loaders(cfg: MiniConfig, seed: int):
@@ -191,8 +196,8 @@ def _metric_keys(cfg: MiniConfig):
 
 
 def _mean_std(values):
-    values = list(values)
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+    m = report.mean_std(values)
+    return m["mean"], m["std"] or 0.0
 
 
 def run(cfg: MiniConfig, log: Callable[[str], None] = print) -> dict:

@@ -31,6 +31,10 @@ class BoWNet(nn.Module):
     def __init__(self, backbone: nn.Module, num_words: int, *, feature_dim: int | None = None, kappa: float = 5.0,
                  input_shape: tuple[int, ...] | None = None):
         super().__init__()
+        # The backbone's classifier layers become identities: unused parameters would stall DDP's
+        # gradient reduction, and weight decay on them would be wasted work.
+        for name in getattr(backbone, "head_layers", ()):
+            setattr(backbone, name, nn.Identity())
         self.backbone = backbone
         if feature_dim is None:
             if input_shape is None:

@@ -25,15 +25,11 @@ class TeacherLayer:
     The teacher is frozen: its parameters stop requiring grad, so nothing trains it by accident."""
 
     def __init__(self, teacher: nn.Module, layer: str):
-        names = getattr(teacher, "feature_layers", None)
-        if names is not None and layer not in names:
-            raise ValueError(f"layer {layer!r} is not a feature layer of {type(teacher).__name__}; "
-                             f"choose one of {', '.join(names)}")
+        self._extract = feature_extractor(teacher, [layer])   # raises ValueError for an unknown layer
         self.teacher = teacher.eval()
         for p in teacher.parameters():
             p.requires_grad_(False)
         self.layer = layer
-        self._extract = feature_extractor(teacher, [layer])
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
