@@ -186,10 +186,12 @@ def test_bow_step_learns_the_targets():
     """A fixed batch, no perturbation: the student's soft cross-entropy must fall well below its start."""
     from addernet.models import get_model
 
+    from methods.bownet.experiment import DEFAULT_LAYER
+
     torch.manual_seed(0)
     teacher = get_model("lenet5_bn", num_classes=10, kind="conv")
-    from methods.bownet.experiment import DEFAULT_LAYER
-    vocab = build_vocabulary(teacher, _tiny_loader(), *DEFAULT_LAYER["lenet5_bn"][:1], 8, border=0, max_vectors=500, iters=10)
+    layer, border = DEFAULT_LAYER["lenet5_bn"]
+    vocab = build_vocabulary(teacher, _tiny_loader(), layer, 8, border=border, max_vectors=500, iters=10)
     student = BoWNet(get_model("lenet5_bn", num_classes=10, kind="conv"), 8, input_shape=(1, 28, 28))
     step = BoWStep(BoWTeacher(teacher, vocab))
     opt = torch.optim.Adam(student.parameters(), lr=1e-2)

@@ -203,7 +203,16 @@ def _mean_std(values):
 def run(cfg: MiniConfig, log: Callable[[str], None] = print) -> dict:
     cfg = validate(cfg)
     if cfg.threads:
+        # BLAS (the scikit-learn probe) too: on this 2-core machine shared with other jobs, 2 threads
+        # made the probe 7x slower in CPU time than 1.
+        from threadpoolctl import threadpool_limits
         torch.set_num_threads(cfg.threads)
+        with threadpool_limits(cfg.threads):
+            return _run(cfg, log)
+    return _run(cfg, log)
+
+
+def _run(cfg: MiniConfig, log: Callable[[str], None]) -> dict:
     if cfg.distributed and torch.cuda.is_available() and cfg.device in (None, "cuda"):
         # One GPU per process: "cuda" then means this rank's GPU for the teacher and the vocabulary.
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
