@@ -207,6 +207,10 @@ def run(cfg: MiniConfig, log: Callable[[str], None] = print) -> dict:
         # made the probe 7x slower in CPU time than 1.
         from threadpoolctl import threadpool_limits
         torch.set_num_threads(cfg.threads)
+        from ..common import faiss_available
+        if faiss_available():   # faiss's OpenMP threads spin when the cores are oversubscribed
+            import faiss
+            faiss.omp_set_num_threads(cfg.threads)
         with threadpool_limits(cfg.threads):
             return _run(cfg, log)
     return _run(cfg, log)
