@@ -39,6 +39,8 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, argparse.ArgumentParser]:
                    "relative to the mean nearest-word distance (OBoW)")
     p.add_argument("--border", type=int, default=None,
                    help="feature-map border dropped before quantising (default per model: 0 for lenet5_bn, else 1)")
+    p.add_argument("--crop-scale", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+                   help="g(x)'s random resized crop area range (default 0.8 1 on digits, else 0.5 1)")
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--episodes", type=int, default=None, help="few-shot episodes per evaluation")
@@ -57,7 +59,7 @@ def config_from_args(a: argparse.Namespace) -> MiniConfig:
               stages=tuple(a.stages), rot_mode=a.rot_mode, assign=a.assign, pool=a.pool, binary=a.binary,
               inv_delta=a.inv_delta, border=a.border, batch_size=a.batch_size, lr=a.lr, device=a.device,
               threads=a.threads or None, progress=not a.no_progress and sys.stderr.isatty(), out=a.out,
-              json=a.json, distributed=a.distributed or int(os.environ.get("WORLD_SIZE", "1")) > 1)
+              json=a.json, crop_scale=tuple(a.crop_scale) if a.crop_scale else None, distributed=a.distributed or int(os.environ.get("WORLD_SIZE", "1")) > 1)
     for name, attr in (("seeds", "seeds"), ("rotnet_epochs", "rotnet_epochs"), ("bownet_epochs", "bownet_epochs"),
                        ("num_words", "words"), ("max_vectors", "max_vectors"), ("episodes", "episodes"),
                        ("train_subset", "train_subset")):
