@@ -74,20 +74,6 @@ class Perturbation:
         return dataclasses.asdict(self)
 
 
-class SeededGenerators:
-    """One seeded ``torch.Generator`` per device, made on first use, so a step draws its randomness
-    where its batch lives (CPU or GPU) and a seed fixes it."""
-
-    def __init__(self, seed: int):
-        self.seed, self._gens = int(seed), {}
-
-    def __call__(self, device) -> torch.Generator:
-        device = torch.device(device)
-        if device not in self._gens:
-            self._gens[device] = torch.Generator(device=device).manual_seed(self.seed)
-        return self._gens[device]
-
-
 def _coin(n: int, p: float, generator, device) -> torch.Tensor:
     gen_device = generator.device if generator is not None else torch.device("cpu")
     return (torch.rand(n, generator=generator, device=gen_device) < p).to(device)

@@ -6,8 +6,6 @@ import torch
 from addernet.data import augment
 from addernet.train import StepOutput, classification_step
 
-from .perturb import SeededGenerators
-
 ROTATIONS = 4
 
 
@@ -25,12 +23,7 @@ def rotate_batch(x: torch.Tensor, mode: str = "all", generator: torch.Generator 
     if mode == "random":
         gen_device = generator.device if generator is not None else torch.device("cpu")
         k = torch.randint(0, ROTATIONS, (n,), generator=generator, device=gen_device).to(x.device)
-        out = x.clone()
-        for r in range(1, ROTATIONS):
-            sel = k == r
-            if sel.any():
-                out[sel] = augment.rot90(x[sel], r)
-        return out, k
+        return augment.rot90(x, k), k
     raise ValueError(f"rotation mode must be 'all' or 'random', got {mode!r}")
 
 
@@ -42,11 +35,12 @@ class RotationStep:
         if mode not in ("all", "random"):
             raise ValueError(f"rotation mode must be 'all' or 'random', got {mode!r}")
         self.mode, self.perturb = mode, perturb
-        self.generators = SeededGenerators(seed)
+        # A CPU generator serves GPU batches too: the augmentations draw on the generator's device.
+        self.generator = torch.Generator().manual_seed(seed)
 
     def __call__(self, model, batch) -> StepOutput:
         x = batch[0]
-        gen = self.generators(x.device)
+        gen = self.generator
         if self.perturb is not None and model.training:
             x = self.perturb(x, gen)
         return classification_step(model, rotate_batch(x, self.mode, gen))

@@ -7,7 +7,6 @@ import torch.nn.functional as F
 
 from addernet.train import StepOutput
 
-from .perturb import SeededGenerators
 from .vocabulary import BoWTeacher
 
 
@@ -21,14 +20,14 @@ class BoWStep:
 
     def __init__(self, teacher: BoWTeacher, perturb=None, seed: int = 0):
         self.teacher, self.perturb = teacher, perturb
-        self.generators = SeededGenerators(seed)
+        self.generator = torch.Generator().manual_seed(seed)   # CPU: serves GPU batches too
 
     def __call__(self, model, batch) -> StepOutput:
         x = batch[0]
         self.teacher.to(x.device)
         target = self.teacher(x).float()
         if self.perturb is not None and model.training:
-            x = self.perturb(x, self.generators(x.device))
+            x = self.perturb(x, self.generator)
         logits = model(x).float()
         loss = -(target * F.log_softmax(logits, dim=1)).sum(1).mean()
         with torch.no_grad():
