@@ -3,9 +3,8 @@ prediction from a perturbed g(x), with soft cross-entropy."""
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from addernet.train import StepOutput
+from addernet.train import StepOutput, soft_target_step
 
 from .vocabulary import BoWTeacher
 
@@ -14,9 +13,10 @@ class BoWStep:
     """An ``addernet.train`` step. ``teacher`` maps clean images to targets (N, K); ``perturb``
     (a ``Perturbation``) makes g(x) in training; evaluation predicts from the clean images.
 
-    Loss: soft cross-entropy -sum_k y_k log softmax(logits)_k, averaged over the batch (OBoW's
-    KL 'batchmean' up to the targets' entropy, a constant). Metrics besides the loss: 'word_acc',
-    how often the student's top word is the target's top word, and 'target_entropy' (nats)."""
+    Loss: ``soft_target_step``'s soft cross-entropy -sum_k y_k log softmax(logits)_k, averaged over
+    the batch (OBoW's KL 'batchmean' plus the targets' entropy, a constant). Metrics: 'loss',
+    'agree' (the student's top word is the target's top word) and 'target_entropy' (nats): the
+    loss can fall to that entropy, no lower."""
 
     def __init__(self, teacher: BoWTeacher, perturb=None, seed: int = 0):
         self.teacher, self.perturb = teacher, perturb
@@ -28,10 +28,6 @@ class BoWStep:
         target = self.teacher(x).float()
         if self.perturb is not None and model.training:
             x = self.perturb(x, self.generator)
-        logits = model(x).float()
-        loss = -(target * F.log_softmax(logits, dim=1)).sum(1).mean()
-        with torch.no_grad():
-            ent = -(target * target.clamp_min(1e-12).log()).sum(1).mean()
-            word_acc = (logits.argmax(1) == target.argmax(1)).float().mean()
-        return StepOutput(loss, {"loss": loss.detach(), "word_acc": word_acc, "target_entropy": ent},
-                          batch_size=x.shape[0])
+        out = soft_target_step(model, (x, target))
+        out.metrics["target_entropy"] = -(target * target.clamp_min(1e-12).log()).sum(1).mean()
+        return out
