@@ -217,8 +217,10 @@ def _cli(*args, timeout=300):
 @pytest.mark.parametrize("kind", ["conv", "adder"])
 def test_cli_smoke(kind, tmp_path):
     path = tmp_path / "bownet.json"
-    r = _cli("--quick", "--kind", kind, "--train-subset", "128", "--rotnet-epochs", "1", "--bownet-epochs", "1",
-             "--words", "8", "--max-vectors", "500", "--episodes", "10", "--no-progress",
+    # digits (8x8) on TinyNet: the whole pipeline in seconds.
+    r = _cli("--quick", "--kind", kind, "--data", "digits", "--model", "tinynet", "--train-subset", "256",
+             "--rotnet-epochs", "1", "--bownet-epochs", "1", "--words", "8", "--max-vectors", "500", "--episodes", "10",
+             "--no-progress",
              "--out", str(tmp_path), "--json", str(path))
     assert r.returncode == 0, r.stderr[-3000:]
     rows = json.loads(path.read_text())["rows"]

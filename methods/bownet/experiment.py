@@ -15,8 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from addernet.data import dataset_info, make_loaders
-from addernet.models import get_model
-from addernet.train import seed_everything
+from addernet.train import build_model, seed_everything
 
 from ..common import report
 from .evaluation import evaluate_representation
@@ -30,7 +29,8 @@ METRICS = ("probe_all", "probe_10", "fewshot_1", "fewshot_5")
 # drop from it. LeNet's pool2 (16 x 5 x 5) follows an unpadded conv2, so no position of it sees
 # padding and all 25 are kept; the padded ResNet/VGG stages drop 1 position, as OBoW does.
 DEFAULT_LAYER = {"lenet5_bn": ("pool2", 0), "resnet20": ("layer2", 1), "resnet32": ("layer2", 1),
-                 "vgg_small": ("features.13", 1), "resnet18": ("layer3", 1), "resnet50": ("layer3", 1)}
+                 "vgg_small": ("features.13", 1), "resnet18": ("layer3", 1), "resnet50": ("layer3", 1),
+                 "tinynet": ("features.6", 1)}
 
 
 @dataclass
@@ -97,7 +97,7 @@ def validate(cfg: MiniConfig) -> MiniConfig:
     border = default_border if cfg.border is None else cfg.border
     if layer is None:
         raise ValueError(f"no default teacher layer for model {cfg.model!r}: pass --layer")
-    net = get_model(cfg.model, num_classes=info.num_classes or 10, kind="conv", in_channels=info.in_channels)
+    net = build_model(cfg.model, num_classes=info.num_classes or 10, kind="conv", in_channels=info.in_channels)
     names = tuple(getattr(net, "feature_layers", ()))
     if layer == "features" or layer not in dict(net.named_modules()):
         raise ValueError(f"layer {layer!r} is not a convolutional module of {cfg.model}; its feature layers "
@@ -138,7 +138,7 @@ def run_seed(cfg: MiniConfig, kind: str, seed: int, log: Callable[[str], None] =
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     perturb = Perturbation.for_data(info.in_channels, cfg.data,
                                     **({} if cfg.crop_scale is None else {"crop_scale": tuple(cfg.crop_scale)}))
-    make = lambda: get_model(cfg.model, num_classes=info.num_classes, kind=kind, in_channels=info.in_channels)  # noqa: E731
+    make = lambda: build_model(cfg.model, num_classes=info.num_classes, kind=kind, in_channels=info.in_channels)  # noqa: E731
     common = dict(seed=seed, device=device, progress=cfg.progress and is_main(), log=None,
                   distributed=cfg.distributed)
     bow_kw = dict(layer=cfg.layer, num_words=cfg.num_words, epochs=cfg.bownet_epochs, input_shape=shape,
