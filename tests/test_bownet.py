@@ -240,3 +240,15 @@ def test_cli_user_mistakes_exit_2_with_one_line(args, msg):
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and msg in lines[0], r.stderr
+
+
+def test_per_class_subset_takes_k_of_every_class():
+    from methods.bownet import per_class_subset
+
+    labels = torch.arange(10).repeat_interleave(30)[torch.randperm(300, generator=torch.Generator().manual_seed(0))]
+    idx = per_class_subset(labels, 10, seed=4)
+    assert torch.bincount(labels[idx], minlength=10).tolist() == [10] * 10
+    assert torch.equal(idx, per_class_subset(labels, 10, seed=4))
+    assert not torch.equal(idx, per_class_subset(labels, 10, seed=5))
+    with pytest.raises(ValueError, match="fewer than 31"):
+        per_class_subset(labels, 31)
