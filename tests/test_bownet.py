@@ -252,3 +252,16 @@ def test_per_class_subset_takes_k_of_every_class():
     assert not torch.equal(idx, per_class_subset(labels, 10, seed=5))
     with pytest.raises(ValueError, match="fewer than 31"):
         per_class_subset(labels, 31)
+
+
+def test_rotation_accuracy_by_class_counts_upside_down_confusions():
+    from methods.bownet import rotation_accuracy_by_class
+
+    class AlwaysUpright(torch.nn.Module):       # predicts rotation 0 for every image
+        def forward(self, x):
+            return torch.tensor([1.0, 0, 0, 0]).expand(x.shape[0], 4)
+
+    data = torch.utils.data.TensorDataset(torch.rand(12, 1, 6, 6), torch.arange(3).repeat(4))
+    res = rotation_accuracy_by_class(AlwaysUpright(), torch.utils.data.DataLoader(data, batch_size=5), 3)
+    assert res["acc"] == pytest.approx([0.25] * 3)
+    assert res["upside_down"] == pytest.approx([0.5] * 3)   # the 180-degree half is called upright

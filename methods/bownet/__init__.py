@@ -17,7 +17,7 @@ from .evaluation import evaluate_representation, frozen_features, per_class_subs
 from .head import BoWHead, BoWNet, no_decay_parameters
 from .perturb import Perturbation
 from .pipeline import random_init, train_bownet, train_rotnet
-from .rotnet import RotationStep, rotate_batch
+from .rotnet import RotationStep, rotate_batch, rotation_accuracy_by_class
 from .step import BoWStep
 from .targets import assignment_codes, bow_targets, drop_border, pool_codes, squared_distances
 from .vocabulary import BoWTeacher, TeacherLayer, Vocabulary, build_vocabulary, sample_vectors
@@ -26,5 +26,5 @@ __all__ = [
     "BoWHead", "BoWNet", "BoWStep", "BoWTeacher", "Perturbation", "RotationStep", "TeacherLayer", "Vocabulary",
     "assignment_codes", "bow_targets", "build_vocabulary", "drop_border", "evaluate_representation",
     "frozen_features", "no_decay_parameters", "per_class_subset", "pool_codes", "random_init", "rotate_batch",
-    "sample_vectors", "squared_distances", "train_bownet", "train_rotnet",
+    "rotation_accuracy_by_class", "sample_vectors", "squared_distances", "train_bownet", "train_rotnet",
 ]

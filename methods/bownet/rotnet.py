@@ -44,3 +44,29 @@ class RotationStep:
         if self.perturb is not None and model.training:
             x = self.perturb(x, gen)
         return classification_step(model, rotate_batch(x, self.mode, gen))
+
+
+@torch.no_grad()
+def rotation_accuracy_by_class(model, loader, num_classes: int, device="cpu") -> dict:
+    """How well a RotNet tells the rotations apart, per class of the (clean) images in ``loader``:
+    {'acc': [per class], 'upside_down': [per class]}, the latter the fraction of 0/180-degree
+    images mistaken for each other (digits 0, 1, 8 look alike upside down, 6 and 9 swap)."""
+    was = model.training
+    model.eval()
+    hits = torch.zeros(num_classes)
+    flips = torch.zeros(num_classes)
+    count = torch.zeros(num_classes)
+    try:
+        for x, y in loader:
+            x = x.to(device)
+            xr, k = rotate_batch(x, "all")
+            pred = model(xr).argmax(1).cpu()
+            k, yy = k.cpu(), y.repeat(ROTATIONS)
+            hits += torch.bincount(yy, weights=(pred == k).float(), minlength=num_classes)
+            upright = (k % 2 == 0)
+            flips += torch.bincount(yy[upright], weights=(pred[upright] == (k[upright] + 2) % 4).float(),
+                                    minlength=num_classes)
+            count += torch.bincount(yy, minlength=num_classes).float()
+    finally:
+        model.train(was)
+    return {"acc": (hits / count.clamp_min(1)).tolist(), "upside_down": (2 * flips / count.clamp_min(1)).tolist()}
