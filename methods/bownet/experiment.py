@@ -21,6 +21,7 @@ from ..common import report
 from .evaluation import evaluate_representation
 from .perturb import Perturbation
 from .pipeline import random_init, train_bownet, train_rotnet
+from .rotnet import rotation_accuracy_by_class
 from .vocabulary import BoWTeacher
 
 STAGES = ("random", "rotnet", "bownet", "bownet2")
@@ -147,7 +148,7 @@ def run_seed(cfg: MiniConfig, kind: str, seed: int, log: Callable[[str], None] =
                                               episodes=cfg.episodes, device=device, progress=False)
     out, nets = {}, {}
 
-    def timed(stage, fn):
+    def timed(stage, fn, extra=None):
         t0 = time.perf_counter()
         model = fn()
         t1 = time.perf_counter()
@@ -155,6 +156,8 @@ def run_seed(cfg: MiniConfig, kind: str, seed: int, log: Callable[[str], None] =
             return model
         row = score(model)
         row.update(train_seconds=t1 - t0, eval_seconds=time.perf_counter() - t1)
+        if extra is not None:
+            row.update(extra(model))
         out[stage] = row
         log(f"{kind} seed {seed} {stage:8s} " + "  ".join(f"{k} {100 * row[k]:.1f}" for k in _metric_keys(cfg))
             + f"  ({row['train_seconds']:.0f}s train, {row['eval_seconds']:.0f}s eval)")
@@ -165,7 +168,8 @@ def run_seed(cfg: MiniConfig, kind: str, seed: int, log: Callable[[str], None] =
         timed("random", lambda: random_init(make(), ev_train, device=device))
     if want & {"rotnet", "bownet", "bownet2"}:
         rot = timed("rotnet", lambda: train_rotnet(make(), (train, test), epochs=cfg.rotnet_epochs, lr=cfg.lr,
-                                                   weight_decay=cfg.weight_decay, mode=cfg.rot_mode, **common))
+                                                   weight_decay=cfg.weight_decay, mode=cfg.rot_mode, **common),
+                    extra=lambda m: {"rotation": rotation_accuracy_by_class(m, ev_test, info.num_classes, device)})
         if want & {"bownet", "bownet2"}:
             holder = {}
 
@@ -253,6 +257,11 @@ def _run(cfg: MiniConfig, log: Callable[[str], None]) -> dict:
                         "fewshot_5_ci95": [round(100 * r["fewshot_5_ci95"], 4) for r in per_seed],
                         "train_seconds": [round(r["train_seconds"], 2) for r in per_seed],
                         "eval_seconds": [round(r["eval_seconds"], 2) for r in per_seed]})
+        if stage == "rotnet":   # per test-digit rotation accuracy and 0/180 confusion, per seed
+            details[-1]["rotation_acc_by_class"] = [[round(100 * a, 2) for a in r["rotation"]["acc"]]
+                                                    for r in per_seed]
+            details[-1]["upside_down_by_class"] = [[round(100 * a, 2) for a in r["rotation"]["upside_down"]]
+                                                   for r in per_seed]
     table = results_table(rows, details)
     verdicts = [verdict(rows, kind) for kind in cfg.kinds]
     meta = {"config": cfg.to_dict(), "details": details, "verdicts": [v for v in verdicts if v],
