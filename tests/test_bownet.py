@@ -224,7 +224,8 @@ def test_cli_smoke(kind, tmp_path):
              "--out", str(tmp_path), "--json", str(path))
     assert r.returncode == 0, r.stderr[-3000:]
     rows = json.loads(path.read_text())["rows"]
-    assert [(row["stage"], row["kind"]) for row in rows] == [(s, kind) for s in ("random", "rotnet", "bownet", "bownet2")]
+    stages = ("random", "rotnet", "bownet", "bownet2")
+    assert [(row["stage"], row["kind"]) for row in rows] == [(s, kind) for s in stages]
     for row in rows:
         assert set(row) == {"stage", "kind", "probe_all", "probe_10", "fewshot_1", "fewshot_5"}
         for key in ("probe_all", "probe_10", "fewshot_1", "fewshot_5"):

@@ -59,7 +59,8 @@ def config_from_args(a: argparse.Namespace) -> MiniConfig:
               stages=tuple(a.stages), rot_mode=a.rot_mode, assign=a.assign, pool=a.pool, binary=a.binary,
               inv_delta=a.inv_delta, border=a.border, batch_size=a.batch_size, lr=a.lr, device=a.device,
               threads=a.threads or None, progress=not a.no_progress and sys.stderr.isatty(), out=a.out,
-              json=a.json, crop_scale=tuple(a.crop_scale) if a.crop_scale else None, distributed=a.distributed or int(os.environ.get("WORLD_SIZE", "1")) > 1)
+              json=a.json, crop_scale=tuple(a.crop_scale) if a.crop_scale else None,
+              distributed=a.distributed or int(os.environ.get("WORLD_SIZE", "1")) > 1)
     for name, attr in (("seeds", "seeds"), ("rotnet_epochs", "rotnet_epochs"), ("bownet_epochs", "bownet_epochs"),
                        ("num_words", "words"), ("max_vectors", "max_vectors"), ("episodes", "episodes"),
                        ("train_subset", "train_subset")):

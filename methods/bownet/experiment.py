@@ -8,7 +8,7 @@ import dataclasses
 import os
 import platform
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
@@ -137,7 +137,8 @@ def run_seed(cfg: MiniConfig, kind: str, seed: int, log: Callable[[str], None] =
     device = _device(cfg)
     perturb = Perturbation.for_data(info.in_channels, cfg.data,
                                     **({} if cfg.crop_scale is None else {"crop_scale": tuple(cfg.crop_scale)}))
-    make = lambda: build_model(cfg.model, num_classes=info.num_classes, kind=kind, in_channels=info.in_channels)  # noqa: E731
+    def make():
+        return build_model(cfg.model, num_classes=info.num_classes, kind=kind, in_channels=info.in_channels)
     common = dict(seed=seed, device=device, progress=cfg.progress and is_main(), log=None,
                   distributed=cfg.distributed)
     bow_kw = dict(layer=cfg.layer, num_words=cfg.num_words, epochs=cfg.bownet_epochs, input_shape=shape,

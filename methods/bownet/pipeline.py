@@ -75,7 +75,8 @@ def train_bownet(teacher: nn.Module, backbone: nn.Module, loaders, *, layer: str
     optimizer = build_optimizer(student, lr, weight_decay=weight_decay, no_decay=no_decay_parameters(student))
     scheduler = cosine_schedule(optimizer, epochs, _steps(train, limit_batches))
     step = BoWStep(BoWTeacher(teacher, vocab), perturb, seed=seed)
-    res = fit(student, (train, test), step=step, eval_step=step, optimizer=optimizer, scheduler=scheduler, epochs=epochs,
+    res = fit(student, (train, test), step=step, eval_step=step, optimizer=optimizer, scheduler=scheduler,
+              epochs=epochs,
               extra_state={"vocabulary": vocab}, seed=seed, device=dev, progress=progress, out=out,
               distributed=distributed, limit_batches=limit_batches, log=log)
     return res.model, vocab
