@@ -76,8 +76,7 @@ def train_bownet(teacher: nn.Module, backbone: nn.Module, loaders, *, layer: str
     scheduler = cosine_schedule(optimizer, epochs, _steps(train, limit_batches))
     step = BoWStep(BoWTeacher(teacher, vocab), perturb, seed=seed)
     res = fit(student, (train, test), step=step, eval_step=step, optimizer=optimizer, scheduler=scheduler,
-              epochs=epochs,
-              extra_state={"vocabulary": vocab}, seed=seed, device=dev, progress=progress, out=out,
+              epochs=epochs, extra_state={"vocabulary": vocab}, seed=seed, device=dev, progress=progress, out=out,
               distributed=distributed, limit_batches=limit_batches, log=log)
     return res.model, vocab
 
