@@ -155,10 +155,11 @@ def run_seed(cfg: MiniConfig, kind: str, seed: int, log: Callable[[str], None] =
         t1 = time.perf_counter()
         if not is_main():        # under DDP rank 0 scores; the other ranks go on to the next stage
             return model
-        row = score(model)
+        # extra (the rotation analysis) first: scoring re-estimates BN statistics on upright images
+        # only, which a network trained on all four rotations does not expect.
+        row = extra(model) if extra is not None else {}
+        row.update(score(model))
         row.update(train_seconds=t1 - t0, eval_seconds=time.perf_counter() - t1)
-        if extra is not None:
-            row.update(extra(model))
         out[stage] = row
         log(f"{kind} seed {seed} {stage:8s} " + "  ".join(f"{k} {100 * row[k]:.1f}" for k in _metric_keys(cfg))
             + f"  ({row['train_seconds']:.0f}s train, {row['eval_seconds']:.0f}s eval)")
