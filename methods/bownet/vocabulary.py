@@ -124,8 +124,9 @@ def build_vocabulary(teacher: nn.Module, loader, layer: str, num_words: int, *, 
     """k-means over ``teacher``'s dense features at ``layer``; ``target_options`` (assign, pool,
     binary, inv_delta) go to the Vocabulary.
 
-    Under DDP every rank samples the same vectors (same seed, same data), rank 0 clusters them and
-    the words are broadcast, so all ranks hold one vocabulary.
+    Under DDP rank 0 clusters its vectors and broadcasts the words, and the mean nearest-word
+    distance is averaged over ranks, so all ranks hold one vocabulary (given the same unsharded
+    loader, as the miniature does, every rank also samples the same vectors).
     """
     if num_words < 2:
         raise ValueError(f"num_words must be >= 2, got {num_words}")
@@ -143,7 +144,12 @@ def build_vocabulary(teacher: nn.Module, loader, layer: str, num_words: int, *, 
         comm = words.to(device)
         torch.distributed.broadcast(comm, src=0)
         words = comm.cpu()
-    return Vocabulary(words, mean_nearest_distance(vectors, words), layer=layer, border=border, **target_options)
+    mean_min = mean_nearest_distance(vectors, words)
+    if world > 1:   # ranks given different shards agree on one temperature scale
+        comm = torch.tensor([mean_min], dtype=torch.float64, device=device)
+        torch.distributed.all_reduce(comm)
+        mean_min = comm.item() / world
+    return Vocabulary(words, mean_min, layer=layer, border=border, **target_options)
 
 
 class BoWTeacher(nn.Module):
