@@ -55,6 +55,6 @@ def adder_conv2d(
     check_args(input, weight, bias, stride_, padding_, dilation_, groups)
     impl = backends.implementation(backends.current(backend))
     out = impl(input, weight, stride_, padding_, dilation_, groups)
-    if bias is not None:
+    if bias is not None and out.shape[1] != 0:  # conv2d ignores the bias of a (N, 0, ...) output too
         out = out + bias.view(1, -1, 1, 1)
     return out

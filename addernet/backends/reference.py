@@ -58,6 +58,8 @@ def forward(x, weight, stride, padding, dilation, groups):
     o, _, kh, kw = weight.shape
     oh = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
     ow = (w_ + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    if x.shape[1] == 0:  # no input channels: (N, 0, OH, OW), as conv2d (F.unfold refuses C = 0)
+        return x.new_zeros((n, 0, oh, ow))
     xcol = _unfold(x, (kh, kw), stride, padding, dilation)
     outs = [
         _l1_forward(xc, wg.reshape(wg.shape[0], -1))
@@ -70,6 +72,8 @@ def backward(grad_out, x, weight, stride, padding, dilation, groups, need_input=
     """The paper's gradients: HardTanh for the input, full precision for the weight."""
     n, c, h, w_ = x.shape
     o, _, kh, kw = weight.shape
+    if c == 0:  # both gradients are empty
+        return (x.new_zeros(x.shape) if need_input else None), (weight.new_zeros(weight.shape) if need_weight else None)
     xcol = _unfold(x, (kh, kw), stride, padding, dilation)
     g = grad_out.reshape(n, o, xcol.shape[-1])
     gx_cols, gws = [], []

@@ -166,7 +166,7 @@ def _forward(
 ) -> torch.Tensor:
     x, w = _prepare(input, weight, stride, padding, dilation, groups)
     n, c, h, wd, o, cg, kh, kw, oh, ow = _geometry(x, w, stride, padding, dilation)
-    y = x.new_empty((n, o, oh, ow))
+    y = x.new_empty((n, o if c else 0, oh, ow))  # no input channels: (N, 0, OH, OW), as conv2d
     check_index_range(input=x.numel(), weight=w.numel(), output=y.numel())
     if y.numel() == 0:
         return y
@@ -195,10 +195,10 @@ def _backward_impl(
     """(grad_input, grad_weight); a masked-out one is an empty tensor, as in the native op."""
     x, w = _prepare(input, weight, stride, padding, dilation, groups, grad_output=grad_output)
     n, c, h, wd, o, cg, kh, kw, oh, ow = _geometry(x, w, stride, padding, dilation)
-    if tuple(grad_output.shape) != (n, o, oh, ow):
+    if tuple(grad_output.shape) != (n, o if c else 0, oh, ow):
         raise ValueError(
             f"triton adder_conv2d backward: grad_output has shape {tuple(grad_output.shape)}, "
-            f"expected {(n, o, oh, ow)}"
+            f"expected {(n, o if c else 0, oh, ow)}"
         )
     g = grad_output.to(x.dtype).contiguous()  # tl.dot needs G and X in one dtype
     og, p_total, k_total = o // groups, n * oh * ow, cg * kh * kw
