@@ -137,16 +137,20 @@ def run_seed(cfg: MiniConfig, kind: str, seed: int, log: Callable[[str], None] =
     device = _device(cfg)
     perturb = Perturbation.for_data(info.in_channels, cfg.data,
                                     **({} if cfg.crop_scale is None else {"crop_scale": tuple(cfg.crop_scale)}))
+
     def make():
         return build_model(cfg.model, num_classes=info.num_classes, kind=kind, in_channels=info.in_channels)
+
+    def score(model):
+        return evaluate_representation(model, ev_train, ev_test, seed=seed, per_class=cfg.per_class,
+                                       episodes=cfg.episodes, device=device, progress=False)
+
     common = dict(seed=seed, device=device, progress=cfg.progress and is_main(), log=None,
                   distributed=cfg.distributed)
     bow_kw = dict(layer=cfg.layer, num_words=cfg.num_words, epochs=cfg.bownet_epochs, input_shape=shape,
                   perturb=perturb, lr=cfg.lr, weight_decay=cfg.weight_decay, kappa=cfg.kappa, border=cfg.border,
                   max_vectors=cfg.max_vectors, kmeans_iters=cfg.kmeans_iters, assign=cfg.assign, pool=cfg.pool,
                   binary=cfg.binary, inv_delta=cfg.inv_delta, vocab_loader=ev_train, **common)
-    score = lambda m: evaluate_representation(m, ev_train, ev_test, seed=seed, per_class=cfg.per_class,  # noqa: E731
-                                              episodes=cfg.episodes, device=device, progress=False)
     out, nets = {}, {}
 
     def timed(stage, fn, extra=None):
