@@ -118,9 +118,13 @@ def test_source_checkout_shadowing_an_installed_build_says_so(tmp_path):
     assert shadowed_build(str(checkout), [str(checkout.parent), str(installed.parent)]) == str(built)
     assert shadowed_build(str(checkout), [str(checkout.parent)]) is None
 
-    r = _run([sys.executable, "-W", "always", "-c",
+    # -S: no site .pth files, so an editable install of this tree (as `make` does) cannot step in
+    # ahead of the checkout; torch's own folder is put on the path by hand instead.
+    site = os.path.dirname(os.path.dirname(torch.__file__))
+    r = _run([sys.executable, "-S", "-W", "always", "-c",
               "import addernet, addernet._extension as e; print(e.NATIVE_ERROR)"],
-             cwd=tmp_path, env_extra={"PYTHONPATH": os.pathsep.join([str(checkout.parent), str(installed.parent)])})
+             cwd=tmp_path,
+             env_extra={"PYTHONPATH": os.pathsep.join([str(checkout.parent), str(installed.parent), site])})
     assert r.returncode == 0, r.stderr[-2000:]
     assert "shadows the installed build" in r.stdout and str(built) in r.stdout
 

@@ -64,9 +64,10 @@ _GX_CONFIGS = _configs(
     [
         ({"BLOCK_Q": 32, "BLOCK_C": 32, "BLOCK_O": 8}, 4, 2),
         ({"BLOCK_Q": 32, "BLOCK_C": 32, "BLOCK_O": 16}, 4, 2),
-        ({"BLOCK_Q": 64, "BLOCK_C": 32, "BLOCK_O": 4}, 4, 2),
+        # The NaN-propagating clamp costs registers: (64, 32, 4) spilled on sm_90 in float32 at 4
+        # warps, so it runs with 8; (64, 64, *) spilled even at BLOCK_O=2 and is gone.
+        ({"BLOCK_Q": 64, "BLOCK_C": 32, "BLOCK_O": 4}, 8, 2),
         ({"BLOCK_Q": 64, "BLOCK_C": 32, "BLOCK_O": 8}, 8, 2),
-        ({"BLOCK_Q": 64, "BLOCK_C": 64, "BLOCK_O": 4}, 8, 2),
     ],
 )
 
@@ -186,13 +187,14 @@ def adder_grad_input_kernel(
                 w_ptr + (o * (Cg * KK) + uv)[:, None] + w_c[None, :],
                 mask=o_ok[:, None] & c_ok[None, :], other=0.0,
             ).to(tl.float32)
-            # The reference's clamp: NaN propagates (tl's default min/max would drop it), and taps
-            # outside G add nothing even then (0 * NaN would mark pixels no real tap reads).
-            nan = tl.PropagateNan.ALL
-            ht = tl.minimum(tl.maximum(wv[None, :, :] - xv[:, None, :], -1.0, propagate_nan=nan), 1.0,
-                            propagate_nan=nan)
-            real = (hit[:, None] & o_ok[None, :])[:, :, None]
-            acc += tl.sum(tl.where(real, gv[:, :, None] * ht, 0.0), axis=1)
+            # The reference's clamp: NaN propagates (tl's default min/max would drop it).
+            # PropagateNan is a constexpr: it must be written at the call, not held in a variable.
+            ht = tl.minimum(tl.maximum(wv[None, :, :] - xv[:, None, :], -1.0, propagate_nan=tl.PropagateNan.ALL),
+                            1.0, propagate_nan=tl.PropagateNan.ALL)
+            # A pixel this tap does not reach adds nothing, even where 0 * NaN would mark it. The mask
+            # is on the 2-D sum (a 3-D one spills): padded filters (o >= Og) need none, since a NaN
+            # there comes from x, which makes the real filters' sum NaN too.
+            acc += tl.where(hit[:, None], tl.sum(gv[:, :, None] * ht, axis=1), 0.0)
 
     tl.store(gx_ptr + x_off, acc.to(gx_ptr.dtype.element_ty), mask=xc_ok)
 
