@@ -36,8 +36,14 @@ def _common(p: argparse.ArgumentParser, data: bool = True):
     p.add_argument("--no-progress", action="store_true")
 
 
+def _train_args(p: argparse.ArgumentParser):
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--limit-batches", type=int, default=None, help="at most this many batches per epoch")
+
+
 def _model_args(p: argparse.ArgumentParser):
-    p.add_argument("--model", default="lenet5_bn", help="an addernet.models name (lenet5_bn, resnet20, ...)")
+    p.add_argument("--model", default="lenet5_bn", help="lenet5_bn, resnet20, resnet18, tinynet, ...")
     p.add_argument("--kind", default="conv", choices=("conv", "adder"))
 
 
@@ -62,10 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true")
 
     pre = sub.add_parser("pretrain", help="train N_pre on labels with symmetric noise")
-    _common(pre), _model_args(pre)
+    _common(pre), _model_args(pre), _train_args(pre)
     pre.add_argument("--noise", type=float, default=0.0, help="symmetric label noise rate p in [0, 1)")
-    pre.add_argument("--epochs", type=int, default=30)
-    pre.add_argument("--lr", type=float, default=0.1)
     pre.add_argument("--augment", action="store_true", help="the dataset's train augmentation (default off)")
     pre.add_argument("--out", required=True, help="run directory; the model goes to OUT/model.pt")
 
@@ -87,13 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--backend", default="auto", choices=("auto", "faiss", "torch"))
     cl.add_argument("--sample", type=int, default=None, help="fit on this many points (default: 256 per centroid)")
     cl.add_argument("--spherical", action="store_true")
+    cl.add_argument("--device", default=None, help="where torch k-means runs (cpu, cuda); faiss uses its GPUs")
     cl.add_argument("--out", required=True, help="pseudo-label file (.pt)")
 
     ft = sub.add_parser("fit", help="train N_cf from scratch on pseudo-labels")
-    _common(ft), _model_args(ft)
+    _common(ft), _model_args(ft), _train_args(ft)
     ft.add_argument("--labels", required=True, help="a file written by the cluster stage")
-    ft.add_argument("--epochs", type=int, default=30)
-    ft.add_argument("--lr", type=float, default=0.1)
     ft.add_argument("--crop-scale", type=float, nargs=2, default=(0.08, 1.0))
     ft.add_argument("--jitter", type=float, default=0.4, help="brightness/contrast/saturation jitter")
     ft.add_argument("--no-flip", action="store_true", help="no horizontal flip (digits, text)")
@@ -131,24 +134,41 @@ def _save_model(model, path: str, meta: dict):
         torch.save({"format": "clusterfit-model/1", **meta, "state_dict": model.state_dict()}, path)
 
 
+def _build(name: str, **kw):
+    from addernet.train import build_model
+    try:
+        return build_model(name, **kw)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
+
 def _load_model(path: str):
     import torch
-    from addernet.models import get_model
     if not os.path.isfile(path):
         raise UserError(f"checkpoint {path} not found")
     obj = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(obj, dict) or obj.get("format") != "clusterfit-model/1":
         raise UserError(f"{path} is not a model.pt written by 'pretrain' or 'fit'")
-    model = get_model(obj["model"], num_classes=obj["num_classes"], kind=obj["kind"],
-                      in_channels=obj["in_channels"])
+    model = _build(obj["model"], num_classes=obj["num_classes"], kind=obj["kind"], in_channels=obj["in_channels"])
     model.load_state_dict(obj["state_dict"])
     return model, obj
 
 
 def _init_dist(args):
+    """The device to run on: cuda:LOCAL_RANK (or the CPU) under torchrun with --distributed."""
     if args.distributed:
         from addernet.train import distributed
-        distributed.setup(args.device)
+        try:
+            return distributed.setup(args.device)[1]
+        except RuntimeError as e:
+            raise UserError(str(e)) from None
+    return _device(args)
+
+
+def _finish_dist(args):
+    if args.distributed:
+        from addernet.train import distributed
+        distributed.cleanup()
 
 
 def _dataset_info(args):
@@ -159,27 +179,41 @@ def _dataset_info(args):
         raise UserError(str(e)) from None
 
 
+def _check_train_args(args):
+    if args.epochs < 1:
+        raise UserError(f"--epochs must be at least 1, got {args.epochs}")
+    if args.limit_batches is not None and args.limit_batches < 1:
+        raise UserError(f"--limit-batches must be at least 1, got {args.limit_batches}")
+
+
 def cmd_pretrain(args):
-    from addernet.models import get_model
+    from addernet.train import seed_everything
     from .pretrain import train_pre
+    _check_train_args(args)
+    if not 0.0 <= args.noise < 1.0:
+        raise UserError(f"--noise must be in [0, 1), got {args.noise}")
     info = _dataset_info(args)
-    model = get_model(args.model, num_classes=info.num_classes, kind=args.kind, in_channels=info.in_channels)
+    seed_everything(args.seed)
+    model = _build(args.model, num_classes=info.num_classes, kind=args.kind, in_channels=info.in_channels)
     train_pre(model, args.data, root=args.data_root, noise=args.noise, noise_seed=args.seed, epochs=args.epochs,
               batch_size=args.batch_size, lr=args.lr, augment=args.augment, device=args.device, seed=args.seed,
-              out=args.out, num_workers=args.workers, distributed=args.distributed, progress=_progress(args))
+              out=args.out, num_workers=args.workers, distributed=args.distributed, progress=_progress(args),
+              limit_batches=args.limit_batches)
     _save_model(model, os.path.join(args.out, "model.pt"),
                 {"model": args.model, "kind": args.kind, "num_classes": info.num_classes,
                  "in_channels": info.in_channels, "noise": args.noise, "stage": "pretrain"})
+    _finish_dist(args)
 
 
 def cmd_features(args):
     import torch
     from .evaluation import plain_loaders
     from .features import cluster_features
-    _init_dist(args)
+    _dataset_info(args)
+    device = _init_dist(args)
     model, meta = _load_model(args.checkpoint)
     train, _, _ = plain_loaders(args.data, args.data_root, args.batch_size, args.workers)
-    feats, labels, pca = cluster_features(model, train, layer=args.layer, device=_device(args), pca=args.pca,
+    feats, labels, pca = cluster_features(model, train, layer=args.layer, device=device, pca=args.pca,
                                           whiten=args.whiten, crop=args.crop, seed=args.seed,
                                           progress=_progress(args))
     if _is_main():
@@ -188,6 +222,7 @@ def cmd_features(args):
                                "crop": args.crop, "data": args.data, "model": meta["model"], "kind": meta["kind"]}},
                    args.out)
         print(f"{tuple(feats.shape)} features -> {args.out}")
+    _finish_dist(args)
 
 
 def cmd_cluster(args):
@@ -203,6 +238,7 @@ def cmd_cluster(args):
         raise UserError(f"--k must be in 1..{n} (the number of images), got {args.k}")
     pseudo = make_pseudo_labels(obj["features"], args.k, iters=args.iters, seed=args.seed, spherical=args.spherical,
                                 backend=args.backend, sample=args.sample if args.sample else "auto",
+                                device=args.device,
                                 config={"features": args.features, **obj["config"]})
     pseudo.save(args.out)
     sizes = pseudo.cluster_sizes()
@@ -211,9 +247,10 @@ def cmd_cluster(args):
 
 
 def cmd_fit(args):
-    from addernet.models import get_model
+    from addernet.train import seed_everything
     from .fit_cf import CFAugment, train_cf
     from .pseudo_labels import PseudoLabels
+    _check_train_args(args)
     info = _dataset_info(args)
     try:
         pseudo = PseudoLabels.load(args.labels)
@@ -221,36 +258,43 @@ def cmd_fit(args):
                         saturation=args.jitter, flip=not args.no_flip)
     except (ValueError, FileNotFoundError) as e:
         raise UserError(str(e)) from None
-    model = get_model(args.model, num_classes=pseudo.num_clusters, kind=args.kind, in_channels=info.in_channels)
-    train_cf(model, args.data, pseudo, root=args.data_root, epochs=args.epochs, batch_size=args.batch_size,
-             lr=args.lr, aug=aug, device=args.device, seed=args.seed, out=args.out, num_workers=args.workers,
-             distributed=args.distributed, progress=_progress(args))
+    seed_everything(args.seed)
+    model = _build(args.model, num_classes=pseudo.num_clusters, kind=args.kind, in_channels=info.in_channels)
+    try:
+        train_cf(model, args.data, pseudo, root=args.data_root, epochs=args.epochs, batch_size=args.batch_size,
+                 lr=args.lr, aug=aug, device=args.device, seed=args.seed, out=args.out, num_workers=args.workers,
+                 distributed=args.distributed, progress=_progress(args), limit_batches=args.limit_batches)
+    except ValueError as e:   # pseudo-labels made for another dataset
+        if "pseudo-labels for a dataset" in str(e):
+            raise UserError(f"{args.labels}: {e}") from None
+        raise
     _save_model(model, os.path.join(args.out, "model.pt"),
                 {"model": args.model, "kind": args.kind, "num_classes": pseudo.num_clusters,
                  "in_channels": info.in_channels, "labels": args.labels, "stage": "fit"})
+    _finish_dist(args)
 
 
 def cmd_probe(args):
-    from addernet.models import get_model
     from addernet.train import seed_everything
     from .evaluation import plain_loaders, probe_accuracy
-    _init_dist(args)
     info = _dataset_info(args)
+    device = _init_dist(args)
     if args.random:
         seed_everything(args.seed)
-        model = get_model(args.random, num_classes=info.num_classes, kind=args.kind, in_channels=info.in_channels)
+        model = _build(args.random, num_classes=info.num_classes, kind=args.kind, in_channels=info.in_channels)
         what, recal = f"random-init {args.kind} {args.random}", True
     else:
         model, meta = _load_model(args.checkpoint)
         what, recal = f"{meta['kind']} {meta['model']} from {args.checkpoint}", None
     train, test, _ = plain_loaders(args.data, args.data_root, args.batch_size, args.workers)
-    acc = probe_accuracy(model, train, test, layer=args.layer, device=_device(args), recalibrate=recal,
+    acc = probe_accuracy(model, train, test, layer=args.layer, device=device, recalibrate=recal,
                          seed=args.seed, progress=_progress(args))
     if _is_main():
         print(f"linear probe on {args.layer!r} of {what}: {100 * acc:.2f}%")
         if args.json:
             from methods.common import report
             report.write_json(args.json, {"what": what, "layer": args.layer, "probe_acc": round(100 * acc, 2)})
+    _finish_dist(args)
 
 
 def cmd_run(args):
@@ -269,7 +313,7 @@ def cmd_run(args):
     cfg = ex.MiniConfig.quick(**kw) if args.quick else ex.MiniConfig(**kw)
     out = args.out or os.path.join("runs", "clusterfit")
     os.makedirs(out, exist_ok=True)
-    log = None if _progress(args) or args.no_progress else print
+    log = None if _progress(args) else (lambda msg: print(msg, flush=True))
     result = ex.run(cfg, progress=_progress(args), log=log)
     from methods.common import report
     path = args.json or os.path.join(out, "clusterfit.json")
@@ -293,11 +337,16 @@ def main(argv=None) -> int:
         argv = ["run", *argv]
     parser = build_parser()
     args = parser.parse_args(argv)
+    # A stage's inputs are the user's (files, layer names, K): the library's ValueError and
+    # FileNotFoundError name the problem, so they become the one-line error too. The miniature
+    # checks its arguments up front, so an error inside it is a bug and keeps its traceback.
+    user_errors = (UserError,) if args.stage == "run" else (UserError, ValueError, FileNotFoundError)
     try:
         {"pretrain": cmd_pretrain, "features": cmd_features, "cluster": cmd_cluster, "fit": cmd_fit,
          "probe": cmd_probe, "run": cmd_run}[args.stage](args)
-    except UserError as e:
-        print(f"python -m methods.clusterfit: error: {e}", file=sys.stderr)
+    except user_errors as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"python -m methods.clusterfit {args.stage}: error: {msg}", file=sys.stderr)
         return 2
     return 0
 

@@ -182,8 +182,18 @@ def claim(cells: list[dict], kind: str = "conv", noise: float = 0.8) -> Optional
             "sum_of_stds": round(best["std"] + pre["std"], 2), "holds": margin > best["std"] + pre["std"]}
 
 
+def _limit_faiss_threads(n: int) -> None:
+    # faiss's OpenMP threads spin-wait; on a machine shared with other jobs that costs far more than it saves.
+    try:
+        import faiss
+    except ImportError:
+        return
+    faiss.omp_set_num_threads(n)
+
+
 def run(cfg: MiniConfig, progress: bool = True, log=None) -> dict:
     torch.set_num_threads(min(torch.get_num_threads(), 2))
+    _limit_faiss_threads(1)
     rec, pre_fit = _Recorder(), []
     bar = None
     if progress:

@@ -15,7 +15,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from addernet.data import augment
-from addernet.models import recalibrate_bn
+from addernet.models import feature_extractor, recalibrate_bn
 from addernet.nn import AdderConv2d
 from methods.common import extract_features
 
@@ -77,18 +77,17 @@ def random_crop_fn(fraction: float = OFFICIAL_CROP, seed: int = 0) -> Callable[[
     return crop
 
 
-def _check_layer(model: nn.Module, layer: str) -> None:
+def _layer_fn(model: nn.Module, layer: str, transform: Optional[Callable]):
+    """x -> the (flattened by extract_features) output of ``layer``, after ``transform`` if given."""
     names = tuple(getattr(model, "feature_layers", ()))
     if names and layer not in names:
         raise ValueError(f"layer {layer!r} is not a feature point of {type(model).__name__}; "
                          f"choose one of {', '.join(names)}")
+    fx = feature_extractor(model, [layer])
 
-
-def _with_input_transform(model: nn.Module, transform: Optional[Callable]):
-    """A forward pre-hook that transforms the model's input (the feature crop); returns its handle."""
-    if transform is None:
-        return None
-    return model.register_forward_pre_hook(lambda _m, args: (transform(args[0]), *args[1:]))
+    def run(x: torch.Tensor) -> torch.Tensor:
+        return fx(transform(x) if transform is not None else x)[layer]
+    return run
 
 
 def _shard(loader: DataLoader, rank: int, world: int) -> DataLoader:
@@ -137,21 +136,20 @@ def cluster_features(model: nn.Module, loader: DataLoader, *, layer: str = "feat
         recalibrate = has_adder_layers(model)
     if recalibrate:
         recalibrate_bn(model, recalibrate_loader or loader, batches=recalibrate_batches, device=device)
-    _check_layer(model, layer)
-    hook = _with_input_transform(model, random_crop_fn(crop, seed) if crop else None)
+    fn = _layer_fn(model, layer, random_crop_fn(crop, seed) if crop else None)
     world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    was_training = model.training
+    model.eval()   # a plain function is the caller's to put in eval mode (methods.common.extract_features)
     try:
         if world > 1:
             n = len(loader.dataset)
-            shard = _shard(loader, dist.get_rank(), world)
-            feats, labels = extract_features(model, shard, device, layer=layer, progress=progress)
+            feats, labels = extract_features(fn, _shard(loader, dist.get_rank(), world), device, progress=progress)
             feats = _gather_strided(feats.to(device), n, world).cpu()
             labels = _gather_strided(labels.to(device), n, world).cpu()
         else:
-            feats, labels = extract_features(model, loader, device, layer=layer, progress=progress)
+            feats, labels = extract_features(fn, loader, device, progress=progress)
     finally:
-        if hook is not None:
-            hook.remove()
+        model.train(was_training)
     feats = feats.float().cpu()
     fitted = None
     if pca is not None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from methods.common import assign, kmeans
+from methods.common import kmeans
 
 OFFICIAL_ITERS = 50
 OFFICIAL_SEED = 1234
@@ -78,10 +78,12 @@ def default_sample(n: int, k: int, max_points_per_centroid: int = MAX_POINTS_PER
 
 def make_pseudo_labels(features: torch.Tensor, k: int, *, iters: int = OFFICIAL_ITERS, seed: int = OFFICIAL_SEED,
                        spherical: bool = False, backend: str = "auto", sample: int | None | str = "auto",
-                       batch_size: int = 65536, config: dict | None = None) -> PseudoLabels:
+                       batch_size: int = 65536, device=None, config: dict | None = None) -> PseudoLabels:
     """k-means (``methods.common.kmeans``) of (N, D) features into ``k`` clusters; every point gets the
     id of its nearest centroid. ``sample="auto"`` fits on at most 256 points per centroid, as faiss
-    does; an int fits on that many; None fits on all points. ``config`` is stored with the result."""
+    does; an int fits on that many; None fits on all points. ``device``: where the torch backend
+    (and the assignment) runs, e.g. "cuda"; faiss uses its GPUs when it has them. ``config`` is
+    stored with the result."""
     if features.dim() != 2:
         raise ValueError(f"features must be (N, D), got shape {tuple(features.shape)}")
     n = features.shape[0]
@@ -92,11 +94,9 @@ def make_pseudo_labels(features: torch.Tensor, k: int, *, iters: int = OFFICIAL_
     if sample == "auto":
         sample = default_sample(n, k)
     res = kmeans(features, k, iters=iters, seed=seed, spherical=spherical, backend=backend, sample=sample,
-                 batch_size=batch_size)
-    labels = torch.as_tensor(res.labels).long().reshape(-1)
-    if labels.shape[0] != n:   # a fit on a sample may label only the sample: assign everyone
-        labels, _ = assign(features, res.centroids, spherical=spherical, batch_size=batch_size)
-        labels = torch.as_tensor(labels).long().reshape(-1)
+                 batch_size=batch_size, device=device)
+    # methods.common.kmeans assigns every row, not only the sample it fitted on
+    labels = torch.as_tensor(res.labels).long().reshape(-1).cpu()
     cfg = {"k": k, "iters": iters, "seed": seed, "spherical": spherical, "sample": sample,
            "backend": res.backend, "inertia": float(res.inertia), "n": n, "dim": int(features.shape[1])}
     cfg.update(config or {})
