@@ -65,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--adder-cf-epochs", type=int, default=None)
     run.add_argument("--limit-batches", type=int, default=None, help="at most this many batches per epoch")
     run.add_argument("--device", default="cpu")
+    run.add_argument("--threads", type=int, default=1, help="torch/BLAS/faiss threads (default 1: on a shared "
+                     "machine more threads spin and slow everything down)")
+    run.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                     help="combine the JSONs of runs over disjoint seeds (one process per seed) and report them")
     run.add_argument("--no-progress", action="store_true")
 
     pre = sub.add_parser("pretrain", help="train N_pre on labels with symmetric noise")
@@ -297,9 +301,45 @@ def cmd_probe(args):
     _finish_dist(args)
 
 
+def _report(result: dict, out: str, path: str):
+    from methods.common import report
+    from . import experiment as ex
+    report.write_json(path, result)
+    md = ex.table(result)
+    with open(os.path.join(out, "clusterfit.md"), "w") as f:
+        f.write(md)
+    ex.plot(result, os.path.join(out, "clusterfit_noise.png"))
+    print(md)
+    for c in result["claims"]:
+        verdict = "holds" if c["holds"] else "does NOT hold"
+        print(f"{c['kind']} p={c['noise']}: best N_cf (K={c['best_K']}) {c['cf_mean']:.2f} ± {c['cf_std']:.2f} vs "
+              f"N_pre {c['pre_mean']:.2f} ± {c['pre_std']:.2f}: margin {c['margin']:+.2f} vs stds "
+              f"{c['sum_of_stds']:.2f} -> {verdict}")
+    print(f"JSON -> {path}; table and PNG -> {out}")
+
+
 def cmd_run(args):
     from . import experiment as ex
-    kw = {}
+    out = args.out or os.path.join("runs", "clusterfit")
+    path = args.json or os.path.join(out, "clusterfit.json")
+    if args.merge:
+        parts = []
+        for p in args.merge:
+            try:
+                with open(p) as f:
+                    parts.append(json.load(f))
+            except (OSError, ValueError) as e:
+                raise UserError(f"cannot read {p}: {e}") from None
+        try:
+            result = ex.merge(parts)
+        except (KeyError, ValueError) as e:
+            raise UserError(f"cannot merge {' '.join(args.merge)}: {e}") from None
+        os.makedirs(out, exist_ok=True)
+        _report(result, out, path)
+        return
+    if args.threads < 1:
+        raise UserError(f"--threads must be at least 1, got {args.threads}")
+    kw = {"threads": args.threads}
     if args.seeds is not None:
         kw["seeds"] = tuple(args.seeds)
     for name in ("pre_epochs", "cf_epochs", "adder_pre_epochs", "adder_cf_epochs"):
@@ -311,24 +351,11 @@ def cmd_run(args):
               kinds=("conv", "adder") if args.kind == "both" else (args.kind,))
     _dataset_info(args)
     cfg = ex.MiniConfig.quick(**kw) if args.quick else ex.MiniConfig(**kw)
-    out = args.out or os.path.join("runs", "clusterfit")
     os.makedirs(out, exist_ok=True)
     log = None if _progress(args) else (lambda msg: print(msg, flush=True))
     result = ex.run(cfg, progress=_progress(args), log=log)
-    from methods.common import report
-    path = args.json or os.path.join(out, "clusterfit.json")
-    report.write_json(path, result)
-    md = ex.table(result)
-    with open(os.path.join(out, "clusterfit.md"), "w") as f:
-        f.write(md + "\n")
-    ex.plot(result, os.path.join(out, "clusterfit_noise.png"))
-    print(md)
-    for c in result["claims"]:
-        verdict = "holds" if c["holds"] else "does NOT hold"
-        print(f"{c['kind']} p={c['noise']}: best N_cf (K={c['best_K']}) {c['cf_mean']:.2f} ± {c['cf_std']:.2f} vs "
-              f"N_pre {c['pre_mean']:.2f} ± {c['pre_std']:.2f}: margin {c['margin']:+.2f} vs stds "
-              f"{c['sum_of_stds']:.2f} -> {verdict}")
-    print(f"JSON -> {path}; table and PNG -> {out} ({result['total_seconds']:.0f} s)")
+    _report(result, out, path)
+    print(f"{result['total_seconds']:.0f} s")
 
 
 def main(argv=None) -> int:
