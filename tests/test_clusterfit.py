@@ -261,3 +261,12 @@ def test_features_under_torchrun_match_one_process(tmp_path):
     b = torch.load(two, weights_only=True)
     assert a["features"].shape == (1437, a["features"].shape[1]) and torch.equal(a["labels"], b["labels"])
     assert torch.allclose(a["features"], b["features"], atol=1e-6)
+
+
+def test_random_pseudo_labels_are_a_seeded_uniform_control():
+    from methods.clusterfit import random_pseudo_labels
+    a = random_pseudo_labels(5000, 50, seed=3)
+    assert a.labels.shape == (5000,) and a.num_clusters == 50 and a.config["random"]
+    assert torch.equal(a.labels, random_pseudo_labels(5000, 50, seed=3).labels)
+    sizes = a.cluster_sizes().float()
+    assert sizes.min() > 0 and (sizes - 100).abs().max() < 5 * 10   # 5 binomial stds of 100 +- 10

@@ -15,11 +15,12 @@ from .features import OFFICIAL_CROP, PCA, cluster_features, fit_pca, has_adder_l
 from .fit_cf import AugmentedStep, CFAugment, train_cf
 from .pretrain import train_pre
 from .pseudo_labels import (MAX_POINTS_PER_CENTROID, OFFICIAL_ITERS, OFFICIAL_SEED, PseudoLabels,
-                            check_pseudo_labels, make_pseudo_labels)
+                            check_pseudo_labels, make_pseudo_labels, random_pseudo_labels)
 
 __all__ = [
     "AugmentedStep", "CFAugment", "MAX_POINTS_PER_CENTROID", "OFFICIAL_CROP", "OFFICIAL_ITERS", "OFFICIAL_SEED",
     "PCA", "PseudoLabels", "check_pseudo_labels", "cluster_features", "fit_pca", "has_adder_layers",
-    "l2_normalize", "make_pseudo_labels", "plain_loaders", "probe_accuracy", "random_crop_fn", "train_cf",
+    "l2_normalize", "make_pseudo_labels", "plain_loaders", "probe_accuracy", "random_crop_fn", "random_pseudo_labels",
+    "train_cf",
     "train_pre",
 ]

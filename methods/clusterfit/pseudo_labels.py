@@ -101,3 +101,13 @@ def make_pseudo_labels(features: torch.Tensor, k: int, *, iters: int = OFFICIAL_
            "backend": res.backend, "inertia": float(res.inertia), "n": n, "dim": int(features.shape[1])}
     cfg.update(config or {})
     return PseudoLabels(labels, torch.as_tensor(res.centroids).float().cpu(), cfg)
+
+
+def random_pseudo_labels(n: int, k: int, *, seed: int = 0, dim: int = 1) -> PseudoLabels:
+    """A control: ``n`` ids drawn uniformly from K (seeded), with zero centroids. An N_cf trained on
+    these with the same recipe shows how much of N_cf's probe accuracy the clusters account for and
+    how much the training and augmentation alone give."""
+    if n < 1 or k < 1:
+        raise ValueError(f"need n >= 1 and k >= 1, got n={n}, k={k}")
+    labels = torch.randint(0, k, (n,), generator=torch.Generator().manual_seed(seed))
+    return PseudoLabels(labels, torch.zeros(k, dim), {"k": k, "n": n, "seed": seed, "random": True})
