@@ -1,0 +1,382 @@
+"""``python -m methods.clusterfit``: the miniature experiment, or one pipeline stage.
+
+    python -m methods.clusterfit --quick --json out.json           # the miniature (mnist5k, CPU)
+    python -m methods.clusterfit pretrain  --data cifar10 --data-root D --model resnet20 --out runs/pre
+    python -m methods.clusterfit features  --checkpoint runs/pre/model.pt --data cifar10 --data-root D --out f.pt
+    python -m methods.clusterfit cluster   --features f.pt --k 500 --out labels.pt
+    python -m methods.clusterfit fit       --labels labels.pt --data cifar10 --data-root D --model resnet20 --out runs/cf
+    python -m methods.clusterfit probe     --checkpoint runs/cf/model.pt --data cifar10 --data-root D
+
+Every stage runs under ``torchrun`` with ``--distributed`` (DDP for pretrain/fit, sharded
+extraction for features/probe). User mistakes print one line on stderr and exit 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+STAGES = ("pretrain", "features", "cluster", "fit", "probe", "run")
+
+
+class UserError(Exception):
+    """A mistake in the command line or its inputs: one line on stderr, exit 2."""
+
+
+def _common(p: argparse.ArgumentParser, data: bool = True):
+    if data:
+        p.add_argument("--data", default="mnist5k", help="dataset name (see addernet.data.DATASETS); default mnist5k")
+        p.add_argument("--data-root", default=None, help="directory holding the data (CIFAR-10, ImageFolder, ...)")
+        p.add_argument("--batch-size", type=int, default=256)
+        p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when present)")
+    p.add_argument("--distributed", action="store_true", help="join the torchrun process group (DDP)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _train_args(p: argparse.ArgumentParser):
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--limit-batches", type=int, default=None, help="at most this many batches per epoch")
+
+
+def _model_args(p: argparse.ArgumentParser):
+    p.add_argument("--model", default="lenet5_bn", help="lenet5_bn, resnet20, resnet18, tinynet, ...")
+    p.add_argument("--kind", default="conv", choices=("conv", "adder"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m methods.clusterfit", description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="stage", metavar="STAGE")
+
+    run = sub.add_parser("run", help="the miniature experiment (the default when no stage is named)")
+    run.add_argument("--quick", action="store_true", help="one seed, few epochs: a smoke run of a couple of minutes")
+    run.add_argument("--json", default=None, help="write the result JSON here")
+    run.add_argument("--out", default=None, help="directory for the JSON, table and PNG (default runs/clusterfit)")
+    run.add_argument("--data", default="mnist5k")
+    run.add_argument("--data-root", default=None)
+    run.add_argument("--kind", default="both", choices=("conv", "adder", "both"))
+    run.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default 0 1 2; --quick: 0)")
+    run.add_argument("--pre-epochs", type=int, default=None)
+    run.add_argument("--cf-epochs", type=int, default=None)
+    run.add_argument("--adder-pre-epochs", type=int, default=None)
+    run.add_argument("--adder-cf-epochs", type=int, default=None)
+    run.add_argument("--limit-batches", type=int, default=None, help="at most this many batches per epoch")
+    run.add_argument("--device", default="cpu")
+    run.add_argument("--threads", type=int, default=1, help="torch/BLAS/faiss threads (default 1: on a shared "
+                     "machine more threads spin and slow everything down)")
+    run.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                     help="combine the JSONs of runs over disjoint seeds (one process per seed) and report them")
+    run.add_argument("--no-progress", action="store_true")
+
+    pre = sub.add_parser("pretrain", help="train N_pre on labels with symmetric noise")
+    _common(pre), _model_args(pre), _train_args(pre)
+    pre.add_argument("--noise", type=float, default=0.0, help="symmetric label noise rate p in [0, 1)")
+    pre.add_argument("--augment", action="store_true", help="the dataset's train augmentation (default off)")
+    pre.add_argument("--out", required=True, help="run directory; the model goes to OUT/model.pt")
+
+    fe = sub.add_parser("features", help="N_pre's L2-normalised features of the train split")
+    _common(fe)
+    fe.add_argument("--checkpoint", required=True, help="a model.pt written by pretrain or fit")
+    fe.add_argument("--layer", default="features")
+    fe.add_argument("--pca", type=int, default=None, help="project to this many dimensions first")
+    fe.add_argument("--whiten", action="store_true")
+    fe.add_argument("--crop", type=float, default=None, help="random-crop side fraction before extraction "
+                    "(VISSL: 0.875)")
+    fe.add_argument("--out", required=True, help="features file (.pt)")
+
+    cl = sub.add_parser("cluster", help="k-means of saved features into pseudo-labels")
+    cl.add_argument("--features", required=True, help="a file written by the features stage")
+    cl.add_argument("--k", type=int, required=True)
+    cl.add_argument("--iters", type=int, default=50)
+    cl.add_argument("--seed", type=int, default=1234)
+    cl.add_argument("--backend", default="auto", choices=("auto", "faiss", "torch"))
+    cl.add_argument("--sample", type=int, default=None, help="fit on this many points (default: 256 per centroid)")
+    cl.add_argument("--spherical", action="store_true")
+    cl.add_argument("--device", default=None, help="where torch k-means runs (cpu, cuda); faiss uses its GPUs")
+    cl.add_argument("--out", required=True, help="pseudo-label file (.pt)")
+
+    ft = sub.add_parser("fit", help="train N_cf from scratch on pseudo-labels")
+    _common(ft), _model_args(ft), _train_args(ft)
+    ft.add_argument("--labels", required=True, help="a file written by the cluster stage")
+    ft.add_argument("--crop-scale", type=float, nargs=2, default=(0.08, 1.0))
+    ft.add_argument("--jitter", type=float, default=0.4, help="brightness/contrast/saturation jitter")
+    ft.add_argument("--no-flip", action="store_true", help="no horizontal flip (digits, text)")
+    ft.add_argument("--out", required=True, help="run directory; the model goes to OUT/model.pt")
+
+    pr = sub.add_parser("probe", help="linear probe on frozen features with the true labels")
+    _common(pr)
+    g = pr.add_mutually_exclusive_group(required=True)
+    g.add_argument("--checkpoint", help="a model.pt written by pretrain or fit")
+    g.add_argument("--random", metavar="MODEL", help="a random-init network of this name instead")
+    pr.add_argument("--kind", default="conv", choices=("conv", "adder"), help="kind of the --random network")
+    pr.add_argument("--layer", default="features")
+    pr.add_argument("--json", default=None)
+    return ap
+
+
+def _progress(args) -> bool:
+    return not args.no_progress and sys.stderr.isatty()
+
+
+def _device(args):
+    from addernet.train import pick_device
+    return pick_device(args.device)
+
+
+def _is_main() -> bool:
+    import torch.distributed as dist
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+def _save_model(model, path: str, meta: dict):
+    import torch
+    if _is_main():
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        torch.save({"format": "clusterfit-model/1", **meta, "state_dict": model.state_dict()}, path)
+
+
+def _build(name: str, **kw):
+    from addernet.train import build_model
+    try:
+        return build_model(name, **kw)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
+
+def _load_model(path: str):
+    import torch
+    if not os.path.isfile(path):
+        raise UserError(f"checkpoint {path} not found")
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(obj, dict) or obj.get("format") != "clusterfit-model/1":
+        raise UserError(f"{path} is not a model.pt written by 'pretrain' or 'fit'")
+    model = _build(obj["model"], num_classes=obj["num_classes"], kind=obj["kind"], in_channels=obj["in_channels"])
+    model.load_state_dict(obj["state_dict"])
+    return model, obj
+
+
+def _init_dist(args):
+    """The device to run on: cuda:LOCAL_RANK (or the CPU) under torchrun with --distributed."""
+    if args.distributed:
+        from addernet.train import distributed
+        try:
+            return distributed.setup(args.device)[1]
+        except RuntimeError as e:
+            raise UserError(str(e)) from None
+    return _device(args)
+
+
+def _finish_dist(args):
+    if args.distributed:
+        from addernet.train import distributed
+        distributed.cleanup()
+
+
+def _dataset_info(args):
+    from addernet.data import dataset_info
+    try:
+        return dataset_info(args.data, args.data_root)
+    except (ValueError, FileNotFoundError) as e:
+        raise UserError(str(e)) from None
+
+
+def _check_train_args(args):
+    if args.epochs < 1:
+        raise UserError(f"--epochs must be at least 1, got {args.epochs}")
+    if args.limit_batches is not None and args.limit_batches < 1:
+        raise UserError(f"--limit-batches must be at least 1, got {args.limit_batches}")
+
+
+def cmd_pretrain(args):
+    from addernet.train import seed_everything
+    from .pretrain import train_pre
+    _check_train_args(args)
+    if not 0.0 <= args.noise < 1.0:
+        raise UserError(f"--noise must be in [0, 1), got {args.noise}")
+    info = _dataset_info(args)
+    seed_everything(args.seed)
+    model = _build(args.model, num_classes=info.num_classes, kind=args.kind, in_channels=info.in_channels)
+    train_pre(model, args.data, root=args.data_root, noise=args.noise, noise_seed=args.seed, epochs=args.epochs,
+              batch_size=args.batch_size, lr=args.lr, augment=args.augment, device=args.device, seed=args.seed,
+              out=args.out, num_workers=args.workers, distributed=args.distributed, progress=_progress(args),
+              limit_batches=args.limit_batches)
+    _save_model(model, os.path.join(args.out, "model.pt"),
+                {"model": args.model, "kind": args.kind, "num_classes": info.num_classes,
+                 "in_channels": info.in_channels, "noise": args.noise, "stage": "pretrain"})
+    _finish_dist(args)
+
+
+def cmd_features(args):
+    import torch
+    from .evaluation import plain_loaders
+    from .features import cluster_features
+    _dataset_info(args)
+    device = _init_dist(args)
+    model, meta = _load_model(args.checkpoint)
+    train, _, _ = plain_loaders(args.data, args.data_root, args.batch_size, args.workers)
+    feats, labels, pca = cluster_features(model, train, layer=args.layer, device=device, pca=args.pca,
+                                          whiten=args.whiten, crop=args.crop, seed=args.seed,
+                                          progress=_progress(args))
+    if _is_main():
+        torch.save({"format": "clusterfit-features/1", "features": feats, "labels": labels,
+                    "config": {"checkpoint": args.checkpoint, "layer": args.layer, "pca": args.pca,
+                               "crop": args.crop, "data": args.data, "model": meta["model"], "kind": meta["kind"]}},
+                   args.out)
+        print(f"{tuple(feats.shape)} features -> {args.out}")
+    _finish_dist(args)
+
+
+def cmd_cluster(args):
+    import torch
+    from .pseudo_labels import make_pseudo_labels
+    if not os.path.isfile(args.features):
+        raise UserError(f"features file {args.features} not found")
+    obj = torch.load(args.features, map_location="cpu", weights_only=True)
+    if not isinstance(obj, dict) or obj.get("format") != "clusterfit-features/1":
+        raise UserError(f"{args.features} is not a file written by the 'features' stage")
+    n = obj["features"].shape[0]
+    if not 1 <= args.k <= n:
+        raise UserError(f"--k must be in 1..{n} (the number of images), got {args.k}")
+    pseudo = make_pseudo_labels(obj["features"], args.k, iters=args.iters, seed=args.seed, spherical=args.spherical,
+                                backend=args.backend, sample=args.sample if args.sample else "auto",
+                                device=args.device,
+                                config={"features": args.features, **obj["config"]})
+    pseudo.save(args.out)
+    sizes = pseudo.cluster_sizes()
+    print(f"{n} images -> {args.k} clusters ({pseudo.config['backend']}; sizes {int(sizes.min())}.."
+          f"{int(sizes.max())}, inertia {pseudo.config['inertia']:.4g}) -> {args.out}")
+
+
+def cmd_fit(args):
+    from addernet.train import seed_everything
+    from .fit_cf import CFAugment, train_cf
+    from .pseudo_labels import PseudoLabels
+    _check_train_args(args)
+    info = _dataset_info(args)
+    try:
+        pseudo = PseudoLabels.load(args.labels)
+        aug = CFAugment(crop_scale=tuple(args.crop_scale), brightness=args.jitter, contrast=args.jitter,
+                        saturation=args.jitter, flip=not args.no_flip)
+    except (ValueError, FileNotFoundError) as e:
+        raise UserError(str(e)) from None
+    seed_everything(args.seed)
+    model = _build(args.model, num_classes=pseudo.num_clusters, kind=args.kind, in_channels=info.in_channels)
+    try:
+        train_cf(model, args.data, pseudo, root=args.data_root, epochs=args.epochs, batch_size=args.batch_size,
+                 lr=args.lr, aug=aug, device=args.device, seed=args.seed, out=args.out, num_workers=args.workers,
+                 distributed=args.distributed, progress=_progress(args), limit_batches=args.limit_batches)
+    except ValueError as e:   # pseudo-labels made for another dataset
+        if "pseudo-labels for a dataset" in str(e):
+            raise UserError(f"{args.labels}: {e}") from None
+        raise
+    _save_model(model, os.path.join(args.out, "model.pt"),
+                {"model": args.model, "kind": args.kind, "num_classes": pseudo.num_clusters,
+                 "in_channels": info.in_channels, "labels": args.labels, "stage": "fit"})
+    _finish_dist(args)
+
+
+def cmd_probe(args):
+    from addernet.train import seed_everything
+    from .evaluation import plain_loaders, probe_accuracy
+    info = _dataset_info(args)
+    device = _init_dist(args)
+    if args.random:
+        seed_everything(args.seed)
+        model = _build(args.random, num_classes=info.num_classes, kind=args.kind, in_channels=info.in_channels)
+        what, recal = f"random-init {args.kind} {args.random}", True
+    else:
+        model, meta = _load_model(args.checkpoint)
+        what, recal = f"{meta['kind']} {meta['model']} from {args.checkpoint}", None
+    train, test, _ = plain_loaders(args.data, args.data_root, args.batch_size, args.workers)
+    acc = probe_accuracy(model, train, test, layer=args.layer, device=device, recalibrate=recal,
+                         seed=args.seed, progress=_progress(args))
+    if _is_main():
+        print(f"linear probe on {args.layer!r} of {what}: {100 * acc:.2f}%")
+        if args.json:
+            from methods.common import report
+            report.write_json(args.json, {"what": what, "layer": args.layer, "probe_acc": round(100 * acc, 2)})
+    _finish_dist(args)
+
+
+def _report(result: dict, out: str, path: str):
+    from methods.common import report
+    from . import experiment as ex
+    report.write_json(path, result)
+    md = ex.table(result)
+    with open(os.path.join(out, "clusterfit.md"), "w") as f:
+        f.write(md)
+    ex.plot(result, os.path.join(out, "clusterfit_noise.png"))
+    print(md)
+    for c in result["claims"]:
+        verdict = "holds" if c["holds"] else "does NOT hold"
+        print(f"{c['kind']} p={c['noise']}: best N_cf (K={c['best_K']}) {c['cf_mean']:.2f} ± {c['cf_std']:.2f} vs "
+              f"N_pre {c['pre_mean']:.2f} ± {c['pre_std']:.2f}: margin {c['margin']:+.2f} vs stds "
+              f"{c['sum_of_stds']:.2f} -> {verdict}")
+    print(f"JSON -> {path}; table and PNG -> {out}")
+
+
+def cmd_run(args):
+    from . import experiment as ex
+    out = args.out or os.path.join("runs", "clusterfit")
+    path = args.json or os.path.join(out, "clusterfit.json")
+    if args.merge:
+        parts = []
+        for p in args.merge:
+            try:
+                with open(p) as f:
+                    parts.append(json.load(f))
+            except (OSError, ValueError) as e:
+                raise UserError(f"cannot read {p}: {e}") from None
+        try:
+            result = ex.merge(parts)
+        except (KeyError, ValueError) as e:
+            raise UserError(f"cannot merge {' '.join(args.merge)}: {e}") from None
+        os.makedirs(out, exist_ok=True)
+        _report(result, out, path)
+        return
+    if args.threads < 1:
+        raise UserError(f"--threads must be at least 1, got {args.threads}")
+    kw = {"threads": args.threads}
+    if args.seeds is not None:
+        kw["seeds"] = tuple(args.seeds)
+    for name in ("pre_epochs", "cf_epochs", "adder_pre_epochs", "adder_cf_epochs"):
+        if getattr(args, name) is not None:
+            if getattr(args, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be at least 1")
+            kw[name] = getattr(args, name)
+    kw.update(data=args.data, root=args.data_root, device=args.device, limit_batches=args.limit_batches,
+              kinds=("conv", "adder") if args.kind == "both" else (args.kind,))
+    _dataset_info(args)
+    cfg = ex.MiniConfig.quick(**kw) if args.quick else ex.MiniConfig(**kw)
+    os.makedirs(out, exist_ok=True)
+    log = None if _progress(args) else (lambda msg: print(msg, flush=True))
+    result = ex.run(cfg, progress=_progress(args), log=log)
+    _report(result, out, path)
+    print(f"{result['total_seconds']:.0f} s")
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in STAGES + ("-h", "--help"):
+        argv = ["run", *argv]
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    # A stage's inputs are the user's (files, layer names, K): the library's ValueError and
+    # FileNotFoundError name the problem, so they become the one-line error too. The miniature
+    # checks its arguments up front, so an error inside it is a bug and keeps its traceback.
+    user_errors = (UserError,) if args.stage == "run" else (UserError, ValueError, FileNotFoundError)
+    try:
+        {"pretrain": cmd_pretrain, "features": cmd_features, "cluster": cmd_cluster, "fit": cmd_fit,
+         "probe": cmd_probe, "run": cmd_run}[args.stage](args)
+    except user_errors as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"python -m methods.clusterfit {args.stage}: error: {msg}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
