@@ -57,3 +57,5 @@ def _register() -> None:
 
 if native_available():
     _register()
+
+from . import ops_u8  # noqa: E402,F401  (the uint8 inference op's fake kernel)
