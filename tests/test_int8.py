@@ -322,3 +322,24 @@ def test_quantized_model_runs_under_torch_compile(trained_small):
         eager = q(xte[:16])
         compiled = torch.compile(q, fullgraph=True)(xte[:16])
     torch.testing.assert_close(compiled, eager)
+
+
+def test_counts_and_bench_int8_column():
+    from addernet.bench.counts import count_ops
+    from addernet.bench.model_bench import bench_model
+    from addernet.models import get_model
+
+    model = get_model("lenet5_bn", kind="adder").eval()
+    q = addernet.quantize(model, [torch.randn(4, 1, 28, 28)])
+    fc, qc = count_ops(model, (1, 1, 28, 28)), count_ops(q, (1, 1, 28, 28))
+    assert qc.uncounted == []
+    # the same taps, now integer: conv2, fc1, fc2 (the first and last layers are convolutions)
+    assert qc.totals(("adder_int8",))["taps"] == fc.totals(("adder",))["taps"] > 0
+    assert qc.totals(("adder",))["taps"] == 0
+    epi = {r.name: r for r in qc.layers if r.type == "int8_epilogue"}
+    assert set(epi) == {"conv2:epilogue", "fc1:epilogue", "fc2:epilogue"}
+    # fc2 reads fc1's requantised bytes: scale, shift and ReLU only (84 outputs)
+    assert (epi["fc2:epilogue"].mults, epi["fc2:epilogue"].cmps) == (84, 84)
+    res = bench_model("lenet5_bn", latency=False)
+    assert res["int8"]["quantized_layers"] == ["conv2", "fc1", "fc2"]
+    assert res["int8"]["energy_uJ"] < res["counts"]["adder"]["energy_uJ"]
