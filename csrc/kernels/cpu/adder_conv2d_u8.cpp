@@ -6,7 +6,7 @@ namespace addernet {
 namespace cpu {
 
 int64_t ForwardU8::stage_size(const ConvShape& s) {
-  return s.G * s.N * (s.H + 2 * s.PH) * (s.W + 2 * s.PW) * s.Cg();
+  return s.G * s.N * (s.H + 2 * s.PH) * (s.W + 2 * s.PW) * s.Cg() + kU8Slack;
 }
 
 int64_t ForwardU8::stage_items(const ConvShape& s) { return s.G * s.N; }

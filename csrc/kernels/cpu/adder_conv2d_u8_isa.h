@@ -15,6 +15,8 @@ namespace cpu {
 constexpr int kU8MR = 4;
 // Bytes of k per packed block (a multiple of 64): a block of MR weight rows (8 KiB) stays in L1.
 constexpr int64_t kU8KC = 2048;
+// Bytes the staged input and the packed tiles keep past their end, for copies in 32-byte pieces.
+constexpr int64_t kU8Slack = 64;
 // Reduction lengths are padded to whole 32-byte halves of a chunk (zeros in both operands add
 // nothing): ResNet-20's 16-channel 3x3 patch (144 bytes) runs as 160, not 192.
 static inline int64_t u8_k_pad(int64_t k) { return (k + 31) / 32 * 32; }
