@@ -27,7 +27,7 @@ enum class U8Out { raw = 0, f32 = 1, u8 = 2 };
 // What the forward writes, per output channel o:
 //   raw: int32  -acc
 //   f32: float  v = relu?(-acc * scale[o] + shift[o])      (scale 1 and shift 0 when null)
-//   u8:  uint8  clamp(round_half_even(v / out_scale) + out_zero_point, 0, 255)
+//   u8:  uint8  clamp(round_half_even(v * (1 / out_scale)) + out_zero_point, 0, 255)
 struct U8Epilogue {
   U8Out kind = U8Out::raw;
   const float* scale = nullptr;
