@@ -116,7 +116,8 @@ def adder_conv2d_u8(input, weight, zero_point, scale, shift, stride, padding, di
 
     acc = sum |qx - qw| with padded taps holding ``zero_point``; the output is int32 ``-acc``, or
     float32 ``relu?(-acc * scale + shift)``, or that requantised to uint8 with ``out_scale`` and
-    ``out_zero_point``. A float32 input is first quantised with ``input_scale`` and ``zero_point``.
+    ``out_zero_point`` (``round(v * (1 / out_scale)) + out_zero_point``, clamped). A float32
+    input is first quantised with ``input_scale`` and ``zero_point``.
     """
     from ..ops_u8 import u8_out_dtype
 
@@ -143,4 +144,5 @@ def adder_conv2d_u8(input, weight, zero_point, scale, shift, stride, padding, di
         v = torch.relu(v)
     if dtype == torch.float32:
         return v
-    return torch.clamp(torch.round(v / out_scale) + out_zero_point, 0, 255).to(torch.uint8)
+    # The kernel multiplies by the reciprocal (in float32) rather than dividing.
+    return torch.clamp(torch.round(v * (1.0 / out_scale)) + out_zero_point, 0, 255).to(torch.uint8)

@@ -111,8 +111,9 @@ at::Tensor adder_conv2d_u8_cpu(const at::Tensor& input, const at::Tensor& weight
 TORCH_LIBRARY_FRAGMENT(addernet, m) {
   // acc = sum |qx - qw| over each patch, padded taps holding zero_point (so that they add |w|).
   // Output: int32 -acc (no epilogue); float32 relu?(-acc * scale + shift); or, with out_scale,
-  // that value requantised to uint8 for the next quantised layer. A float32 input is quantised
-  // first with input_scale and zero_point (round half to even, clamped to [0, 255]).
+  // that value requantised to uint8 (round(v * (1/out_scale)) + out_zero_point, clamped) for the
+  // next quantised layer. A float32 input is quantised first with input_scale and zero_point
+  // (round half to even, clamped to [0, 255]).
   m.def(
       "adder_conv2d_u8(Tensor input, Tensor weight, int zero_point, Tensor? scale, Tensor? shift, "
       "int[2] stride, int[2] padding, int[2] dilation, int groups, bool relu=False, "
