@@ -6,6 +6,7 @@
 #pragma GCC target("avx512f,avx512vl,avx512dq,avx512bw,avx2")
 // GCC 12's own unpack intrinsics pass an "undefined" vector it then warns about (a false positive).
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
 #define ADDERNET_U8_NS u8_avx512
 #define ADDERNET_U8_BITS 512
