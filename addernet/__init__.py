@@ -10,5 +10,6 @@ from . import backends, functional, models
 from .convert import convert, count_layers
 from .fuse import fuse
 from .nn import AdderConv2d
+from .quant import QuantAdderConv2d, quantize
 
-__all__ = ["AdderConv2d", "backends", "convert", "count_layers", "functional", "fuse", "models", "__version__"]
+__all__ = ["AdderConv2d", "QuantAdderConv2d", "quantize", "backends", "convert", "count_layers", "functional", "fuse", "models", "__version__"]

@@ -162,3 +162,5 @@ def _register_fused_autograd() -> None:
 
 if native_available():
     _register()
+
+from . import ops_u8  # noqa: E402,F401  (the uint8 inference op's fake kernel)

@@ -225,3 +225,41 @@ def _out_hw(x, weight, stride, padding, dilation):
         (x.shape[2] + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1,
         (x.shape[3] + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1,
     )
+
+
+def adder_conv2d_u8(input, weight, zero_point, scale, shift, stride, padding, dilation, groups, relu=False,
+                    out_scale=None, out_zero_point=0, input_scale=None):
+    """The uint8 inference op (``torch.ops.addernet.adder_conv2d_u8``) in int64 torch, its definition.
+
+    acc = sum |qx - qw| with padded taps holding ``zero_point``; the output is int32 ``-acc``, or
+    float32 ``relu?(-acc * scale + shift)``, or that requantised to uint8 with ``out_scale`` and
+    ``out_zero_point`` (``round(v * (1 / out_scale)) + out_zero_point``, clamped). A float32
+    input is first quantised with ``input_scale`` and ``zero_point``.
+    """
+    from ..ops_u8 import u8_out_dtype
+
+    if input_scale is not None:
+        input = torch.clamp(torch.round(input.float() / input_scale) + zero_point, 0, 255)
+    x = F.pad(input.to(torch.int64), (padding[1], padding[1], padding[0], padding[0]), value=int(zero_point))
+    n = x.shape[0]
+    o, cg, kh, kw = weight.shape
+    xcol = _unfold(x.double(), (kh, kw), stride, 0, dilation).to(torch.int64)  # exact: bytes in float64
+    xcol = xcol.view(n, groups, cg * kh * kw, -1)
+    w = weight.to(torch.int64).reshape(groups, o // groups, -1)
+    acc = torch.cat([(xcol[:, g, None] - w[g][None, :, :, None]).abs().sum(2) for g in range(groups)], 1)
+    oh = (input.shape[2] + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    acc = acc.view(n, o, oh, -1)
+    dtype = u8_out_dtype(scale, shift, relu, out_scale)
+    if dtype == torch.int32:
+        return (-acc).to(torch.int32)
+    v = -acc.to(torch.float32)
+    if scale is not None:
+        v = v * scale.view(1, -1, 1, 1)
+    if shift is not None:
+        v = v + shift.view(1, -1, 1, 1)
+    if relu:
+        v = torch.relu(v)
+    if dtype == torch.float32:
+        return v
+    # The kernel multiplies by the reciprocal (in float32) rather than dividing.
+    return torch.clamp(torch.round(v * (1.0 / out_scale)) + out_zero_point, 0, 255).to(torch.uint8)

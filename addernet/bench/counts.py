@@ -19,6 +19,7 @@ from torch.func import functional_call
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from ..nn import AdderConv2d
+from ..quant.layer import QuantAdderConv2d
 
 CONVENTION = """\
 Counting convention (per input image, inference):
@@ -34,7 +35,12 @@ Counting convention (per input image, inference):
   + 1 mult per output (adaptive pools: the exact windows).
 - Element-wise arithmetic outside leaf modules (residual x + identity) is counted from the ops
   themselves; anything else not covered is listed as uncounted, never silently dropped.
-- 'adds' include the accumulations, counted also in 'acc_adds' (energy tables may price them apart)."""
+- 'adds' include the accumulations, counted also in 'acc_adds' (energy tables may price them apart).
+- int8 adder layer (addernet.quantize): a tap |qx - qw| = 1 8-bit add (the subtraction) + 1 abs +
+  1 accumulation (32-bit), type 'adder_int8'. Its epilogue, in float32, is a row of its own
+  ('int8_epilogue'): scale and shift 1 mult + 1 add per output, ReLU 1 comparison, requantising
+  1 mult + 1 add + 2 comparisons (the clamp) per output; quantising a float input 1 mult + 1 add
+  + 2 comparisons per input element and filter group."""
 
 # Leaf modules with no arithmetic.
 _FREE = (nn.Identity, nn.Flatten, nn.Unflatten, nn.Dropout, nn.Dropout2d)
@@ -66,7 +72,7 @@ class LayerOps:
 
     @property
     def is_weight_layer(self) -> bool:
-        return self.type in ("conv", "adder", "linear")
+        return self.type in ("conv", "adder", "adder_int8", "linear")
 
 
 @dataclass
@@ -98,6 +104,19 @@ def _conv_like(m, x, y, adder: bool) -> dict:
     return dict(mults=taps, adds=taps + bias, acc_adds=taps, taps=taps)
 
 
+def _int8_adder(m, x, y) -> tuple[dict, dict]:
+    """(the integer taps, the float32 epilogue) of a QuantAdderConv2d call."""
+    out = y.numel()
+    taps = out * (m.in_channels // m.groups) * math.prod(m.kernel_size)
+    epi = dict(mults=out, adds=out, cmps=out if m.relu else 0)
+    if m.out_qparams is not None:
+        epi = dict(mults=epi["mults"] + out, adds=epi["adds"] + out, cmps=epi["cmps"] + 2 * out)
+    if not m.uint8_input:
+        n = x.numel() * len(m.qparams)
+        epi = dict(mults=epi["mults"] + n, adds=epi["adds"] + n, cmps=epi["cmps"] + 2 * n)
+    return dict(adds=2 * taps, abs=taps, acc_adds=taps, taps=taps), epi
+
+
 def _linear(m, x, y) -> dict:
     taps = y.numel() * m.in_features
     return dict(mults=taps, adds=taps + (y.numel() if m.bias is not None else 0), acc_adds=taps, taps=taps)
@@ -122,7 +141,7 @@ def _pool(m, x, y, kind: str) -> dict:
 
 
 _TYPES = (
-    (AdderConv2d, "adder"), (nn.Conv2d, "conv"), (nn.Conv1d, "conv"), (nn.Linear, "linear"),
+    (AdderConv2d, "adder"), (QuantAdderConv2d, "adder_int8"), (nn.Conv2d, "conv"), (nn.Conv1d, "conv"), (nn.Linear, "linear"),
     ((nn.BatchNorm1d, nn.BatchNorm2d), "bn"), (nn.ReLU, "relu"),
     ((nn.MaxPool2d, nn.AdaptiveMaxPool2d), "maxpool"), ((nn.AvgPool2d, nn.AdaptiveAvgPool2d), "avgpool"),
 )
@@ -172,7 +191,10 @@ class _Counter:
         n = self.calls[name] = self.calls.get(name, 0) + 1
         label = name if n == 1 else f"{name}#{n}"
         note = ""
-        if t in ("adder", "conv"):
+        if t == "adder_int8":
+            ops, epi = _int8_adder(m, x, y)
+            self.layers.append(LayerCount(f"{label}:epilogue", "int8_epilogue", tuple(x.shape), tuple(y.shape), **epi))
+        elif t in ("adder", "conv"):
             ops = _conv_like(m, x, y, adder=t == "adder")
         elif t == "linear":
             ops = _linear(m, x, y)

@@ -23,6 +23,7 @@ from torch import nn
 from .. import _extension, backends
 from ..models.registry import MODELS, canonical_name, get_model, model_spec
 from .counts import CONVENTION, count_ops
+from . import int8 as int8_bench
 from .energy import EnergyTableError, load_table
 from .latency import time_interleaved
 
@@ -298,6 +299,14 @@ def _bench(name, kind, batch_size, device, backends_spec, dtype, table, latency,
                                "weight_layers": c.totals(("conv", "adder", "linear"))}
         if c.uncounted:
             notes.append(f"{k}: not counted (no rule for them): {', '.join(c.uncounted)}")
+    qmodel = None
+    if "adder" in models:
+        why = int8_bench.available(device)
+        if why is None:
+            qmodel = int8_bench.int8_model(models["adder"], chw, batch)
+            result["int8"] = int8_bench.int8_counts(qmodel, chw, table, fold_bn)
+        else:
+            result["int8"] = {"skipped": why}
     if not latency:
         return result
     result["latency_setup"] = {**opts, "timer": "CUDA events" if device == "cuda" else "time.perf_counter",
@@ -318,6 +327,13 @@ def _bench(name, kind, batch_size, device, backends_spec, dtype, table, latency,
         raise BenchError(f"batch size {batch} (--batch-size): {name}'s BatchNorm sees one value per channel in a "
                          "training step; use 2 or more") from None
     result["latency"] = {mode: _time(c, opts, device == "cuda") for mode, c in fns.items()}
+    if qmodel is not None:
+        def int8_fwd():
+            with torch.no_grad():
+                qmodel(x)
+        # Its own interleaved run against the CNN, so that the float tables keep their columns.
+        cands = {"int8": int8_fwd, **({"conv": fns["fwd"]["conv"]} if "conv" in fns["fwd"] else {})}
+        result["int8"]["latency"] = _time(cands, opts, False)
     result["memory"] = {mode: {k: peak_memory(fn, device) for k, fn in c.items()} for mode, c in fns.items()}
     if layer_latency:
         _time_layers(models, result["layers"], batch, names, device, opts, progress)

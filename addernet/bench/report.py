@@ -134,6 +134,10 @@ def console(res: dict) -> str:
     parts = ["\n".join(header_lines(res)), res["convention"],
              "Per weight layer (ratios: adder backend / conv, medians; 'same': the layer is a conv in both kinds):",
              layer_table(res), other_table(res), summary_table(res)]
+    if "int8" in res:
+        from .int8 import int8_table
+
+        parts.append(int8_table(res))
     if res["notes"]:
         parts.append("notes:\n" + "\n".join(f"- {n}" for n in res["notes"]))
     return "\n\n".join(parts) + "\n"

@@ -1,0 +1,65 @@
+"""The int8 column of ``addernet bench``: the AdderNet with its adder layers quantised
+(``addernet.quantize``), its counts, energy and inference latency beside the float32 kinds.
+
+Energy prices the integer taps in int8 (a subtraction and an abs at the table's 8-bit add, the
+accumulation in int32) and everything else, the epilogues and the layers that stay float, in
+float32. Calibration uses random batches: the column is about cost, not accuracy.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .counts import count_ops
+from .energy import EnergyTable
+
+
+def available(device: str) -> str | None:
+    """None when the int8 column can be measured here, else why not."""
+    from .._extension import native_available
+
+    if device != "cpu":
+        return "the uint8 adder kernels are CPU-only"
+    if not native_available():
+        return "the native extension is not built"
+    return None
+
+
+def int8_model(adder: nn.Module, chw: tuple, batch: int) -> nn.Module:
+    from ..quant import quantize
+
+    g = torch.Generator().manual_seed(0)
+    calib = [torch.randn(batch, *chw, generator=g) for _ in range(2)]
+    return quantize(adder, calib, batches=2)
+
+
+def int8_counts(q: nn.Module, chw: tuple, table: EnergyTable, fold_bn: bool) -> dict:
+    c = count_ops(q, (1, *chw), fold_bn=fold_bn)
+    keys = ("mults", "adds", "abs", "cmps", "acc_adds")
+    energy = 0.0
+    for r in c.layers:
+        counts = {k: getattr(r, k) for k in keys}
+        energy += table.energy_pj(counts, "int8" if r.type == "adder_int8" else "float32")
+    return {"totals": c.totals(), "int8_taps": c.totals(("adder_int8",))["taps"], "energy_uJ": energy / 1e6,
+            "energy_pricing": f"integer taps: {table.citation('int8')}; the rest float32",
+            "quantized_layers": list(getattr(q, "quantized_layers", [])), "uncounted": c.uncounted}
+
+
+def int8_table(res: dict) -> str:
+    """Lines for the console report."""
+    r = res["int8"]
+    if "skipped" in r:
+        return f"int8 AdderNet: not measured ({r['skipped']})"
+    t = r["totals"]
+    lines = [f"int8 AdderNet ({len(r['quantized_layers'])} adder layers quantised by addernet.quantize; "
+             f"energy with {r['energy_pricing']}):",
+             f"  multiplications {t['mults']:,}  additions {t['adds']:,} (of which {r['int8_taps']:,} 8-bit "
+             f"subtractions and as many int32 accumulations)  energy {r['energy_uJ']:.4g} µJ"]
+    lat = r.get("latency", {})
+    if "int8" in lat and "conv" in lat:
+        ms, conv = lat["int8"]["median_ms"], lat["conv"]["median_ms"]
+        lines.append(f"  inference {ms:.3g} ms at batch {res['batch_size']} ({ms / conv:.2f}x the float32 CNN, "
+                     "timed interleaved with it)")
+    elif "int8" in lat:
+        lines.append(f"  inference {lat['int8']['median_ms']:.3g} ms at batch {res['batch_size']}")
+    return "\n".join(lines)
