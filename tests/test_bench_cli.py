@@ -41,7 +41,7 @@ def test_with_latency(tmp_path, capsys):
         assert all(t["median_ms"] > 0 for t in r["latency"][mode].values())
         assert all(v > 0 for v in r["memory"][mode].values())
     timed = [row for row in r["layers"] if "latency" in row]
-    assert [row["name"] for row in timed] == ["conv2", "fc1", "fc2"]  # conv1 and fc3 are convs in both kinds
+    assert [row["name"] for row in timed] == ["conv1", "conv2", "fc1", "fc2", "fc3"]  # all-adder, as the paper
     assert png.stat().st_size > 20_000
 
 
