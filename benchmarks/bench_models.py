@@ -19,12 +19,12 @@ import torch
 from addernet.bench import report
 from addernet.bench.counts import CONVENTION
 from addernet.bench.model_bench import bench_model
-from addernet.cli_info import cpu_flags, cpu_model
+from addernet.machine import cpu_flags, cpu_model
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 # The paper's numbers (CNN mul, CNN add, AdderNet mul, AdderNet add), as reported; '~0' is the
-# paper's "no multiplications besides the first and last layers".
+# paper's "no multiplications besides the first and last layers" (the ResNets).
 PAPER = {
     "lenet5_bn": ("435K", "435K", "0", "870K"),  # all-adder: the paper counts no multiplications
     "resnet20": ("41.17M", "41.17M", "~0", "82.34M"),
