@@ -80,6 +80,22 @@ def test_bad_energy_table_and_dtype(tmp_path, capsys):
     assert "malformed" in capsys.readouterr().err
     assert main(["bench", "--model", "lenet5_bn", "--no-latency", "--dtype", "float8"]) == 2
     assert "no 'float8'" in capsys.readouterr().err
+    assert main(["bench", "--model", "lenet5_bn", "--no-latency", "--cost-table", "via_nano_9"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot read cost table via_nano_9" in err and "Traceback" not in err
+    assert main(["bench", "--model", "lenet5_bn", "--no-latency", "--dtype", "int8", "--cost-table", "via_nano_2000"]) == 2
+    assert "has no 'int8'" in capsys.readouterr().err
+
+
+def test_cycle_table(tmp_path, capsys):
+    js = tmp_path / "r.json"
+    assert main(["bench", "--model", "lenet5_bn", "--no-latency", "--cost-table", "via_nano_2000", "--json", str(js)]) == 0
+    out = capsys.readouterr().out
+    assert "cost table via_nano_2000: float32: add 2 cycles, mult 4 cycles" in out
+    row = next(line for line in out.splitlines() if line.startswith("cycles (via_nano_2000, weight layers)"))
+    assert row.split()[-3:] == ["2.5M", "2.5M", "1"]  # abs priced as an add: the adder net costs the CNN's cycles
+    r = json.loads(js.read_text())
+    assert r["costs"]["via_nano_2000"]["per_kind"]["conv"]["weight_layers"] == 2_499_120
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="has a GPU")

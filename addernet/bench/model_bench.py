@@ -23,7 +23,9 @@ from torch import nn
 from .. import _extension, backends
 from ..models.registry import MODELS, canonical_name, get_model, model_spec
 from .counts import CONVENTION, count_ops
-from .energy import EnergyTableError, load_table
+from .cost_table import SHIPPED, CostTableError
+from .cost_table import load_table as load_cost_table
+from .energy import load_table
 from .latency import time_interleaved
 
 # Small enough that a CPU finishes a few timed rounds of each in seconds.
@@ -229,8 +231,12 @@ def bench_model(name: str, kind: str = "both", batch_size: int | None = None, de
                 backends_spec: str | None = None, dtype: str = "float32", energy_table: str | None = None,
                 threads: int | None = None, latency: bool = True, fold_bn: bool = False, repeats: int = 5,
                 warmup: int = 1, max_seconds: float = 30.0, layer_latency: bool = True,
-                input_size: tuple | None = None) -> dict:
-    """Counts, energy and (unless ``latency=False``) latency and memory of one model; JSON-ready dict."""
+                input_size: tuple | None = None, cost_tables: tuple = ()) -> dict:
+    """Counts, energy and (unless ``latency=False``) latency and memory of one model; JSON-ready dict.
+
+    ``cost_tables``: more per-operation cost tables (shipped names such as 'via_nano_2000', or JSON
+    paths; see ``addernet.bench.cost_table``), each priced in ``dtype`` over the whole model and over
+    its weight layers (the paper's counting) under ``result['costs'][table name]``."""
     try:
         name = canonical_name(name)
     except ValueError as exc:
@@ -248,14 +254,19 @@ def bench_model(name: str, kind: str = "both", batch_size: int | None = None, de
                          f"got {'x'.join(map(str, input_size))}")
     table = load_table(energy_table)
     table.entry(dtype)  # an unknown dtype fails now
+    extra = [load_cost_table(t) for t in cost_tables]
+    for t in extra:
+        t.entry(dtype)
     if backends_spec:
         check_backends(backends_spec, device)
     saved_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        return _bench(name, kind, batch_size, device, backends_spec, dtype, table, latency, fold_bn,
-                      dict(repeats=repeats, warmup=warmup, max_seconds=max_seconds), layer_latency, input_size)
+        result = _bench(name, kind, batch_size, device, backends_spec, dtype, table, latency, fold_bn,
+                        dict(repeats=repeats, warmup=warmup, max_seconds=max_seconds), layer_latency, input_size)
+        result["costs"] = {t.name: price(t, result["counts"], dtype) for t in extra}
+        return result
     finally:
         torch.set_num_threads(saved_threads)  # a library call must not leave the process changed
 
@@ -306,6 +317,13 @@ def _bench(name, kind, batch_size, device, backends_spec, dtype, table, latency,
     return result
 
 
+def price(table, counts: dict, dtype: str) -> dict:
+    """One cost table over ``bench_model``'s counts: per kind, the whole model and its weight layers."""
+    return {"unit": table.unit, "citation": table.citation(dtype),
+            "per_kind": {k: {"total": table.cost(c["totals"], dtype), "weight_layers": table.cost(c["weight_layers"], dtype)}
+                         for k, c in counts.items()}}
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="one of " + ", ".join(MODELS))
     p.add_argument("--kind", default="both", choices=["adder", "conv", "both"])
@@ -318,6 +336,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default="float32", help="energy table column: float32, float16, int8, int32 "
                    "(latency is always measured in float32)")
     p.add_argument("--energy-table", default=None, help="JSON per-op energy table (default: Horowitz ISSCC 2014, 45 nm)")
+    p.add_argument("--cost-table", action="append", default=[], metavar="NAME_OR_JSON",
+                   help="another per-operation cost table to price the counts with, e.g. via_nano_2000 (cycles, "
+                   "the AdderNet paper's CPU); repeatable; shipped: " + ", ".join(SHIPPED))
     p.add_argument("--fold-bn", action="store_true", help="count BatchNorm folded into the preceding layer")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: torch's current setting)")
     p.add_argument("--repeats", type=int, default=5)
@@ -351,8 +372,8 @@ def run(args) -> int:
         result = bench_model(
             args.model, args.kind, args.batch_size, args.device, args.backends, args.dtype, args.energy_table,
             args.threads, not args.no_latency, args.fold_bn, args.repeats, args.warmup, args.max_seconds,
-            not args.no_layer_latency, _parse_input(args.input))
-    except (BenchError, EnergyTableError) as exc:
+            not args.no_layer_latency, _parse_input(args.input), tuple(args.cost_table))
+    except (BenchError, CostTableError) as exc:
         print(f"addernet bench: error: {exc}", file=sys.stderr)
         return 2
     print(report.console(result))
