@@ -12,10 +12,13 @@ input gradient
               = conv_transpose(G, W) - X * conv_transpose(G, ones): the first term is a conv's input
               gradient, the second folds the per-position sum of G back onto the input.
 
-The "sign" parts are the true gradient. Until the library's grad_mode="exact" lands they are
-computed here on a SLOW PATH: im2col (F.unfold) and a broadcast sign(Xcol - W) per chunk of the
-batch, in pure PyTorch. It is exact (torch.sign(0) = 0, the subgradient autograd of |.| takes) and
-is checked against autograd of the reference formula in tests/test_paper_mnist.py.
+The "sign" parts are the true gradient. Until the library's grad_mode="exact" lands they come from
+the library's HardTanh kernel on a scaled float64 copy: clamp(s*W - s*X, -1, 1) = sign(W - X) for
+s = 2^20 wherever |W - X| >= 2^-20 (scaling by a power of two is exact; closer pairs, which continuous
+weights practically never give, get s*(W - X) instead of +-1). The weight gradient's sign is the
+same kernel with the roles swapped: W as a one-image input of K channels and O positions, the
+patches Xcol as N*L 1x1 filters. ``_sign_grads_unfold`` is the plain exact definition (im2col and a
+broadcast sign, SLOW); the tests check both against autograd of the reference formula.
 
 The adaptive learning-rate scaling (eta) is applied to the weight before this op, exactly as
 AdderConv2d does, so it scales whichever weight gradient is chosen.
@@ -37,8 +40,32 @@ PAPER = ("fp", "hardtanh")  # the paper's choice
 _CHUNK = 1 << 24
 
 
+_SCALE = 2.0 ** 20
+
+
 def _sign_grads(g, x, w, stride, padding, dilation, want_x: bool, want_w: bool):
-    """Exact gradients of -sum|X - W| (groups=1): sum G*sign(X-W) for W, sum_o G*sign(W-X) for X."""
+    """sum_o G*sign(W-X) for X and sum G*sign(X-W) for W (groups=1), with the native HardTanh kernel."""
+    backward = torch.ops.addernet.adder_conv2d_backward
+    # In float64: the float32 kernels lose the clamp's +-1 at such magnitudes (seen: errors of ~1).
+    dtype, g = x.dtype, g.double()
+    xs, ws = x.double() * _SCALE, w.double() * _SCALE
+    gx = backward(g, xs, ws, stride, padding, dilation, 1, [True, False])[0] if want_x else None
+    gw = None
+    if want_w:
+        n, o, (kh, kw) = x.shape[0], w.shape[0], w.shape[2:]
+        xcol = F.unfold(xs, (kh, kw), dilation=dilation, padding=padding, stride=stride)     # (N, K, L)
+        k, l = xcol.shape[1:]
+        filters = xcol.permute(0, 2, 1).reshape(n * l, k, 1, 1).contiguous()               # (N*L, K, 1, 1)
+        image = ws.reshape(o, k).t().reshape(1, k, 1, o).contiguous()                        # (1, K, 1, O)
+        gt = g.reshape(n, o, l).permute(0, 2, 1).reshape(1, n * l, 1, o).contiguous()      # (1, N*L, 1, O)
+        # Input gradient of that swapped problem: sum_{n,p} G[n,o,p] * clamp(s*Xcol - s*W, -1, 1).
+        gi = backward(gt, image, filters, (1, 1), (0, 0), (1, 1), 1, [True, False])[0]
+        gw = gi.reshape(k, o).t().reshape(w.shape).to(dtype)
+    return (gx.to(dtype) if gx is not None else None), gw
+
+
+def _sign_grads_unfold(g, x, w, stride, padding, dilation, want_x: bool, want_w: bool):
+    """The exact definition, SLOW: sum G*sign(X-W) for W and sum_o G*sign(W-X) for X (groups=1)."""
     n, c, h, wd = x.shape
     o, _, kh, kw = w.shape
     xcol = F.unfold(x, (kh, kw), dilation=dilation, padding=padding, stride=stride)  # (N, K, L)
@@ -50,13 +77,16 @@ def _sign_grads(g, x, w, stride, padding, dilation, want_x: bool, want_w: bool):
     step = max(1, _CHUNK // max(1, o * k * l))
     for s in range(0, n, step):
         sl = slice(s, min(n, s + step))
-        sgn = torch.sign(xcol[sl, None] - wf[None, :, :, None])                     # (n, O, K, L)
+        sgn = torch.sign(xcol[sl, None] - wf[None, :, :, None]) * gcol[sl, :, None, :]  # (n, O, K, L)
         if want_w:
-            gw += torch.einsum("nol,nokl->ok", gcol[sl], sgn)
+            gw += sgn.sum((0, 3))
         if want_x:
-            gx[sl] = -torch.einsum("nol,nokl->nkl", gcol[sl], sgn)
+            gx[sl] = -sgn.sum(1)
     gx = F.fold(gx, (h, wd), (kh, kw), dilation=dilation, padding=padding, stride=stride) if want_x else None
     return gx, (gw.view_as(w) if want_w else None)
+
+
+SIGN_PATH = _sign_grads  # _sign_grads_unfold: the slow plain definition
 
 
 def fp_input_grad(g, x, w, stride, padding, dilation, groups):
@@ -92,8 +122,8 @@ class _VariantAdder(torch.autograd.Function):
         sign_x, sign_w = want_x and input_grad == "sign", want_w and weight_grad == "sign"
         if sign_x or sign_w:
             if groups != 1:
-                raise NotImplementedError("the slow exact-sign path takes groups=1 only")
-            sx, sw = _sign_grads(g, x, w, stride, padding, dilation, sign_x, sign_w)
+                raise NotImplementedError("the exact-sign gradients here take groups=1 only")
+            sx, sw = SIGN_PATH(g, x, w, stride, padding, dilation, sign_x, sign_w)
             gx = sx if sign_x else gx
             gw = sw if sign_w else gw
         if want_x and input_grad == "fp":
