@@ -3,6 +3,9 @@ the gradient ablation and the VIA Nano 2000 cycle counts.
 
     PYTHONPATH=. python benchmarks/paper_mnist.py                  # mnist5k, 3 seeds (~15 CPU minutes)
     PYTHONPATH=. python benchmarks/paper_mnist.py --quick          # 1 seed, 1000 images, 1-2 epochs
+    # the same over 3 processes, one seed each, then joined:
+    python benchmarks/paper_mnist.py --seeds 0 --out runs/s0 & python benchmarks/paper_mnist.py --seeds 1 \
+        --no-figures --out runs/s1 & ... ; python benchmarks/paper_mnist.py --merge runs/s0 runs/s1 runs/s2
     PYTHONPATH=. python benchmarks/paper_mnist.py --data mnist --data-root DIR   # the real MNIST
 
 Writes into --out: paper_mnist.json, paper_mnist.md (every table), fig1_features.png,
@@ -13,9 +16,11 @@ weight decay 5e-4, lr 0.1 with a per-step cosine (the paper's MNIST recipe, shor
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import platform
+import shutil
 import sys
 import time
 
@@ -46,8 +51,9 @@ DATA = ("mnist5k", "mnist")
 PAPER = {"acc": {"adder": 99.4, "conv": 99.4}, "ops": {"conv": {"mults": 435_000, "adds": 435_000},
                                                        "adder": {"mults": 0, "adds": 870_000}},
          "cycles": {"conv": "2.6M", "adder": "1.7M"}}
-# Epochs per part, (full run, --quick). Full: ~15 minutes of 2 CPU threads on mnist5k.
-BUDGET = {"epochs": (10, 2), "fig1_epochs": (10, 2), "ablation_epochs": (3, 1), "train_size": (None, 1000),
+# Per part, (full run, --quick). The full run is sized for ~15 CPU minutes on a shared 2-core machine:
+# 2000 of mnist5k's 4000 training images (all 1000 held-out ones), a few epochs per network.
+BUDGET = {"epochs": (3, 2), "fig1_epochs": (4, 2), "ablation_epochs": (1, 1), "train_size": (2000, 1000),
           "test_size": (None, None)}
 
 
@@ -69,8 +75,13 @@ def parse(argv):
     p.add_argument("--test-size", type=int, default=None, help="a seeded subset of the held-out images")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--no-figures", action="store_true", help="accuracy and ablation only (a shard of seeds "
+                   "for --merge; the figures come from the shard that has them)")
+    p.add_argument("--merge", nargs="+", metavar="DIR", default=None,
+                   help="combine the paper_mnist.json of runs over disjoint seeds into --out (no training)")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
+    args.figures = not args.no_figures
     if args.data not in DATA:
         raise UserError(f"--data must be one of {', '.join(DATA)}, got {args.data!r}")
     try:
@@ -174,12 +185,42 @@ def cycles() -> dict:
                     for k in ("conv", "adder")}}
 
 
+def figures(args, data, models, res, bar) -> None:
+    """Figure 1 (2-D features), Figure 2 (first-layer filters of ``models``), weight distributions."""
+    seeds, kinds = args.seeds, ("adder", "conv")
+    t0 = time.time()
+    feats, res["figure1"] = {}, {}
+    for kind in kinds:
+        model, r = train(built(lambda: two_d_lenet(kind), seeds[0]), data, args, seeds[0], args.fig1_epochs)
+        a = r["acc"]
+        tr_loader, te_loader, _ = loaders(data, args, seeds[0])
+        ftr, ytr = extract_features(model.forward_features, tr_loader)
+        fte, yte = extract_features(model.forward_features, te_loader)
+        ftr, ytr, fte, yte = (t.numpy() for t in (ftr, ytr, fte, yte))
+        feats[kind] = (fte, yte, a / 100)
+        res["figure1"][kind] = {"test_acc": a, "test_acc_running_stats": r["acc_running"],
+                                **figs.feature_geometry(ftr, ytr, fte, yte)}
+        bar.update()
+    figs.plot_features(feats, os.path.join(args.out, "fig1_features.png"))
+    figs.plot_filters({k: m.conv1.weight.detach().numpy() for k, m in models.items()},
+                      os.path.join(args.out, "fig2_filters.png"))
+    weights = {k: torch.cat(weight_layers(m)).numpy() for k, m in models.items()}
+    res["weights"] = {k: figs.fit_distributions(w) for k, w in weights.items()}
+    res["weights"]["adder_at_init"] = figs.fit_distributions(
+        torch.cat(weight_layers(built(lambda: get_model("lenet5_bn", kind="adder"), seeds[0]))).numpy())
+    res["weights"]["per_layer"] = {k: {n: figs.fit_distributions(mod.weight.detach().numpy())["better_fit"]
+                                       for n, mod in m.named_modules() if isinstance(mod, (nn.Conv2d, AdderConv2d))}
+                                   for k, m in models.items()}
+    figs.plot_weights(weights, res["weights"], os.path.join(args.out, "weights.png"))
+    res["wall_seconds"]["figures"] = time.time() - t0
+
+
 def run(args) -> dict:
     torch.set_num_threads(args.threads)
     data = load_data(args)
     seeds, kinds = args.seeds, ("adder", "conv")
     combos = [(wg, ig, eta) for wg in grads.WEIGHT_GRADS for ig in grads.INPUT_GRADS for eta in (0.2, None)]
-    bar = tqdm(total=len(seeds) * (2 + len(combos)) + 2, disable=not args.progress, desc="paper_mnist")
+    bar = tqdm(total=len(seeds) * (2 + len(combos)) + 2 * args.figures, disable=not args.progress, desc="paper_mnist")
     res = {"config": {k: getattr(args, k) for k in ("data", "seeds", "epochs", "fig1_epochs", "ablation_epochs",
                                                     "train_size", "test_size", "batch_size", "threads", "quick")},
            "train_images": len(data[0]), "test_images": len(data[1]), "paper": PAPER,
@@ -201,30 +242,8 @@ def run(args) -> dict:
                            "running_stats_std": mean_std(running[k])[1]} for k, v in acc.items()}
     res["wall_seconds"]["accuracy"] = time.time() - t0
 
-    t0 = time.time()
-    feats, res["figure1"] = {}, {}
-    for kind in kinds:
-        model, r = train(built(lambda: two_d_lenet(kind), seeds[0]), data, args, seeds[0], args.fig1_epochs)
-        a = r["acc"]
-        tr_loader, te_loader, _ = loaders(data, args, seeds[0])
-        ftr, ytr = extract_features(model.forward_features, tr_loader)
-        fte, yte = extract_features(model.forward_features, te_loader)
-        ftr, ytr, fte, yte = (t.numpy() for t in (ftr, ytr, fte, yte))
-        feats[kind] = (fte, yte, a / 100)
-        res["figure1"][kind] = {"test_acc": a, "test_acc_running_stats": r["acc_running"], **figs.feature_geometry(ftr, ytr, fte, yte)}
-        bar.update()
-    figs.plot_features(feats, os.path.join(args.out, "fig1_features.png"))
-    figs.plot_filters({k: m.conv1.weight.detach().numpy() for k, m in models.items()},
-                      os.path.join(args.out, "fig2_filters.png"))
-    weights = {k: torch.cat(weight_layers(m)).numpy() for k, m in models.items()}
-    res["weights"] = {k: figs.fit_distributions(w) for k, w in weights.items()}
-    res["weights"]["adder_at_init"] = figs.fit_distributions(
-        torch.cat(weight_layers(built(lambda: get_model("lenet5_bn", kind="adder"), seeds[0]))).numpy())
-    res["weights"]["per_layer"] = {k: {n: figs.fit_distributions(mod.weight.detach().numpy())["better_fit"]
-                                       for n, mod in m.named_modules() if isinstance(mod, (nn.Conv2d, AdderConv2d))}
-                                   for k, m in models.items()}
-    figs.plot_weights(weights, res["weights"], os.path.join(args.out, "weights.png"))
-    res["wall_seconds"]["figures"] = time.time() - t0
+    if args.figures:
+        figures(args, data, models, res, bar)
 
     t0 = time.time()
     res["ablation"] = []
@@ -249,7 +268,90 @@ def run(args) -> dict:
     return res
 
 
+def summarise(res: dict) -> dict:
+    """(Re)compute the means and spreads from the per-seed lists."""
+    for a in res["accuracy"].values():
+        a["mean"], a["std"] = mean_std(a["per_seed"])
+        a["running_stats_mean"], a["running_stats_std"] = mean_std(a["running_stats_per_seed"])
+    for row in res["ablation"]:
+        row["mean"], row["std"] = mean_std(row["acc"])
+        row["running_mean"], row["running_std"] = mean_std(row["acc_running"])
+    return res
+
+
+def merge(dirs, out) -> dict:
+    """One result from runs over disjoint seeds (same settings otherwise): per-seed lists joined in
+    seed order, statistics recomputed, figures and weights from the run that made them."""
+    shards = []
+    for d in dirs:
+        path = os.path.join(d, "paper_mnist.json")
+        try:
+            with open(path) as f:
+                shards.append(json.load(f))
+        except (OSError, ValueError) as exc:
+            raise UserError(f"cannot read {path}: {exc}") from None
+    same = ("data", "epochs", "fig1_epochs", "ablation_epochs", "train_size", "test_size", "batch_size")
+    for sh in shards[1:]:
+        diff = [k for k in same if sh["config"][k] != shards[0]["config"][k]]
+        if diff:
+            raise UserError(f"runs to merge differ in {', '.join(diff)}")
+    seeds = [x for sh in shards for x in sh["config"]["seeds"]]
+    if len(set(seeds)) != len(seeds):
+        raise UserError(f"runs to merge share seeds: {seeds}")
+    with_figs = [i for i, sh in enumerate(shards) if "figure1" in sh]
+    base = json.loads(json.dumps(shards[with_figs[0] if with_figs else 0]))
+    order = sorted(range(len(seeds)), key=seeds.__getitem__)
+    pick = lambda values: [values[i] for i in order]  # noqa: E731
+    base["config"]["seeds"] = pick(seeds)
+    for k, a in base["accuracy"].items():
+        a["per_seed"] = pick([v for sh in shards for v in sh["accuracy"][k]["per_seed"]])
+        a["running_stats_per_seed"] = pick([v for sh in shards for v in sh["accuracy"][k]["running_stats_per_seed"]])
+    for i, row in enumerate(base["ablation"]):
+        rows = [sh["ablation"][i] for sh in shards]
+        assert all((r["weight_grad"], r["input_grad"], r["eta"]) == (row["weight_grad"], row["input_grad"], row["eta"])
+                   for r in rows)
+        for key in ("acc", "acc_running", "train_loss", "seconds"):
+            row[key] = pick([v for r in rows for v in r[key]])
+    base["wall_seconds"] = {f"run {i} ({', '.join(map(str, sh['config']['seeds']))})": sum(sh["wall_seconds"].values())
+                            for i, sh in enumerate(shards)}
+    base["merged_from"] = [os.path.abspath(d) for d in dirs]
+    if with_figs and os.path.abspath(dirs[with_figs[0]]) != os.path.abspath(out):
+        for name in ("fig1_features.png", "fig2_filters.png", "weights.png"):
+            shutil.copyfile(os.path.join(dirs[with_figs[0]], name), os.path.join(out, name))
+    return summarise(base)
+
+
 # ----------------------------------------------------------------------------- the record
+
+def figure_lines(res: dict) -> list:
+    cfg = res["config"]
+    return [
+        f"### Figure 1: 2-D features ({cfg['fig1_epochs']} epochs, seed {cfg['seeds'][0]})", "",
+        "Nearest-class-centre accuracy of the held-out 2-D features (centres from the training features): "
+        "by angle (cosine to the class's mean direction) and by L1 / L2 distance to the class mean; "
+        "'spread' is the mean distance to the class centre over the mean distance between centres.", "",
+        table_markdown([{"network": figs.NAMES[k], "test acc": f"{f['test_acc']:.1f}",
+                         "by angle": f"{100 * f['acc_by_angle']:.1f}",
+                         "by L1 centre": f"{100 * f['acc_by_l1_centre']:.1f}",
+                         "by L2 centre": f"{100 * f['acc_by_l2_centre']:.1f}",
+                         "spread": f"{f['within_over_between']:.2f}"} for k, f in res["figure1"].items()],
+                       ["network", "test acc", "by angle", "by L1 centre", "by L2 centre", "spread"]),
+        "", "![Figure 1](fig1_features.png)", "", "### Figure 2: first-layer filters", "",
+        "![Figure 2](fig2_filters.png)", "", "### Weight distributions (seed-0 networks, all weight layers)", "",
+        table_markdown([{"weights": name, "n": w["n"], "Gaussian loglik": f"{w['gaussian']['loglik_per_weight']:.3f}",
+                         "Laplace loglik": f"{w['laplace']['loglik_per_weight']:.3f}", "better fit": w["better_fit"],
+                         "paper": paper}
+                        for key, name, paper in (("adder", "AdderNet, trained", "Laplace"),
+                                                 ("conv", "CNN, trained", "Gaussian"),
+                                                 ("adder_at_init", "AdderNet, at init (N(0,1))", "-"))
+                        for w in [res["weights"][key]]],
+                       ["weights", "n", "Gaussian loglik", "Laplace loglik", "better fit", "paper"]),
+        "", "Per layer, the better fit: " + "; ".join(
+            f"{figs.NAMES[k]}: " + ", ".join(f"{n} {b}" for n, b in v.items())
+            for k, v in res["weights"]["per_layer"].items()),
+        "", "![weights](weights.png)", ""
+    ]
+
 
 def markdown(res: dict) -> str:
     cfg, a, p = res["config"], res["accuracy"], res["paper"]
@@ -266,33 +368,12 @@ def markdown(res: dict) -> str:
                               "per seed": ", ".join(f"{v:.1f}" for v in a[k]["per_seed"]),
                               "as trained": fmt(a[k]["running_stats_per_seed"])} for k in ("adder", "conv")],
                             ["network", "paper (MNIST, 50 epochs)", "ours (mean ± std)", "per seed", "as trained"]),
-             "", f"### Figure 1: 2-D features ({cfg['fig1_epochs']} epochs, seed {cfg['seeds'][0]})", "",
-             "Nearest-class-centre accuracy of the held-out 2-D features (centres from the training features): "
-             "by angle (cosine to the class's mean direction) and by L1 / L2 distance to the class mean; "
-             "'spread' is the mean distance to the class centre over the mean distance between centres.", "",
-             table_markdown([{"network": figs.NAMES[k], "test acc": f"{f['test_acc']:.1f}",
-                              "by angle": f"{100 * f['acc_by_angle']:.1f}",
-                              "by L1 centre": f"{100 * f['acc_by_l1_centre']:.1f}",
-                              "by L2 centre": f"{100 * f['acc_by_l2_centre']:.1f}",
-                              "spread": f"{f['within_over_between']:.2f}"} for k, f in res["figure1"].items()],
-                            ["network", "test acc", "by angle", "by L1 centre", "by L2 centre", "spread"]),
-             "", "![Figure 1](fig1_features.png)", "", "### Figure 2: first-layer filters", "",
-             "![Figure 2](fig2_filters.png)", "", "### Weight distributions (seed-0 networks, all weight layers)", "",
-             table_markdown([{"weights": name, "n": w["n"], "Gaussian loglik": f"{w['gaussian']['loglik_per_weight']:.3f}",
-                              "Laplace loglik": f"{w['laplace']['loglik_per_weight']:.3f}", "better fit": w["better_fit"],
-                              "paper": paper}
-                             for key, name, paper in (("adder", "AdderNet, trained", "Laplace"),
-                                                      ("conv", "CNN, trained", "Gaussian"),
-                                                      ("adder_at_init", "AdderNet, at init (N(0,1))", "-"))
-                             for w in [res["weights"][key]]],
-                            ["weights", "n", "Gaussian loglik", "Laplace loglik", "better fit", "paper"]),
-             "", "Per layer, the better fit: " + "; ".join(
-                 f"{figs.NAMES[k]}: " + ", ".join(f"{n} {b}" for n, b in v.items())
-                 for k, v in res["weights"]["per_layer"].items()),
-             "", "![weights](weights.png)", "",
-             f"### Ablation: gradients and adaptive learning rate (all-adder LeNet-5-BN, {cfg['ablation_epochs']} epochs)",
-             "", "| weight grad | input grad | eta | test acc (mean ± std) | per seed | as trained | last train loss "
-             "| s/run |", "|---|---|---|---|---|---|---|---|"]
+             ""]
+    if "figure1" in res:
+        lines += figure_lines(res)
+    lines += [f"### Ablation: gradients and adaptive learning rate (all-adder LeNet-5-BN, {cfg['ablation_epochs']} epochs)",
+              "", "| weight grad | input grad | eta | test acc (mean ± std) | per seed | as trained | last train loss "
+              "| s/run |", "|---|---|---|---|---|---|---|---|"]
     for r in res["ablation"]:
         mark = " (paper's)" if (r["weight_grad"], r["input_grad"], r["eta"]) == ("fp", "hardtanh", 0.2) else ""
         lines.append(f"| {r['weight_grad']} | {r['input_grad']} | {r['eta'] if r['eta'] else 'off'}{mark} | "
@@ -302,8 +383,8 @@ def markdown(res: dict) -> str:
     o, ops = c["ours"], c["ops"]
     lines += ["", "'sign' gradients are the true gradients of -|X - W| (smoothed within 2^-20 of a tie: the "
               "library's HardTanh kernel on 2^20-scaled float64 copies, see paper_mnist_grads.py), since the "
-              "library's grad_mode='exact' had not landed; 'fp' input is the unclipped sum_o G*(W - X). 'as trained': eval-mode accuracy with the "
-              "running BatchNorm statistics left by training.",
+              "library's grad_mode='exact' had not landed; 'fp' input is the unclipped sum_o G*(W - X). "
+              "'as trained': eval-mode accuracy with the running BatchNorm statistics left by training.",
               "", "### Cycles on a VIA Nano 2000 (mult 4, add 2 cycles)", "",
               "| network | operations | cycles | paper |", "|---|---|---|---|",
               f"| CNN, paper's counts | 435K mults + 435K adds | {c['paper_counts']['cnn'] / 1e6:.2f}M | 2.6M |",
@@ -324,7 +405,7 @@ def main(argv=None) -> int:
     try:
         args = parse(argv)
         os.makedirs(args.out, exist_ok=True)
-        res = run(args)
+        res = merge(args.merge, args.out) if args.merge else run(args)
     except UserError as exc:
         print(f"paper_mnist: error: {exc}", file=sys.stderr)
         return 2

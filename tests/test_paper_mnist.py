@@ -140,6 +140,18 @@ def test_quick_run_writes_table_json_and_figures(tmp_path):
     for name in ("fig1_features.png", "fig2_filters.png", "weights.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| weight grad | input grad | eta |" in (out / "paper_mnist.md").read_text()
+    # --merge joins runs over disjoint seeds; the same seed twice is refused.
+    merged = tmp_path / "merged"
+    script = os.path.join(ROOT, "benchmarks", "paper_mnist.py")
+    r = subprocess.run([sys.executable, script, "--merge", str(out), "--out", str(merged)], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    again = json.loads((merged / "paper_mnist.json").read_text())
+    assert again["accuracy"]["adder"]["per_seed"] == res["accuracy"]["adder"]["per_seed"]
+    assert (merged / "fig1_features.png").exists()
+    r = subprocess.run([sys.executable, script, "--merge", str(out), str(out), "--out", str(merged)], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "share seeds" in r.stderr
     bad = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "paper_mnist.py"), "--data", "cifar10"],
                          env=env, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
