@@ -381,9 +381,8 @@ def markdown(res: dict) -> str:
                      f"{np.mean(r['train_loss']):.3f} | {np.mean(r['seconds']):.0f} |")
     c = res["cycles"]
     o, ops = c["ours"], c["ops"]
-    lines += ["", "'sign' gradients are the true gradients of -|X - W| (smoothed within 2^-20 of a tie: the "
-              "library's HardTanh kernel on 2^20-scaled float64 copies, see paper_mnist_grads.py), since the "
-              "library's grad_mode='exact' had not landed; 'fp' input is the unclipped sum_o G*(W - X). "
+    lines += ["", "'sign' gradients are the true gradients of -|X - W|, from the library's grad_mode='exact' "
+              "backward (paper_mnist_grads.py); 'fp' input is the unclipped sum_o G*(W - X). "
               "'as trained': eval-mode accuracy with the running BatchNorm statistics left by training.",
               "", "### Cycles on a VIA Nano 2000 (mult 4, add 2 cycles)", "",
               "| network | operations | cycles | paper |", "|---|---|---|---|",

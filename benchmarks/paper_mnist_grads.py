@@ -12,16 +12,12 @@ input gradient
               = conv_transpose(G, W) - X * conv_transpose(G, ones): the first term is a conv's input
               gradient, the second folds the per-position sum of G back onto the input.
 
-The "sign" parts are the true gradient. Until the library's grad_mode="exact" lands there are two
-paths here, both tested against autograd of the reference formula (tests/test_paper_mnist.py):
-- ``_sign_grads_unfold``, the plain exact definition, a SLOW PATH: im2col (F.unfold) and a
-  broadcast sign(Xcol - W) per chunk of the batch (N*O*K*L elements per layer);
-- ``_sign_grads_scaled`` (used for training, 3-7x faster): the library's HardTanh kernel on float64
-  copies scaled by s = 2^20, since clamp(s*(W - X), -1, 1) = sign(W - X) wherever |W - X| >= 2^-20.
-  Pairs closer than that (a few among LeNet conv1's 7.5M per batch of 64) get s*(W - X) instead of
-  +-1: this is the gradient of |.| smoothed over a width of 2^-20, not bit-exact. The weight's sign
-  gradient is the same kernel with the roles swapped: W as a one-image input of K channels and O
-  positions, the patches Xcol as N*L 1x1 filters. (A larger scale, 2^40, was tried and was worse.)
+The "sign" parts are the true gradient, from the library's grad_mode="exact" backward
+(torch.ops.addernet.adder_conv2d_exact_backward, issue 11). ``_sign_grads_unfold`` is the plain
+definition (im2col and a broadcast sign(Xcol - W), slow), kept for the tests, which check both
+against autograd of the reference formula. (Before issue 11 landed the sign came from the paper
+HardTanh kernel on copies scaled by 2^20, a clamp that saturates to the sign except within 2^-20 of
+a tie; a first run of the ablation used that.)
 
 The adaptive learning-rate scaling (eta) is applied to the weight before this op, exactly as
 AdderConv2d does, so it scales whichever weight gradient is chosen.
@@ -43,28 +39,11 @@ PAPER = ("fp", "hardtanh")  # the paper's choice
 _CHUNK = 1 << 24
 
 
-_SCALE = 2.0 ** 20
-
-
-def _sign_grads_scaled(g, x, w, stride, padding, dilation, want_x: bool, want_w: bool):
-    """sum_o G*sign(W-X) for X and sum G*sign(X-W) for W (groups=1), with the library's HardTanh kernel
-    on 2^20-scaled float64 copies (see the module docstring for the 2^-20 smoothing)."""
-    backward = torch.ops.addernet.adder_conv2d_backward
-    dtype, g = x.dtype, g.double()
-    xs, ws = x.double() * _SCALE, w.double() * _SCALE
-    gx = backward(g, xs, ws, stride, padding, dilation, 1, [True, False])[0] if want_x else None
-    gw = None
-    if want_w:
-        n, o, (kh, kw) = x.shape[0], w.shape[0], w.shape[2:]
-        xcol = F.unfold(xs, (kh, kw), dilation=dilation, padding=padding, stride=stride)     # (N, K, L)
-        k, l = xcol.shape[1:]
-        filters = xcol.permute(0, 2, 1).reshape(n * l, k, 1, 1).contiguous()               # (N*L, K, 1, 1)
-        image = ws.reshape(o, k).t().reshape(1, k, 1, o).contiguous()                        # (1, K, 1, O)
-        gt = g.reshape(n, o, l).permute(0, 2, 1).reshape(1, n * l, 1, o).contiguous()      # (1, N*L, 1, O)
-        # The swapped problem's input gradient: sum_{n,p} G[n,o,p] * clamp(s*Xcol - s*W, -1, 1).
-        gi = backward(gt, image, filters, (1, 1), (0, 0), (1, 1), 1, [True, False])[0]
-        gw = gi.reshape(k, o).t().reshape(w.shape).to(dtype)
-    return (gx.to(dtype) if gx is not None else None), gw
+def _sign_grads_exact(g, x, w, stride, padding, dilation, want_x: bool, want_w: bool):
+    """sum_o G*sign(W-X) for X and sum G*sign(X-W) for W: the library's grad_mode="exact" backward."""
+    gx, gw = torch.ops.addernet.adder_conv2d_exact_backward(g, x, w, list(stride), list(padding), list(dilation),
+                                                            1, [want_x, want_w])
+    return (gx if want_x else None), (gw if want_w else None)
 
 
 def _sign_grads_unfold(g, x, w, stride, padding, dilation, want_x: bool, want_w: bool):
@@ -89,7 +68,7 @@ def _sign_grads_unfold(g, x, w, stride, padding, dilation, want_x: bool, want_w:
     return gx, (gw.view_as(w) if want_w else None)
 
 
-SIGN_PATH = _sign_grads_scaled  # _sign_grads_unfold: the exact definition, slow
+SIGN_PATH = _sign_grads_exact  # _sign_grads_unfold: the plain definition, slow
 
 
 def fp_input_grad(g, x, w, stride, padding, dilation, groups):
