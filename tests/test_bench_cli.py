@@ -41,7 +41,7 @@ def test_with_latency(tmp_path, capsys):
         assert all(t["median_ms"] > 0 for t in r["latency"][mode].values())
         assert all(v > 0 for v in r["memory"][mode].values())
     timed = [row for row in r["layers"] if "latency" in row]
-    assert [row["name"] for row in timed] == ["conv2", "fc1", "fc2"]  # conv1 and fc3 are convs in both kinds
+    assert [row["name"] for row in timed] == ["conv1", "conv2", "fc1", "fc2", "fc3"]  # all-adder, as the paper
     assert png.stat().st_size > 20_000
 
 
@@ -82,6 +82,22 @@ def test_bad_energy_table_and_dtype(tmp_path, capsys):
     assert "malformed" in capsys.readouterr().err
     assert main(["bench", "--model", "lenet5_bn", "--no-latency", "--dtype", "float8"]) == 2
     assert "--dtype float8: the energy table has no such column" in capsys.readouterr().err
+    assert main(["bench", "--model", "lenet5_bn", "--no-latency", "--cost-table", "via_nano_9"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot read cost table via_nano_9" in err and "Traceback" not in err
+    assert main(["bench", "--model", "lenet5_bn", "--no-latency", "--dtype", "int8", "--cost-table", "via_nano_2000"]) == 2
+    assert "--cost-table via_nano_2000: it has no 'int8' column" in capsys.readouterr().err
+
+
+def test_cycle_table(tmp_path, capsys):
+    js = tmp_path / "r.json"
+    assert main(["bench", "--model", "lenet5_bn", "--no-latency", "--cost-table", "via_nano_2000", "--json", str(js)]) == 0
+    out = capsys.readouterr().out
+    assert "cost table via_nano_2000: float32: add 2 cycles, mult 4 cycles" in out
+    row = next(line for line in out.splitlines() if line.startswith("cycles (via_nano_2000, weight layers)"))
+    assert row.split()[-3:] == ["2.5M", "2.5M", "1"]  # abs priced as an add: the adder net costs the CNN's cycles
+    r = json.loads(js.read_text())
+    assert r["costs"]["via_nano_2000"]["per_kind"]["conv"]["weight_layers"] == 2_499_120
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="has a GPU")

@@ -19,9 +19,11 @@ def mac(cout, hw, cin, k):
 
 
 # Per architecture, by hand from the layer shapes: (stem/classifier MACs, their bias adds, adder-able MACs).
-# The stem and the classifier stay multiplicative in both kinds, as in the paper.
-LENET = dict(fixed=mac(6, 28, 1, 5) + mac(10, 1, 84, 1), bias=0,
-             body=mac(16, 10, 6, 5) + mac(120, 1, 16, 5) + mac(84, 1, 120, 1))
+# The ResNets' and VGG's stem and classifier stay multiplicative in both kinds, as in the paper; LeNet-5-BN
+# is all-adder, as the paper's MNIST network (LENET_ENDS: its conv1 and fc3, adder layers too).
+LENET_ENDS = mac(6, 28, 1, 5) + mac(10, 1, 84, 1)
+LENET = dict(fixed=0, bias=0,
+             body=LENET_ENDS + mac(16, 10, 6, 5) + mac(120, 1, 16, 5) + mac(84, 1, 120, 1))
 
 
 def _cifar_resnet(blocks):
@@ -71,6 +73,7 @@ def test_hand_values():
     assert RESNET18["fixed"] + RESNET18["body"] == 1_814_073_344
     assert RESNET50["fixed"] + RESNET50["body"] == 4_089_184_256
     assert LENET["fixed"] + LENET["body"] == 416_520  # the paper reports 435K
+    assert LENET_ENDS == 118_440
 
 
 @pytest.mark.parametrize("name", sorted(HAND))
@@ -260,3 +263,60 @@ def test_unreadable_tables(tmp_path):
         energy.load_table(str(p))
     with pytest.raises(energy.EnergyTableError, match="cannot read"):
         energy.load_table(str(tmp_path / "missing.json"))
+
+
+# ----------------------------------------------------------------- cost tables: cycles
+
+def test_shipped_tables_and_units():
+    from addernet.bench import cost_table
+    via = cost_table.load_table("via_nano_2000")
+    assert via.unit == "cycles" and via.name == "via_nano_2000" and "VIA Nano 2000" in via.source
+    assert via.entry("float32") == {"add": 2, "mult": 4}
+    assert energy.load_table().name == "energy_45nm" and energy.load_table().unit == "pJ"
+    with pytest.raises(energy.EnergyTableError, match="'unit' must be 'pJ' here, got 'cycles'"):
+        energy.load_table(cost_table.SHIPPED["via_nano_2000"])
+    with pytest.raises(cost_table.CostTableError, match="in cycles, not pJ"):
+        via.energy_pj({"mults": 1, "adds": 1}, "float32")
+    with pytest.raises(cost_table.CostTableError, match="shipped tables: energy_45nm, via_nano_2000"):
+        cost_table.load_table("via_nano_3000")
+
+
+def test_paper_cycle_counts_on_the_papers_operation_counts():
+    # The paper: LeNet-5 on a VIA Nano 2000 (mult 4 cycles, add 2) costs 2.6M cycles as a CNN
+    # (435K mults + 435K adds) and 1.7M as an AdderNet (870K adds, no multiplications).
+    from addernet.bench import cost_table
+    via = cost_table.load_table("via_nano_2000")
+    cnn, adder = via.cost({"mults": 435_000, "adds": 435_000}, "float32"), via.cost({"mults": 0, "adds": 870_000}, "float32")
+    assert (cnn, adder) == (2_610_000, 1_740_000)
+    assert round(cnn / 1e6, 1) == 2.6 and round(adder / 1e6, 1) == 1.7
+
+
+def test_this_lenets_cycle_counts():
+    # Ours, weight layers: 416,520 taps. CNN: 416,520 * (4 + 2) cycles. AdderNet: 2 adds per tap (the
+    # paper's 870K) = 1,666,080 cycles, plus 416,520 abs that the paper does not count; priced as adds
+    # they bring the adder net to the CNN's cycles exactly.
+    from addernet.bench.model_bench import bench_model
+    r = bench_model("lenet5_bn", latency=False, cost_tables=("via_nano_2000",))
+    cyc = r["costs"]["via_nano_2000"]
+    assert cyc["unit"] == "cycles"
+    taps = 416_520
+    assert cyc["per_kind"]["conv"]["weight_layers"] == 6 * taps == 2_499_120
+    assert cyc["per_kind"]["adder"]["weight_layers"] == 2 * (2 * taps) + 2 * taps
+    w = r["counts"]["adder"]["weight_layers"]
+    assert 2 * (w["adds"] - w.get("acc_adds", 0)) + 2 * w["acc_adds"] == 2 * 2 * taps == 1_666_080
+    # Whole model: BatchNorm's scale and shift, ReLU and pool comparisons on top.
+    bn = 6 * 28 * 28 + 16 * 10 * 10 + 120 + 84 + 10
+    cmps = 6 * 28 * 28 + 16 * 10 * 10 + 120 + 84 + (6 * 14 * 14 + 16 * 5 * 5) * 3
+    assert cyc["per_kind"]["adder"]["total"] == cyc["per_kind"]["adder"]["weight_layers"] + bn * (4 + 2) + 2 * cmps
+
+
+def test_cost_table_prices_abs_and_cmp_when_given(tmp_path):
+    from addernet.bench import cost_table
+    p = tmp_path / "c.json"
+    p.write_text(json.dumps({"source": "s", "unit": "cycles", "ops": {"float32": {"add": 2, "mult": 4, "abs": 0, "cmp": 1}}}))
+    t = cost_table.load_table(str(p))
+    assert t.cost({"mults": 1, "adds": 10, "abs": 5, "cmps": 3, "acc_adds": 4}, "float32") == 4 + 2 * 10 + 0 + 3
+    assert "abs 0 cycles, cmp 1 cycles" in t.citation("float32")
+    p.write_text(json.dumps({"source": "s", "unit": "cycles", "ops": {"float32": {"add": 2, "mult": 4, "abs": "free"}}}))
+    with pytest.raises(cost_table.CostTableError, match=r"\['abs'\] must be a non-negative number of cycles"):
+        cost_table.load_table(str(p))

@@ -156,7 +156,7 @@ def test_grad_mode_reaches_layers_through_convert():
 # ---------------------------------------------------------------------------------------------
 # A network: L = ||d CE / dx||^2 on a LeNet-5-BN adder, every parameter's gradient.
 
-ADDER_WEIGHTS = ("conv2.weight", "fc1.weight", "fc2.weight")  # LeNet5BN's adder layers
+ADDER_WEIGHTS = ("conv1.weight", "conv2.weight", "fc1.weight", "fc2.weight", "fc3.weight")  # all-adder LeNet5BN
 
 
 def _input_gradient_loss_grads(backend, grad_mode="paper", dtype=torch.float64, eta=None, batch=6, train=True):

@@ -12,15 +12,15 @@ from addernet.nn import AdderConv2d
 
 # name -> (input size, in_channels, default classes, adder layers, conv layers, linear layers).
 # Adder counts derived by hand from the layouts:
-#   lenet5_bn: conv2 + fc1 + fc2 = 3.
+#   lenet5_bn: all five (conv1, conv2, fc1, fc2, fc3), as the paper's MNIST AdderNet.
 #   resnet20: 3 stages x 3 blocks x 2 convs = 18, + downsample in layer2 and layer3 = 20.
 #   resnet32: 3 x 5 x 2 = 30, + 2 downsample = 32.
 #   resnet18: 4 stages x 2 blocks x 2 = 16, + downsample in layer2..4 (layer1 keeps 64 ch, stride 1) = 19.
 #   resnet50: (3+4+6+3) blocks x 3 = 48, + downsample in all 4 stages (layer1 goes 64 -> 256) = 52.
 #   vgg_small: six 3x3 minus the first = 5.
-# Convs kept: the stem, plus the 1x1 classifier for lenet (fc3) and CIFAR resnets (fc).
+# Convs kept: the stem, plus the 1x1 classifier for CIFAR resnets (fc); lenet keeps none.
 SPECS = {
-    "lenet5_bn": (28, 1, 10, 3, 2, 0),
+    "lenet5_bn": (28, 1, 10, 5, 0, 0),
     "resnet20": (32, 3, 10, 20, 2, 0),
     "resnet32": (32, 3, 10, 32, 2, 0),
     "resnet18": (64, 3, 1000, 19, 1, 1),
@@ -44,8 +44,9 @@ def test_architecture_both_kinds(name):
     shapes = lambda m: {k: v.shape for k, v in m.state_dict().items()}  # noqa: E731
     assert shapes(adder) == shapes(conv)
     assert sum(p.numel() for p in adder.parameters()) == sum(p.numel() for p in conv.parameters())
-    # And convert() on the twin picks exactly the layers the adder kind has.
-    assert count_layers(convert(conv)).names == c.names
+    # And convert() on the twin picks exactly the layers the adder kind has (all of LeNet's).
+    keep = name != "lenet5_bn"
+    assert count_layers(convert(conv, keep_first=keep, keep_last=keep)).names == c.names
     x = torch.randn(2, cin, size, size)
     with torch.no_grad():
         for model in (adder, conv):
@@ -81,7 +82,28 @@ def test_kind_and_name_validation():
     with pytest.raises(ValueError, match="lenet5_bn, resnet18, resnet20, resnet32, resnet50, vgg_small"):
         get_model("resnet99")
     assert count_layers(get_model("ResNet20")).adder == 20  # case and '-' are forgiven
-    assert count_layers(get_model("lenet5-bn")).adder == 3
+    assert count_layers(get_model("lenet5-bn")).adder == 5
+    with pytest.raises(ValueError, match="first_layer must be one of 'adder', 'conv'"):
+        get_model("lenet5_bn", first_layer="linear")
+    with pytest.raises(ValueError, match="last_layer must be one of"):
+        get_model("lenet5_bn", last_layer="Conv")
+
+
+@pytest.mark.parametrize("first, last", [("adder", "adder"), ("conv", "adder"), ("adder", "conv"), ("conv", "conv")])
+def test_lenet_endpoints(first, last):
+    # The paper's MNIST AdderNet is all-adder; keeping either endpoint multiplicative stays an option.
+    model = get_model("lenet5_bn", kind="adder", first_layer=first, last_layer=last, eta=None)
+    types = {"adder": AdderConv2d, "conv": nn.Conv2d}
+    assert type(model.conv1) is types[first] and type(model.fc3) is types[last]
+    assert all(type(getattr(model, n)) is AdderConv2d for n in ("conv2", "fc1", "fc2"))
+    assert all(m.eta is None for m in model.modules() if isinstance(m, AdderConv2d))
+    conv = get_model("lenet5_bn", kind="conv", first_layer=first, last_layer=last)
+    assert type(conv.conv1) is types[first] and type(conv.fc3) is types[last] and type(conv.fc1) is nn.Conv2d
+    x = torch.randn(3, 1, 28, 28)
+    model(x).logsumexp(1).sum().backward()
+    assert model.conv1.weight.grad is not None and model.fc3.weight.grad is not None
+    # The head (fc3 + bn5) is whatever fc3 is.
+    assert torch.allclose(model.head(model.forward_features(x)), model(x))
 
 
 def test_cifar_resnet_refuses_other_sizes():

@@ -54,17 +54,20 @@ def test_cosine_schedule_values():
 
 def test_weight_layer_ops_lenet5_bn():
     # LeNet-5-BN (6-16-120-84-10) on 1x28x28, taps = output elements * in_channels * kh * kw:
-    #   conv1 Conv2d(1, 6, 5, pad 2):  6 * 28 * 28 * 1 * 25  = 117,600
+    #   conv1 layer(1, 6, 5, pad 2):   6 * 28 * 28 * 1 * 25  = 117,600
     #   conv2 layer(6, 16, 5):        16 * 10 * 10 * 6 * 25  = 240,000
     #   fc1   layer(16, 120, 5):     120 *  1 *  1 * 16 * 25 =  48,000
     #   fc2   layer(120, 84, 1):      84 * 120               =  10,080
-    #   fc3   Conv2d(84, 10, 1):      10 * 84                =     840
+    #   fc3   layer(84, 10, 1):       10 * 84                =     840
     # conv: 416,520 multiplications and as many additions.
-    # adder: conv1 + fc3 = 118,440 mults and adds; conv2 + fc1 + fc2 = 298,080 taps, each 2 adds + 1 abs.
+    # adder (all five layers, as the paper): 416,520 taps, each 2 adds + 1 abs, no multiplications.
+    # With conv1 and fc3 kept as convolutions: 118,440 mults and adds; 298,080 adder taps.
     conv = weight_layer_ops(get_model("lenet5_bn", kind="conv"), (1, 28, 28))
     adder = weight_layer_ops(get_model("lenet5_bn", kind="adder"), (1, 1, 28, 28))
+    ends = weight_layer_ops(get_model("lenet5_bn", kind="adder", first_layer="conv", last_layer="conv"), (1, 28, 28))
     assert conv == {"mults": 416_520, "adds": 416_520, "abs": 0}
-    assert adder == {"mults": 118_440, "adds": 118_440 + 2 * 298_080, "abs": 298_080}
+    assert adder == {"mults": 0, "adds": 2 * 416_520, "abs": 416_520}
+    assert ends == {"mults": 118_440, "adds": 118_440 + 2 * 298_080, "abs": 298_080}
 
 
 def test_weight_layer_ops_linear_and_bias():

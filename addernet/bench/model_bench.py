@@ -24,6 +24,8 @@ from .. import _extension, backends
 from ..models.registry import MODELS, canonical_name, get_model, model_spec
 from .counts import CONVENTION, count_ops
 from . import int8 as int8_bench
+from .cost_table import SHIPPED, CostTableError
+from .cost_table import load_table as load_cost_table
 from .energy import EnergyTableError, load_table
 from .latency import time_interleaved
 
@@ -233,9 +235,13 @@ def bench_model(name: str, kind: str = "both", batch_size: int | None = None, de
                 backends_spec: str | None = None, dtype: str = "float32", energy_table: str | None = None,
                 threads: int | None = None, latency: bool = True, fold_bn: bool = False, repeats: int = 5,
                 warmup: int = 1, max_seconds: float = 30.0, layer_latency: bool = True,
-                input_size: tuple | None = None, progress: bool = True) -> dict:
+                input_size: tuple | None = None, progress: bool = True, cost_tables: tuple = ()) -> dict:
     """Counts, energy and (unless ``latency=False``) latency and memory of one model; JSON-ready dict.
-    ``progress``: a bar over the per-layer timing, when stderr is a terminal."""
+    ``progress``: a bar over the per-layer timing, when stderr is a terminal.
+
+    ``cost_tables``: more per-operation cost tables (shipped names such as 'via_nano_2000', or JSON
+    paths; see ``addernet.bench.cost_table``), each priced in ``dtype`` over the whole model and over
+    its weight layers (the paper's counting) under ``result['costs'][table name]``."""
     try:
         name = canonical_name(name)
     except ValueError as exc:
@@ -259,15 +265,20 @@ def bench_model(name: str, kind: str = "both", batch_size: int | None = None, de
                          f"got {'x'.join(map(str, input_size))}")
     table = load_table(energy_table)
     table.entry(dtype)  # an unknown dtype fails now
+    extra = [load_cost_table(t) for t in cost_tables]
+    for t in extra:
+        t.entry(dtype)
     if backends_spec:
         check_backends(backends_spec, device)
     saved_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        return _bench(name, kind, batch_size, device, backends_spec, dtype, table, latency, fold_bn,
-                      dict(repeats=repeats, warmup=warmup, max_seconds=max_seconds), layer_latency, input_size,
-                      progress)
+        result = _bench(name, kind, batch_size, device, backends_spec, dtype, table, latency, fold_bn,
+                        dict(repeats=repeats, warmup=warmup, max_seconds=max_seconds), layer_latency, input_size,
+                        progress)
+        result["costs"] = {t.name: price(t, result["counts"], dtype) for t in extra}
+        return result
     finally:
         torch.set_num_threads(saved_threads)  # a library call must not leave the process changed
 
@@ -340,6 +351,13 @@ def _bench(name, kind, batch_size, device, backends_spec, dtype, table, latency,
     return result
 
 
+def price(table, counts: dict, dtype: str) -> dict:
+    """One cost table over ``bench_model``'s counts: per kind, the whole model and its weight layers."""
+    return {"unit": table.unit, "citation": table.citation(dtype),
+            "per_kind": {k: {"total": table.cost(c["totals"], dtype), "weight_layers": table.cost(c["weight_layers"], dtype)}
+                         for k, c in counts.items()}}
+
+
 DESCRIPTION = """Count a model's multiplications, additions, absolute values and comparisons per image, layer by
 layer, estimate their energy from a per-operation table, and time inference and a training step
 (and each weight layer alone) for the CNN against its AdderNet twin on every adder backend.
@@ -363,6 +381,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default="float32", help="energy table column: float32, float16, int8, int32 "
                    "(latency is always measured in float32)")
     p.add_argument("--energy-table", default=None, help="JSON per-op energy table (default: Horowitz ISSCC 2014, 45 nm)")
+    p.add_argument("--cost-table", action="append", default=[], metavar="NAME_OR_JSON",
+                   help="another per-operation cost table to price the counts with, e.g. via_nano_2000 (cycles, "
+                   "the AdderNet paper's CPU); repeatable; shipped: " + ", ".join(SHIPPED))
     p.add_argument("--fold-bn", action="store_true", help="count BatchNorm folded into the preceding layer")
     p.add_argument("--threads", type=positive_int, default=None,
                    help="intra-op threads (default: torch's current setting)")
@@ -415,6 +436,14 @@ def _check_args(args) -> None:
     if args.dtype not in table.dtypes():
         raise UsageError(f"--dtype {args.dtype}: the energy table has no such column; "
                          f"choose one of {', '.join(table.dtypes())}")
+    for name in args.cost_table:
+        try:
+            cost = load_cost_table(name)
+        except CostTableError as exc:
+            raise UsageError(f"--cost-table: {exc}") from None
+        if args.dtype not in cost.dtypes():
+            raise UsageError(f"--cost-table {name}: it has no {args.dtype!r} column (--dtype); "
+                             f"it has {', '.join(cost.dtypes())}")
     if args.backends is not None:
         if args.kind == "conv":
             raise UsageError("--backends names adder backends, and --kind conv times none: drop one of them")
@@ -440,8 +469,9 @@ def run(args) -> int:
         result = bench_model(
             args.model, args.kind, args.batch_size, args.device, args.backends, args.dtype, args.energy_table,
             args.threads, not args.no_latency, args.fold_bn, args.repeats, args.warmup, args.max_seconds,
-            not args.no_layer_latency, _parse_input(args.input), progress=not args.no_progress)
-    except (UsageError, BenchError, EnergyTableError) as exc:
+            not args.no_layer_latency, _parse_input(args.input), progress=not args.no_progress,
+            cost_tables=tuple(args.cost_table))
+    except (UsageError, BenchError, CostTableError) as exc:
         return report(prog, exc)
     print(tables.console(result))
     written = []

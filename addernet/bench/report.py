@@ -98,6 +98,9 @@ def summary_table(res: dict, md: bool = False) -> str:
     add("mults in weight layers", [c[k]["weight_layers"]["mults"] for k in kinds], num)
     add("adds in weight layers", [c[k]["weight_layers"]["adds"] for k in kinds], num)
     add(f"energy µJ ({res['dtype']})", [c[k]["energy_uJ"] for k in kinds], lambda v: f"{v:.4g}")
+    for tname, cost in res.get("costs", {}).items():
+        for part, label in (("total", ""), ("weight_layers", ", weight layers")):
+            add(f"{cost['unit']} ({tname}{label})", [cost["per_kind"][k][part] for k in kinds], num)
     if res["latency"] is not None:
         # One group of rows per adder backend, named in brackets; the CNN alone has no backend.
         for be in res["backends"] if "adder" in kinds else [None]:
@@ -127,6 +130,8 @@ def header_lines(res: dict) -> list[str]:
     lines.append(f"machine: {m['cpu']} [{' '.join(m['simd'])}]" + (f", GPU {m['gpu']}" if m["gpu"] else "")
                  + f"; torch {m['torch']}, addernet {m['addernet']}")
     lines.append(f"energy table: {res['energy_citation']}; abs and comparisons priced as adds")
+    for tname, cost in res.get("costs", {}).items():
+        lines.append(f"cost table {tname}: {cost['citation']}")
     return lines
 
 

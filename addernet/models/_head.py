@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..nn import AdderConv2d
+
 
 class FlatConvHead(nn.Module):
     """features (N, C) -> (N, C, 1, 1) -> each of ``layers`` in turn -> flattened logits.
@@ -36,12 +38,15 @@ def _like(old: nn.Module, new: nn.Module) -> nn.Module:
 
 
 def resized(old: nn.Module, num_classes: int) -> nn.Module:
-    """A fresh copy of a head layer (Conv2d, Linear, BatchNorm2d) with ``num_classes`` outputs.
+    """A fresh copy of a head layer (Conv2d, AdderConv2d, Linear, BatchNorm2d) with ``num_classes`` outputs.
 
-    Conv2d/Linear get torch's default init, BatchNorm2d weight 1 and bias 0, as the models build
+    Conv2d/Linear get torch's default init, AdderConv2d its N(0, 1) init and the old ``eta``, BatchNorm2d weight 1 and bias 0, as the models build
     them; device, dtype and train/eval mode follow the old layer.
     """
-    if isinstance(old, nn.Conv2d) and type(old) is nn.Conv2d:
+    if type(old) is AdderConv2d:
+        new = AdderConv2d(old.in_channels, num_classes, old.kernel_size, stride=old.stride, padding=old.padding,
+                          bias=old.bias is not None, eta=old.eta, backend=old.backend)
+    elif type(old) is nn.Conv2d:
         new = nn.Conv2d(old.in_channels, num_classes, old.kernel_size, stride=old.stride, padding=old.padding,
                         bias=old.bias is not None)
     elif type(old) is nn.Linear:

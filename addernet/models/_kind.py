@@ -14,8 +14,9 @@ KINDS = ("adder", "conv")
 def layer_factory(kind: str, eta: float | None = 0.2) -> Callable[..., nn.Module]:
     """``nn.Conv2d``-signature constructor: AdderConv2d for kind='adder', nn.Conv2d for 'conv'.
 
-    Endpoint layers (stems, classifiers) do not go through this: they are nn.Conv2d/nn.Linear in
-    both kinds, as in the AdderNet paper.
+    The ResNets' and VGG-small's endpoint layers (stem, classifier) do not go through this: they are
+    nn.Conv2d/nn.Linear in both kinds, as in the paper and its official code. LeNet-5-BN's do, as
+    in the paper's all-adder MNIST network (``first_layer``/``last_layer`` keep them convolutions).
     """
     if kind == "adder":
         return functools.partial(AdderConv2d, eta=eta)

@@ -6,22 +6,29 @@ from torch import nn
 
 from ._head import FeatureClassifier
 from . import _input
-from ._kind import init_batchnorm, layer_factory
+from ._kind import KINDS, init_batchnorm, layer_factory
 
 
 class LeNet5BN(FeatureClassifier):
     """LeNet-5 with BatchNorm for 28x28 inputs (6-16-120-84-10), fully connected layers as convolutions:
 
-    conv1 Conv2d(in, 6, 5, padding 2) + BN + ReLU + MaxPool2   (28 -> 28 -> 14; a conv in both kinds)
+    conv1 first(in, 6, 5, padding 2) + BN + ReLU + MaxPool2   (28 -> 28 -> 14)
     conv2 layer(6, 16, 5)     + BN + ReLU + MaxPool2          (14 -> 10 -> 5)
     fc1   layer(16, 120, 5)   + BN + ReLU                      (5 -> 1)
     fc2   layer(120, 84, 1)   + BN + ReLU
-    fc3   Conv2d(84, num_classes, 1) + BN, flatten             (a conv in both kinds)
+    fc3   last(84, num_classes, 1) + BN, flatten
 
     This is the classic LeNet-5 the paper counts: 416.5K multiply-accumulates per image against the
     paper's reported 435K (the 20-50-500 Caffe variant would be 2.3M). ``layer`` is AdderConv2d
-    for kind='adder' (3 adder layers) and nn.Conv2d for kind='conv'. No layer has a bias: each
-    feeds a BatchNorm, which has its own.
+    for kind='adder' and nn.Conv2d for kind='conv'. No layer has a bias: each feeds a BatchNorm,
+    which has its own.
+
+    kind='adder' is the paper's MNIST AdderNet: all five weight layers are adder layers, so only
+    BatchNorm multiplies (the paper's "870K additions, no multiplications"; its Figure 2 shows adder
+    filters in the first layer). The logits are then BatchNorm-ed negative L1 distances to the 10
+    class filters. ``first_layer`` / ``last_layer`` ('adder' or 'conv', default: ``kind``) choose
+    conv1's and fc3's layer alone, e.g. ``first_layer="conv", last_layer="conv"`` gives the
+    ResNet-style AdderNet whose endpoints stay multiplicative.
 
     ``forward_features`` gives the 84 features after fc2's ReLU; the head is fc3 + bn5. Other
     input sizes raise ValueError.
@@ -32,11 +39,14 @@ class LeNet5BN(FeatureClassifier):
     conv_head = True
     feature_layers = ("pool1", "pool2", "relu3", "features")
 
-    def __init__(self, num_classes: int = 10, kind: str = "adder", in_channels: int = 1, eta: float | None = 0.2):
+    def __init__(self, num_classes: int = 10, kind: str = "adder", in_channels: int = 1, eta: float | None = 0.2,
+                 *, first_layer: str | None = None, last_layer: str | None = None):
         super().__init__()
         layer = layer_factory(kind, eta)
+        first = layer_factory(_endpoint(first_layer, kind, "first_layer"), eta)
+        last = layer_factory(_endpoint(last_layer, kind, "last_layer"), eta)
         self.kind = kind
-        self.conv1 = nn.Conv2d(in_channels, 6, 5, padding=2, bias=False)
+        self.conv1 = first(in_channels, 6, 5, padding=2, bias=False)
         self.bn1 = nn.BatchNorm2d(6)
         self.conv2 = layer(6, 16, 5, bias=False)
         self.bn2 = nn.BatchNorm2d(16)
@@ -44,7 +54,7 @@ class LeNet5BN(FeatureClassifier):
         self.bn3 = nn.BatchNorm2d(120)
         self.fc2 = layer(120, 84, 1, bias=False)
         self.bn4 = nn.BatchNorm2d(84)
-        self.fc3 = nn.Conv2d(84, num_classes, 1, bias=False)
+        self.fc3 = last(84, num_classes, 1, bias=False)
         self.bn5 = nn.BatchNorm2d(num_classes)
         # One ReLU module per call site, so that addernet.fuse can fold each into the adder
         # layer before it (a module called twice cannot be replaced for one call alone).
@@ -60,6 +70,14 @@ class LeNet5BN(FeatureClassifier):
         x = self.pool2(self.relu2(self.bn2(self.conv2(x))))
         x = self.relu3(self.bn3(self.fc1(x)))
         return self.relu4(self.bn4(self.fc2(x))).flatten(1)
+
+
+def _endpoint(choice: str | None, kind: str, what: str) -> str:
+    if choice is None:
+        return kind
+    if choice not in KINDS:
+        raise ValueError(f"{what} must be one of {', '.join(map(repr, KINDS))} or None (follow kind), got {choice!r}")
+    return choice
 
 
 class VGGSmall(FeatureClassifier):
@@ -98,9 +116,11 @@ class VGGSmall(FeatureClassifier):
         return self.features(_input.check_input_size(x, self.image_size, "vgg_small")).flatten(1)
 
 
-def lenet5_bn(num_classes: int = 10, kind: str = "adder", in_channels: int = 1, eta: float | None = 0.2) -> LeNet5BN:
-    """LeNet-5-BN (see ``LeNet5BN``): 2 adder layers in kind='adder'."""
-    return LeNet5BN(num_classes, kind, in_channels, eta)
+def lenet5_bn(num_classes: int = 10, kind: str = "adder", in_channels: int = 1, eta: float | None = 0.2,
+              *, first_layer: str | None = None, last_layer: str | None = None) -> LeNet5BN:
+    """LeNet-5-BN (see ``LeNet5BN``): all 5 weight layers are adder layers in kind='adder', as in the
+    paper; ``first_layer``/``last_layer`` ('adder' or 'conv') override conv1's and fc3's kind."""
+    return LeNet5BN(num_classes, kind, in_channels, eta, first_layer=first_layer, last_layer=last_layer)
 
 
 def vgg_small(num_classes: int = 10, kind: str = "adder", in_channels: int = 3, eta: float | None = 0.2) -> VGGSmall:
