@@ -50,6 +50,21 @@ def test_unknown_model(capsys):
     assert "unknown model 'resnet21'" in capsys.readouterr().err
 
 
+def test_input_size_comes_from_the_model_registry(capsys):
+    from addernet.bench.model_bench import bench_model
+    from addernet.models import model_spec
+
+    r = bench_model("lenet5_bn", kind="conv", latency=False)
+    assert tuple(r["input_shape"]) == model_spec("lenet5_bn").input_size
+    # A fixed-size model refuses another size up front (lenet5_bn at 32x32 used to count 40 logits).
+    assert main(["bench", "--model", "lenet5_bn", "--input", "1x32x32", "--no-latency"]) == 2
+    err = capsys.readouterr().err
+    assert "lenet5_bn takes 28x28 images only" in err and "Traceback" not in err
+    # Other channel counts are fine, and the ImageNet ResNets take any size.
+    assert bench_model("lenet5_bn", kind="conv", latency=False, input_size=(3, 28, 28))["input_shape"] == [3, 28, 28]
+    assert bench_model("resnet18", kind="conv", latency=False, input_size=(3, 64, 64))["input_shape"] == [3, 64, 64]
+
+
 def test_unknown_and_unavailable_backends(capsys, monkeypatch):
     assert main(["bench", "--model", "lenet5_bn", "--backends", "fast"]) == 2
     assert "unknown backend 'fast'; choose from native, triton, reference" in capsys.readouterr().err

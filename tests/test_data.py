@@ -2,6 +2,7 @@
 safe unpickling, transforms and loader determinism."""
 
 import gzip
+import math
 import hashlib
 import os
 import pickle
@@ -521,3 +522,140 @@ def test_make_loaders_distributed(tiny_cifar):
     assert len(shards[0]) == len(shards[1]) == 10
     assert sorted(shards[0] + shards[1]) == list(range(20))
     assert test_shards == [[0, 2, 4], [1, 3, 5]]  # strided, not shuffled
+
+
+# ------------------------------------------------- dataset objects, labels, pixel space
+
+class _AddOne:  # a picklable custom transform
+    def __call__(self, x):
+        return x + 1
+
+
+def test_array_dataset_from_tensors():
+    images = torch.rand(5, 3, 4, 6)
+    ds = D.ArrayDataset(images, torch.arange(5) % 2)
+    x, y = ds[3]
+    assert torch.equal(x, images[3]) and y == 1 and isinstance(y, int)
+    assert ds.targets.dtype == np.int64
+    u8 = D.ArrayDataset((images * 255).to(torch.uint8), [0] * 5, transform=_AddOne())
+    assert torch.allclose(u8[0][0], (images[0] * 255).to(torch.uint8).float() / 255 + 1)
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
+        D.ArrayDataset(torch.rand(5, 4, 6), [0] * 5)
+    with pytest.raises(ValueError, match="integers"):
+        D.ArrayDataset(images, torch.rand(5))
+    with pytest.raises(ValueError, match="5 images but 4 labels"):
+        D.ArrayDataset(images, [0] * 4)
+
+
+def test_class_subset_relabels_in_the_given_order():
+    full = D.get_dataset("mnist5k", train=True)
+    sub = D.get_dataset("mnist5k", train=True, classes=[7, 2, 5])
+    assert isinstance(sub, D.RelabelledDataset) and len(sub) == 3 * 400 and sub.num_classes == 3
+    assert sorted(set(sub.targets.tolist())) == [0, 1, 2]
+    original = full.targets[sub.source_indices]
+    assert np.array_equal(np.array([7, 2, 5])[sub.targets], original)
+    x, y = sub[10]
+    assert torch.equal(x, full[int(sub.source_indices[10])][0]) and y == sub.targets[10]
+    test = D.get_dataset("mnist5k", train=False, classes=[7, 2, 5])
+    assert len(test) == 300
+    with pytest.raises(ValueError, match="0..9"):
+        D.get_dataset("mnist5k", classes=[3, 10])
+    with pytest.raises(ValueError, match="repeat"):
+        D.get_dataset("mnist5k", classes=[3, 3])
+
+
+def test_replacement_labels():
+    pseudo = np.arange(1437) % 4
+    ds = D.get_dataset("digits", labels=pseudo)
+    assert np.array_equal(ds.targets, pseudo) and ds[5][1] == 1 and ds.num_classes == 4
+    sub = D.get_dataset("digits", classes=[0, 1], labels=torch.zeros(288, dtype=torch.long))
+    assert len(sub) == 288 and set(sub.targets.tolist()) == {0}
+    with pytest.raises(ValueError, match="labels: 10 given for 1437 samples"):
+        D.get_dataset("digits", labels=np.zeros(10, dtype=np.int64))
+
+
+def test_symmetric_noise_rate_and_other_classes():
+    n, k, p = 200_000, 10, 0.3
+    y = np.arange(n) % k
+    noisy = D.symmetric_noise(y, p, k, seed=1)
+    flipped = noisy != y
+    sd = math.sqrt(p * (1 - p) / n)
+    assert abs(flipped.mean() - p) < 4 * sd
+    # A noisy label is drawn uniformly from the other k - 1 classes: never the true one, each
+    # of the others with probability 1 / (k - 1).
+    offsets = (noisy[flipped] - y[flipped]) % k
+    counts = np.bincount(offsets, minlength=k)
+    assert counts[0] == 0
+    expected = flipped.sum() / (k - 1)
+    assert np.all(np.abs(counts[1:] - expected) < 4 * math.sqrt(expected))
+    assert np.array_equal(noisy, D.symmetric_noise(y, p, k, seed=1))
+    assert not np.array_equal(noisy, D.symmetric_noise(y, p, k, seed=2))
+    assert np.array_equal(D.symmetric_noise(y, 0.0, k), y)
+    assert (D.symmetric_noise(y, 1.0, k) != y).all()
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        D.symmetric_noise(y, 1.5, k)
+
+
+def test_label_noise_on_a_dataset_is_seeded_and_keeps_the_truth():
+    clean = D.get_dataset("mnist5k").targets
+    ds = D.get_dataset("mnist5k", label_noise=0.2, noise_seed=5)
+    assert np.array_equal(ds.clean_targets, clean)
+    assert np.array_equal(ds.noisy, ds.targets != clean) and not (ds.targets[ds.noisy] == clean[ds.noisy]).any()
+    assert abs(ds.noisy.mean() - 0.2) < 4 * math.sqrt(0.2 * 0.8 / len(ds))
+    assert np.array_equal(ds.targets, D.get_dataset("mnist5k", label_noise=0.2, noise_seed=5).targets)
+    sub = D.get_dataset("mnist5k", classes=[4, 9], label_noise=0.5, noise_seed=0)
+    assert set(sub.targets.tolist()) == {0, 1}  # noise stays within the subset's classes
+
+
+def test_pixel_space_and_normalize_module():
+    info = D.dataset_info("mnist5k")
+    pix = D.get_dataset("mnist5k", train=False, normalize=False)
+    norm = D.get_dataset("mnist5k", train=False)
+    x = torch.stack([pix[i][0] for i in range(8)])
+    assert x.min() >= 0 and x.max() <= 1 and x.max() > 0.9
+    layer = D.Normalize(info.mean, info.std)
+    assert isinstance(layer, torch.nn.Module) and layer.state_dict() == {}
+    torch.testing.assert_close(layer(x), torch.stack([norm[i][0] for i in range(8)]))
+    model = torch.nn.Sequential(layer, torch.nn.Flatten()).double()  # buffers follow .to()
+    assert model(x.double()).dtype == torch.float64
+    with pytest.raises(ValueError, match="one value per channel"):
+        D.Normalize((0.5, 0.5), (1.0,))
+    _, _, linfo = D.make_loaders("mnist5k", None, 8, normalize=False)
+    assert linfo.normalized is False and linfo.mean == info.mean
+    assert D.make_loaders("mnist5k", None, 8)[2].normalized is True
+
+
+def test_custom_transform_replaces_the_augmentation():
+    plain = D.get_dataset("mnist5k", normalize=False)[0][0]
+    info = D.dataset_info("mnist5k")
+    got = D.get_dataset("mnist5k", transform=_AddOne())[0][0]
+    torch.testing.assert_close(got, (plain + 1 - info.mean[0]) / info.std[0])
+    assert torch.equal(D.get_dataset("mnist5k", transform=_AddOne(), normalize=False)[0][0], plain + 1)
+
+
+def test_make_loaders_with_dataset_objects():
+    torch.manual_seed(0)
+    train = D.ArrayDataset(torch.rand(20, 3, 5, 5), torch.arange(20) % 4)
+    test = D.ArrayDataset(torch.rand(8, 3, 5, 5), torch.arange(8) % 4)
+    tr, te, info = D.make_loaders(train, None, 4)
+    assert te is None and (info.num_classes, info.in_channels, info.image_size) == (4, 3, (5, 5))
+    assert info.mean is None
+    tr, te, info = D.make_loaders((train, test), None, 4, transform=_AddOne(), label_noise=1.0)
+    xb, yb = next(iter(te))
+    assert torch.equal(xb, test.data[:4]) and torch.equal(yb, torch.arange(4) % 4)  # test: no transform, no noise
+    assert (tr.dataset.targets != train.targets).all()
+    assert tr.dataset[0][0].min() >= 1
+    tr, te, info = D.make_loaders((train, test), None, 4, classes=[2, 3])
+    assert info.num_classes == 2 and len(tr.dataset) == 10 and len(te.dataset) == 4
+    with pytest.raises(ValueError, match=r"\(train, test\) pair"):
+        D.make_loaders((train, test, test), None, 4)
+
+
+def test_make_loaders_labels_apply_to_train_only():
+    pseudo = np.arange(4000) % 3
+    tr, te, info = D.make_loaders("mnist5k", None, 64, labels=pseudo, label_noise=0.1)
+    assert info.num_classes == 3 and tr.dataset.num_classes == 3
+    assert set(np.unique(tr.dataset.targets).tolist()) == {0, 1, 2}
+    assert np.array_equal(te.dataset.targets, D.get_dataset("mnist5k", train=False).targets)
+    tr, te, info = D.make_loaders("mnist5k", None, 64, classes=[1, 0])
+    assert info.num_classes == 2 and len(te.dataset) == 200

@@ -107,6 +107,22 @@ def test_output_used_twice_is_not_fused():
 def test_errors():
     with pytest.raises(ValueError, match="eval"):
         addernet.fuse(nn.Sequential(AdderConv2d(1, 1, 1), nn.BatchNorm2d(1)))
-    model = addernet.models.resnet20(kind="adder").eval()
+
+    class DataDependent(nn.Module):  # Python control flow on values: torch.fx cannot trace it
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn = AdderConv2d(2, 2, 3, padding=1), nn.BatchNorm2d(2)
+
+        def forward(self, x):
+            y = self.bn(self.conv(x))
+            return y if y.sum() > 0 else -y
+
     with pytest.raises(RuntimeError, match="example_input"):
-        addernet.fuse(model)
+        addernet.fuse(DataDependent().eval())
+
+
+def test_resnet20_traces_with_fx_despite_its_input_check():
+    """The models' input-size check is opaque to torch.fx, so fx and the recorded run agree."""
+    model = _randomise_bn(addernet.models.resnet20(kind="adder"))
+    x = torch.randn(2, 3, 32, 32)
+    assert addernet.fuse(model).fused_layers == addernet.fuse(model, example_input=x).fused_layers

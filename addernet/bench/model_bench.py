@@ -21,14 +21,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import _extension, backends
-from ..models.registry import MODELS, canonical_name, get_model
+from ..models.registry import MODELS, canonical_name, get_model, model_spec
 from .counts import CONVENTION, count_ops
 from .energy import EnergyTableError, load_table
 from .latency import compare
 
-INPUT = {"lenet5_bn": (1, 28, 28), "resnet20": (3, 32, 32), "resnet32": (3, 32, 32), "vgg_small": (3, 32, 32),
-         "resnet18": (3, 224, 224), "resnet50": (3, 224, 224)}
-CLASSES = {"resnet18": 1000, "resnet50": 1000}
 # Small enough that a CPU finishes a few timed rounds of each in seconds.
 BATCH = {"lenet5_bn": 32, "resnet20": 32, "resnet32": 32, "vgg_small": 8, "resnet18": 2, "resnet50": 1}
 # The reference backend (unfold + broadcast) is timed by default only below this many adder taps
@@ -244,6 +241,11 @@ def bench_model(name: str, kind: str = "both", batch_size: int | None = None, de
         raise BenchError(f"device must be cpu or cuda, got {device!r}")
     if device == "cuda" and not torch.cuda.is_available():
         raise BenchError("device cuda asked for, but torch sees no CUDA GPU")
+    spec = model_spec(name)
+    if input_size is not None and spec.fixed_size and tuple(input_size)[1:] != spec.input_size[1:]:
+        h, w = spec.input_size[1:]  # said now, before any work
+        raise BenchError(f"{name} takes {h}x{w} images only (input CxHxW = Cx{h}x{w}), "
+                         f"got {'x'.join(map(str, input_size))}")
     table = load_table(energy_table)
     table.entry(dtype)  # an unknown dtype fails now
     if backends_spec:
@@ -261,9 +263,10 @@ def bench_model(name: str, kind: str = "both", batch_size: int | None = None, de
 def _bench(name, kind, batch_size, device, backends_spec, dtype, table, latency, fold_bn, opts, layer_latency,
            input_size) -> dict:
     kinds = ["conv", "adder"] if kind == "both" else [kind]
-    chw = tuple(input_size or INPUT[name])
+    spec = model_spec(name)
+    chw = tuple(input_size or spec.input_size)
     batch = batch_size or BATCH[name]
-    classes = CLASSES.get(name, 10)
+    classes = spec.num_classes
     torch.manual_seed(0)
     models = {k: get_model(name, kind=k, num_classes=classes, in_channels=chw[0]) for k in kinds}
     counts = {k: count_ops(m, (1, *chw), fold_bn=fold_bn) for k, m in models.items()}

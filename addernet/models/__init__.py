@@ -5,14 +5,24 @@
 
 Every builder takes ``num_classes``, ``kind`` ('adder' or 'conv'), ``in_channels`` and ``eta``.
 Both kinds have the same layout and parameter shapes; only the convertible convolutions differ.
-``load_official`` reads checkpoints saved by the official AdderNet code.
+``model_spec(name)`` gives a model's input size and class count; a fixed-size model given another
+size raises ValueError.
+
+Every model has ``forward_features(x)`` (the flat features), ``head`` (features -> logits) and
+``feature_layers``; ``feature_extractor`` takes intermediate outputs, ``replace_head`` gives a new
+head, ``recalibrate_bn`` re-estimates BatchNorm statistics. ``load_official`` reads checkpoints
+saved by the official AdderNet code.
 """
+from ._head import FeatureClassifier
 from ._kind import KINDS
+from .batchnorm import recalibrate_bn
+from .features import FeatureExtractor, feature_extractor, replace_head
 from .official import load_official
-from .registry import MODELS, get_model
+from .registry import MODELS, SPECS, ModelSpec, get_model, model_spec
 from .resnet_cifar import resnet20, resnet32
 from .resnet_imagenet import resnet18, resnet50
 from .small import lenet5_bn, vgg_small
 
-__all__ = ["MODELS", "KINDS", "get_model", "load_official",
+__all__ = ["MODELS", "KINDS", "SPECS", "ModelSpec", "get_model", "model_spec", "load_official",
+           "FeatureClassifier", "FeatureExtractor", "feature_extractor", "replace_head", "recalibrate_bn",
            "lenet5_bn", "resnet20", "resnet32", "resnet18", "resnet50", "vgg_small"]

@@ -1,13 +1,13 @@
-"""Name -> model builder."""
+"""Name -> model builder, and each model's input size and class count."""
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from torch import nn
 
-from .resnet_cifar import resnet20, resnet32
+from .resnet_cifar import CifarResNet, resnet20, resnet32
 from .resnet_imagenet import resnet18, resnet50
-from .small import lenet5_bn, vgg_small
+from .small import LeNet5BN, VGGSmall, lenet5_bn, vgg_small
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "lenet5_bn": lenet5_bn,
@@ -16,6 +16,25 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "resnet18": resnet18,
     "resnet50": resnet50,
     "vgg_small": vgg_small,
+}
+
+
+class ModelSpec(NamedTuple):
+    """What a registered model takes by default: ``input_size`` (C, H, W) of one image and
+    ``num_classes``. ``fixed_size``: the model accepts only this H x W (other sizes raise
+    ValueError); the ImageNet ResNets pool adaptively and take any size, 224x224 being the usual."""
+    input_size: tuple[int, int, int]
+    num_classes: int
+    fixed_size: bool = True
+
+
+SPECS: dict[str, ModelSpec] = {
+    "lenet5_bn": ModelSpec((1, *LeNet5BN.image_size), 10),
+    "resnet20": ModelSpec((3, *CifarResNet.image_size), 10),
+    "resnet32": ModelSpec((3, *CifarResNet.image_size), 10),
+    "resnet18": ModelSpec((3, 224, 224), 1000, fixed_size=False),
+    "resnet50": ModelSpec((3, 224, 224), 1000, fixed_size=False),
+    "vgg_small": ModelSpec((3, *VGGSmall.image_size), 10),
 }
 
 
@@ -30,3 +49,8 @@ def get_model(name: str, **kwargs) -> nn.Module:
     """Build a registered model; ``kwargs`` (num_classes, kind, in_channels, eta) go to its builder.
     Names are case-insensitive and '-' reads as '_' ('lenet5-bn' is 'lenet5_bn')."""
     return MODELS[canonical_name(name)](**kwargs)
+
+
+def model_spec(name: str) -> ModelSpec:
+    """Default input size (C, H, W) and class count of a registered model (see ``ModelSpec``)."""
+    return SPECS[canonical_name(name)]

@@ -8,6 +8,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ._head import FeatureClassifier
+from . import _input
 from ._kind import init_batchnorm, layer_factory
 
 
@@ -44,13 +46,19 @@ def make_stage(layer, block, inplanes: int, planes: int, blocks: int, stride: in
     return nn.Sequential(*mods)
 
 
-class CifarResNet(nn.Module):
+class CifarResNet(FeatureClassifier):
     """Stem conv3x3(16)+BN+ReLU, three stages of ``blocks`` BasicBlocks (16, 32, 64 channels, the
     last two starting with stride 2), AvgPool2d(8), then ``fc`` = Conv2d(64, num_classes, 1) and
     ``bn2`` = BatchNorm2d(num_classes), flattened. Stem and ``fc`` are nn.Conv2d in both kinds;
     the 3x3 convs and the 1x1 stride-2 downsample shortcuts are adder layers in kind='adder'.
-    Expects 32x32 inputs (the pooling window is fixed, as in the official code).
+    Expects 32x32 inputs (the pooling window is fixed, as in the official code); other sizes raise
+    ValueError. ``forward_features`` gives the 64 pooled features; the head is ``fc`` + ``bn2``.
     """
+
+    image_size = (32, 32)
+    head_layers = ("fc", "bn2")
+    conv_head = True
+    feature_layers = ("layer1", "layer2", "layer3", "features")
 
     def __init__(self, blocks: int, num_classes: int = 10, kind: str = "adder", in_channels: int = 3,
                  eta: float | None = 0.2):
@@ -68,15 +76,12 @@ class CifarResNet(nn.Module):
         self.bn2 = nn.BatchNorm2d(num_classes)
         init_batchnorm(self)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        # 33..39 pixels would also pool to 1x1 and pass silently: check the input, not the map.
+        x = _input.check_input_size(x, self.image_size, f"resnet{6 * len(self.layer1) + 2}")
         x = self.relu(self.bn1(self.conv1(x)))
         x = self.layer3(self.layer2(self.layer1(x)))
-        x = self.avgpool(x)
-        if x.shape[-2:] != (1, 1):
-            # Any other size would silently flatten several positions into the logits.
-            raise ValueError(f"CIFAR ResNet expects 32x32 inputs; the pooled map is {tuple(x.shape[-2:])}, not 1x1")
-        x = self.bn2(self.fc(x))
-        return x.flatten(1)
+        return self.avgpool(x).flatten(1)
 
 
 def resnet20(num_classes: int = 10, kind: str = "adder", in_channels: int = 3, eta: float | None = 0.2) -> CifarResNet:

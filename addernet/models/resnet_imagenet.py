@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ._head import FeatureClassifier
 from ._kind import init_batchnorm, layer_factory
 from .resnet_cifar import BasicBlock, make_stage  # the same block and stages; only the stem and head differ
 
@@ -36,8 +37,15 @@ class Bottleneck(nn.Module):
         return self.relu3(out + identity)
 
 
-class ImageNetResNet(nn.Module):
-    """conv1 7x7/2 + bn1 + relu + maxpool 3x3/2, layer1..4 (64/128/256/512 planes), avgpool, fc."""
+class ImageNetResNet(FeatureClassifier):
+    """conv1 7x7/2 + bn1 + relu + maxpool 3x3/2, layer1..4 (64/128/256/512 planes), avgpool, fc.
+
+    ``forward_features`` gives the pooled 512 * expansion features; the head is ``fc``.
+    """
+
+    image_size = None  # any size: the pooling is adaptive
+    head_layers = ("fc",)
+    feature_layers = ("layer1", "layer2", "layer3", "layer4", "features")
 
     def __init__(self, block, layers, num_classes: int = 1000, kind: str = "adder", in_channels: int = 3,
                  eta: float | None = 0.2):
@@ -61,10 +69,10 @@ class ImageNetResNet(nn.Module):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
         init_batchnorm(self)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.fc(self.avgpool(x).flatten(1))
+        return self.avgpool(x).flatten(1)
 
 
 def resnet18(num_classes: int = 1000, kind: str = "adder", in_channels: int = 3, eta: float | None = 0.2) -> ImageNetResNet:

@@ -4,10 +4,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ._head import FeatureClassifier
+from . import _input
 from ._kind import init_batchnorm, layer_factory
 
 
-class LeNet5BN(nn.Module):
+class LeNet5BN(FeatureClassifier):
     """LeNet-5 with BatchNorm for 28x28 inputs (6-16-120-84-10), fully connected layers as convolutions:
 
     conv1 Conv2d(in, 6, 5, padding 2) + BN + ReLU + MaxPool2   (28 -> 28 -> 14; a conv in both kinds)
@@ -20,7 +22,15 @@ class LeNet5BN(nn.Module):
     paper's reported 435K (the 20-50-500 Caffe variant would be 2.3M). ``layer`` is AdderConv2d
     for kind='adder' (3 adder layers) and nn.Conv2d for kind='conv'. No layer has a bias: each
     feeds a BatchNorm, which has its own.
+
+    ``forward_features`` gives the 84 features after fc2's ReLU; the head is fc3 + bn5. Other
+    input sizes raise ValueError.
     """
+
+    image_size = (28, 28)
+    head_layers = ("fc3", "bn5")
+    conv_head = True
+    feature_layers = ("pool1", "pool2", "relu3", "features")
 
     def __init__(self, num_classes: int = 10, kind: str = "adder", in_channels: int = 1, eta: float | None = 0.2):
         super().__init__()
@@ -39,24 +49,34 @@ class LeNet5BN(nn.Module):
         # One ReLU module per call site, so that addernet.fuse can fold each into the adder
         # layer before it (a module called twice cannot be replaced for one call alone).
         self.relu1, self.relu2, self.relu3, self.relu4 = (nn.ReLU(inplace=True) for _ in range(4))
-        self.pool = nn.MaxPool2d(2)
+        # Likewise one pool per call site, so that a hook on each sees one output (pools hold no state,
+        # so state dicts saved with the shared ``pool`` load unchanged).
+        self.pool1, self.pool2 = nn.MaxPool2d(2), nn.MaxPool2d(2)
         init_batchnorm(self)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.pool(self.relu1(self.bn1(self.conv1(x))))
-        x = self.pool(self.relu2(self.bn2(self.conv2(x))))
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = _input.check_input_size(x, self.image_size, "lenet5_bn")
+        x = self.pool1(self.relu1(self.bn1(self.conv1(x))))
+        x = self.pool2(self.relu2(self.bn2(self.conv2(x))))
         x = self.relu3(self.bn3(self.fc1(x)))
-        x = self.relu4(self.bn4(self.fc2(x)))
-        return self.bn5(self.fc3(x)).flatten(1)
+        return self.relu4(self.bn4(self.fc2(x))).flatten(1)
 
 
-class VGGSmall(nn.Module):
+class VGGSmall(FeatureClassifier):
     """VGG-small for 32x32 inputs: 128C3-128C3-MP-256C3-256C3-MP-512C3-512C3-MP-FC.
 
     Each 3x3 (padding 1, no bias) is followed by BN + ReLU, and MP is MaxPool2d(2), all in
     ``features``; ``classifier`` = Linear(512*4*4, num_classes). The first conv and the classifier
     stay multiplicative; the other five 3x3 are adder layers in kind='adder'.
+
+    ``forward_features`` gives the 8192 flattened features; the head is ``classifier``. The stage
+    outputs are the pools ``features.6`` (128x16x16) and ``features.13`` (256x8x8). Other input
+    sizes raise ValueError.
     """
+
+    image_size = (32, 32)
+    head_layers = ("classifier",)
+    feature_layers = ("features.6", "features.13", "features")
 
     def __init__(self, num_classes: int = 10, kind: str = "adder", in_channels: int = 3, eta: float | None = 0.2):
         super().__init__()
@@ -74,8 +94,8 @@ class VGGSmall(nn.Module):
         self.classifier = nn.Linear(512 * 4 * 4, num_classes)
         init_batchnorm(self)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x).flatten(1))
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(_input.check_input_size(x, self.image_size, "vgg_small")).flatten(1)
 
 
 def lenet5_bn(num_classes: int = 10, kind: str = "adder", in_channels: int = 1, eta: float | None = 0.2) -> LeNet5BN:

@@ -8,13 +8,18 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..models import get_model
+from ..models import FeatureClassifier, get_model
 from ..models._kind import init_batchnorm, layer_factory
 
 
-class TinyNet(nn.Module):
+class TinyNet(FeatureClassifier):
     """conv(in,8,3) BN ReLU | layer(8,16,3) BN ReLU MaxPool2 | layer(16,32,3) BN ReLU | GAP |
-    Conv2d(32, classes, 1) BN, flatten. Any input of 2x2 or more."""
+    Conv2d(32, classes, 1) BN, flatten. Any input of 2x2 or more. ``forward_features`` gives the
+    32 pooled features; the head is ``fc`` + ``bn``."""
+
+    head_layers = ("fc", "bn")
+    conv_head = True
+    feature_layers = ("features.2", "features.6", "features")
 
     def __init__(self, num_classes: int = 10, kind: str = "adder", in_channels: int = 1, eta: float | None = 0.2):
         super().__init__()
@@ -30,8 +35,8 @@ class TinyNet(nn.Module):
         self.bn = nn.BatchNorm2d(num_classes)
         init_batchnorm(self)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.bn(self.fc(self.features(x))).flatten(1)
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x).flatten(1)
 
 
 TRAIN_MODELS = {"tinynet": TinyNet}

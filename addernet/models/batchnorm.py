@@ -1,0 +1,58 @@
+"""Re-estimating BatchNorm statistics from data.
+
+An adder layer's outputs are negative distances in the hundreds, while BatchNorm's running
+statistics start at mean 0, variance 1 and move 10% per batch. In eval mode a fresh (or briefly
+trained) adder network therefore normalises with statistics far from the real ones: every
+activation lands below zero, the ReLUs zero them all and the output is the same for every image.
+Feature probes and random-init baselines need the statistics re-estimated first.
+"""
+from __future__ import annotations
+
+import itertools
+
+import torch
+from torch import nn
+from torch.optim.swa_utils import update_bn
+
+
+def _first_tensor(batch):
+    if isinstance(batch, torch.Tensor):
+        return batch
+    if isinstance(batch, (list, tuple)) and batch and isinstance(batch[0], torch.Tensor):
+        return batch[0]
+    if isinstance(batch, dict):
+        for key in ("x", "image", "images", "input"):
+            if isinstance(batch.get(key), torch.Tensor):
+                return batch[key]
+    raise TypeError(f"recalibrate_bn: a batch must be a tensor, an (x, ...) tuple or a dict with 'x'; "
+                    f"got {type(batch).__name__}")
+
+
+def recalibrate_bn(model: nn.Module, loader, batches: int | None = 50, device=None) -> nn.Module:
+    """Reset every BatchNorm's running statistics and re-estimate them as the plain average over
+    the first ``batches`` batches of ``loader`` (all of them if None), in train mode under
+    ``torch.no_grad()``; each module's train/eval mode is restored afterwards. Returns ``model``.
+
+    Only the inputs are used (the first element of an (x, y) batch). ``device`` defaults to the
+    model's. BatchNorm layers that track no running statistics are left alone.
+    """
+    if batches is not None and (int(batches) != batches or batches < 1):
+        raise ValueError(f"batches must be a positive integer or None, got {batches!r}")
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not bns:
+        return model
+    if device is None:
+        p = next(itertools.chain(model.parameters(), model.buffers()), None)
+        device = p.device if p is not None else torch.device("cpu")
+    it = iter(loader if batches is None else itertools.islice(loader, int(batches)))
+    first = next(it, None)
+    if first is None:  # before any statistic is reset
+        raise ValueError("recalibrate_bn: the loader gave no batches")
+    modes = {m: m.training for m in model.modules()}
+    try:
+        # update_bn: reset stats, momentum None (a cumulative average), train mode, no grad.
+        update_bn((_first_tensor(b) for b in itertools.chain([first], it)), model, device=device)
+    finally:
+        for m, training in modes.items():
+            m.training = training
+    return model

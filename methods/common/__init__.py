@@ -1,0 +1,15 @@
+"""The toolkit the methods share, written once: k-means, a linear probe, few-shot episodes,
+pixel-space attacks, feature extraction and a report writer.
+
+    from methods.common import kmeans, assign, linear_probe, fewshot_eval, pgd, fgsm, extract_features
+    from methods.common import report
+"""
+from . import report
+from .attacks import fgsm, pgd
+from .features import extract_features
+from .fewshot import fewshot_eval
+from .kmeans import KMeansResult, assign, faiss_available, kmeans
+from .probe import linear_probe
+
+__all__ = ["KMeansResult", "assign", "extract_features", "faiss_available", "fewshot_eval", "fgsm", "kmeans",
+           "linear_probe", "pgd", "report"]
