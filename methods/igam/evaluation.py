@@ -79,7 +79,7 @@ def transfer_examples(source: nn.Module, loader, *, eps: float, steps: int = 20,
                       device="cpu", limit: Optional[int] = None) -> list:
     """PGD adversarial examples (x_adv, y) crafted on ``source``, to be replayed on other models."""
     source = source.to(device).eval()
-    gen = torch.Generator(device=device).manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
     return [(pgd(source, x, y, eps=eps, steps=steps, random_start=True, generator=gen).detach(), y)
             for x, y in _batches(loader, device, limit)]
 
@@ -103,7 +103,7 @@ def robustness(model: nn.Module, loader, *, eps: Sequence[float] = (0.05, 0.1, 0
         total = clean = 0
         fgsm_ok = {m: 0 for m in modes}
         by_mode = {m: {e: 0 for e in eps} for m in modes}
-        gens = {m: torch.Generator(device=device).manual_seed(seed) for m in modes}
+        gens = {m: torch.Generator().manual_seed(seed) for m in modes}
         for x, y in _batches(loader, device, limit):
             total += len(y)
             clean += _correct(model, x, y)

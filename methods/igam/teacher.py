@@ -39,8 +39,8 @@ class PGDTrainingStep:
 
     def __call__(self, model: nn.Module, batch) -> StepOutput:
         x, y = batch[0], batch[1]
-        if self.generator is None or self.generator.device != x.device:
-            self.generator = torch.Generator(device=x.device).manual_seed(self.seed)
+        if self.generator is None:
+            self.generator = torch.Generator().manual_seed(self.seed)
         net = _unwrap(model)   # attack the bare module: a DDP forward without a backward stalls
         was = net.training
         net.eval()
