@@ -19,7 +19,7 @@ import torch
 from addernet.bench import report
 from addernet.bench.counts import CONVENTION
 from addernet.bench.model_bench import bench_model
-from addernet.cli_info import cpu_flags, cpu_model
+from addernet.machine import cpu_flags, cpu_model
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

@@ -7,7 +7,7 @@ from torch.utils.data import DataLoader, TensorDataset
 import addernet.data as D
 from addernet.models import (MODELS, SPECS, feature_extractor, get_model, model_spec, recalibrate_bn,
                              replace_head)
-from addernet.train.tiny import TinyNet
+from addernet.train.model_factory import TinyNet
 
 # Small inputs keep the ImageNet ResNets cheap: they pool adaptively.
 FAST = {"resnet18": (3, 32, 32), "resnet50": (3, 32, 32)}

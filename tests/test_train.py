@@ -10,8 +10,8 @@ import torch
 
 from addernet import AdderConv2d, cli
 from addernet.models import get_model
-from addernet.train import (TrainConfig, build_model, build_optimizer, cosine_schedule, count_ops, fit,
-                            load_checkpoint, save_checkpoint, train_one_epoch)
+from addernet.train import (TrainConfig, build_model, build_optimizer, cosine_schedule, fit,
+                            load_checkpoint, save_checkpoint, train_one_epoch, weight_layer_ops)
 from addernet.train import amp as train_amp
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -52,7 +52,7 @@ def test_cosine_schedule_values():
         assert seen[e] == pytest.approx(0.05 * (1 + math.cos(math.pi * e / 400)), abs=1e-12)
 
 
-def test_count_ops_lenet5_bn():
+def test_weight_layer_ops_lenet5_bn():
     # LeNet-5-BN (6-16-120-84-10) on 1x28x28, taps = output elements * in_channels * kh * kw:
     #   conv1 Conv2d(1, 6, 5, pad 2):  6 * 28 * 28 * 1 * 25  = 117,600
     #   conv2 layer(6, 16, 5):        16 * 10 * 10 * 6 * 25  = 240,000
@@ -61,16 +61,16 @@ def test_count_ops_lenet5_bn():
     #   fc3   Conv2d(84, 10, 1):      10 * 84                =     840
     # conv: 416,520 multiplications and as many additions.
     # adder: conv1 + fc3 = 118,440 mults and adds; conv2 + fc1 + fc2 = 298,080 taps, each 2 adds + 1 abs.
-    conv = count_ops(get_model("lenet5_bn", kind="conv"), (1, 28, 28))
-    adder = count_ops(get_model("lenet5_bn", kind="adder"), (1, 1, 28, 28))
+    conv = weight_layer_ops(get_model("lenet5_bn", kind="conv"), (1, 28, 28))
+    adder = weight_layer_ops(get_model("lenet5_bn", kind="adder"), (1, 1, 28, 28))
     assert conv == {"mults": 416_520, "adds": 416_520, "abs": 0}
     assert adder == {"mults": 118_440, "adds": 118_440 + 2 * 298_080, "abs": 298_080}
 
 
-def test_count_ops_linear_and_bias():
+def test_weight_layer_ops_linear_and_bias():
     m = torch.nn.Sequential(AdderConv2d(2, 3, 1, bias=True), torch.nn.Flatten(), torch.nn.Linear(3 * 4, 5))
     # adder: 12 outputs * 2 taps = 24 taps -> 48 adds + 12 bias adds, 24 abs; linear: 5 * 12 MACs + 5 bias adds
-    assert count_ops(m, (2, 2, 2)) == {"mults": 60, "adds": 48 + 12 + 60 + 5, "abs": 24}
+    assert weight_layer_ops(m, (2, 2, 2)) == {"mults": 60, "adds": 48 + 12 + 60 + 5, "abs": 24}
 
 
 @pytest.fixture(scope="module")

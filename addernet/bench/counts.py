@@ -51,7 +51,7 @@ _ELEMENTWISE = {"add": (0, 1, 0), "add_": (0, 1, 0), "sub": (0, 1, 0), "sub_": (
 
 
 @dataclass
-class LayerCount:
+class LayerOps:
     name: str          # module path; a module called twice gets '#2', '#3'
     type: str          # conv, adder, linear, bn, relu, maxpool, avgpool, functional
     in_shape: tuple
@@ -73,7 +73,7 @@ class LayerCount:
 class ModelCounts:
     input_shape: tuple
     fold_bn: bool
-    layers: list[LayerCount] = field(default_factory=list)
+    layers: list[LayerOps] = field(default_factory=list)
     uncounted: list[str] = field(default_factory=list)  # module types / aten ops seen but not counted
 
     def totals(self, types=None) -> dict[str, int]:
@@ -81,7 +81,7 @@ class ModelCounts:
         rows = [r for r in self.layers if types is None or r.type in types]
         return {k: sum(getattr(r, k) for r in rows) for k in keys}
 
-    def weight_layers(self) -> list[LayerCount]:
+    def weight_layers(self) -> list[LayerOps]:
         return [r for r in self.layers if r.is_weight_layer]
 
     def to_dict(self) -> dict:
@@ -154,10 +154,10 @@ class _Counter:
         self.fold_bn = fold_bn
         self.depth = 0
         self.calls: dict[str, int] = {}
-        self.layers: list[LayerCount] = []
+        self.layers: list[LayerOps] = []
         self.uncounted: set[str] = set()
         self.producers: dict[int, tuple[torch.Tensor, nn.Module, str]] = {}  # id(output) -> (output, layer, type)
-        self.func_rows: dict[str, LayerCount] = {}
+        self.func_rows: dict[str, LayerOps] = {}
 
     def pre(self, m, inputs):
         self.depth += 1
@@ -189,7 +189,7 @@ class _Counter:
             return
         if t in ("adder", "conv", "linear"):
             self.producers[id(y)] = (y, m, t)  # the tensor is kept so its id stays unique
-        self.layers.append(LayerCount(label, t, tuple(x.shape), tuple(y.shape), note=note, **ops))
+        self.layers.append(LayerOps(label, t, tuple(x.shape), tuple(y.shape), note=note, **ops))
 
     def _bn(self, x, y) -> tuple[dict, str]:
         out = y.numel()
@@ -213,7 +213,7 @@ class _Counter:
         mults, adds, cmps = (c * out.numel() for c in _ELEMENTWISE[name])
         row = self.func_rows.get(name)
         if row is None:
-            row = self.func_rows[name] = LayerCount(f"<{name}>", "functional", (), tuple(out.shape))
+            row = self.func_rows[name] = LayerOps(f"<{name}>", "functional", (), tuple(out.shape))
         row.mults += mults
         row.adds += adds
         row.cmps += cmps

@@ -43,7 +43,7 @@ def _time_once(fn: Callable[[], object], cuda: bool) -> float:
     return time.perf_counter() - t0
 
 
-def compare(
+def time_interleaved(
     candidates: dict[str, Callable[[], object]],
     repeats: int = 7,
     warmup: int = 1,

@@ -24,7 +24,7 @@ from .. import _extension, backends
 from ..models.registry import MODELS, canonical_name, get_model, model_spec
 from .counts import CONVENTION, count_ops
 from .energy import EnergyTableError, load_table
-from .latency import compare
+from .latency import time_interleaved
 
 # Small enough that a CPU finishes a few timed rounds of each in seconds.
 BATCH = {"lenet5_bn": 32, "resnet20": 32, "resnet32": 32, "vgg_small": 8, "resnet18": 2, "resnet50": 1}
@@ -168,7 +168,7 @@ def _timing_dict(t) -> dict:
 
 
 def _time(cands: dict, opts: dict, cuda: bool) -> dict:
-    return {k: _timing_dict(v) for k, v in compare(cands, cuda=cuda, **opts).items()}
+    return {k: _timing_dict(v) for k, v in time_interleaved(cands, cuda=cuda, **opts).items()}
 
 
 def _layer_key(m: nn.Module, in_shape) -> tuple:
@@ -218,7 +218,7 @@ def _merge_layers(counts: dict) -> list[dict]:
 
 
 def machine() -> dict:
-    from ..cli_info import cpu_flags, cpu_model
+    from ..machine import cpu_flags, cpu_model
     from .._version import __version__
 
     return {"cpu": cpu_model(), "simd": cpu_flags(), "python": platform.python_version(), "torch": torch.__version__,

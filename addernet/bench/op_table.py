@@ -17,8 +17,8 @@ import torch.nn.functional as F
 
 import addernet
 
-from ..cli_info import cpu_flags
-from .latency import compare
+from ..machine import cpu_flags
+from .latency import time_interleaved
 from .shapes import LAYER_SETS
 
 
@@ -119,7 +119,7 @@ def run(args) -> list[dict]:
         shapes = LAYER_SETS[set_name]() if batch is None else LAYER_SETS[set_name](batch)
         for shape in shapes:
             for mode in args.modes.split(","):
-                timings = compare(_candidates(shape, backends, mode, dtype), repeats=args.repeats,
+                timings = time_interleaved(_candidates(shape, backends, mode, dtype), repeats=args.repeats,
                                   max_seconds=args.max_seconds)
                 conv = timings["conv"].median
                 row = dict(set=set_name, layer=shape.name, batch=shape.batch, mode=mode, conv_s=conv,

@@ -8,7 +8,7 @@ from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
 from .info import DatasetInfo
-from .registry import canonical_name, dataset_info, get_dataset, is_dataset_name
+from .registry import dataset_info, dataset_name, get_dataset, is_dataset_name
 
 
 def _infer_info(dataset, num_classes):
@@ -65,7 +65,7 @@ def make_loaders(name_or_dataset, root, batch_size, num_workers=0, seed=0, distr
     """
     label_kw = dict(labels=labels, label_noise=label_noise, noise_seed=noise_seed)
     if is_dataset_name(name_or_dataset):
-        name = canonical_name(name_or_dataset)
+        name = dataset_name(name_or_dataset)
         train_set = get_dataset(name, root, train=True, augment=augment, classes=classes, transform=transform,
                                 normalize=normalize, **label_kw)
         test_set = get_dataset(name, root, train=False, augment=False, classes=classes, transform=test_transform,

@@ -33,7 +33,8 @@ _STATIC = {
 }
 
 
-def canonical_name(name):
+def dataset_name(name):
+    """The registry's name for a data set name or alias ('CIFAR-10' -> 'cifar10'); ValueError if unknown."""
     key = str(name).strip().lower()
     key = _ALIASES.get(key, key)
     if key not in DATASETS:
@@ -44,7 +45,7 @@ def canonical_name(name):
 def dataset_info(name, root=None):
     """Shape/normalisation facts. For 'imagefolder' ``num_classes`` is counted
     from ``root/train`` when ``root`` is given, else it is None."""
-    name = canonical_name(name)
+    name = dataset_name(name)
     if name == "digits":
         from .embedded import digits_stats
         mean, std = digits_stats()
@@ -125,7 +126,7 @@ def get_dataset(name_or_dataset, root=None, train=True, augment=None, *, classes
     ``noise_seed`` (``clean_targets`` and ``noisy`` keep the truth).
     """
     if is_dataset_name(name_or_dataset):
-        name = canonical_name(name_or_dataset)
+        name = dataset_name(name_or_dataset)
         dataset = _named_dataset(name, root, train, augment, transform, normalize)
         num_classes = dataset_info(name).num_classes
         if num_classes is None:

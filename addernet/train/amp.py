@@ -8,6 +8,12 @@ differences, which fp16 would round coarsely.
 float16 needs a GradScaler, and the adaptive scaling (eta) normalises each adder weight's gradient
 to eta * sqrt(numel) whatever the loss scale was. ``unscale_`` would then divide it by the loss
 scale a second time, so ``restore_adder_grads`` multiplies it back. bfloat16 needs no scaler.
+
+Any loop uses the policy the same way::
+
+    with mixed_precision(model, device, amp):      # autocast + adder layers in their weight dtype
+        loss = loss_fn(model(x), y)
+    optimizer_step(loss, optimizer, scaler=scaler, model=model)   # zero_grad, backward, (un)scale, step
 """
 from __future__ import annotations
 
@@ -66,15 +72,67 @@ def adder_layers_in_weight_dtype(model: nn.Module):
             h.remove()
 
 
-def make_scaler(device: torch.device, dtype: Optional[torch.dtype]):
-    """A GradScaler for float16, None otherwise."""
+@contextlib.contextmanager
+def mixed_precision(model: nn.Module, device: Union[str, torch.device], amp: AmpSpec):
+    """The adder mixed-precision policy for one forward (and loss): autocast to ``amp_dtype(amp)``
+    and every AdderConv2d of ``model`` fed in its weight's dtype. A no-op when ``amp`` is off.
+
+    ``amp``: False/None (off), True/'auto', 'bf16', 'fp16' or a torch dtype. float16 also needs a
+    GradScaler for the backward (``make_scaler``, ``optimizer_step``). Run ``backward`` outside the
+    block, as autocast recommends.
+    """
+    device = torch.device(device)
+    dtype = amp_dtype(amp, device.type)
+    if dtype is None:
+        yield
+        return
+    with adder_layers_in_weight_dtype(model), autocast(device, dtype):
+        yield
+
+
+def make_scaler(device: Union[str, torch.device], dtype: AmpSpec):
+    """A GradScaler for float16, None otherwise. ``dtype`` may also be an ``amp`` spec ('fp16')."""
+    device = torch.device(device)
+    if not isinstance(dtype, torch.dtype) and dtype is not None:
+        dtype = amp_dtype(dtype, device.type)
     if dtype != torch.float16:
         return None
     return torch.amp.GradScaler(device.type)
 
 
-def restore_adder_grads(model: nn.Module, scale: float) -> None:
-    """Undo ``unscale_`` on eta-normalised adder weight gradients (see the module docstring)."""
+def restore_adder_grads(model: nn.Module, scale: float, optimizer: Optional[torch.optim.Optimizer] = None) -> None:
+    """Undo ``unscale_`` on eta-normalised adder weight gradients (see the module docstring).
+
+    With several optimisers (a generator's and a discriminator's), pass the one just unscaled:
+    only the adder weights it holds are restored, so a later ``unscale_`` of another optimiser
+    does not see them restored twice.
+    """
+    held = None
+    if optimizer is not None:
+        held = {id(p) for g in optimizer.param_groups for p in g["params"]}
     for m in model.modules():
         if isinstance(m, AdderConv2d) and m.eta is not None and m.weight.grad is not None:
-            m.weight.grad.mul_(scale)
+            if held is None or id(m.weight) in held:
+                m.weight.grad.mul_(scale)
+
+
+def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, *, scaler=None,
+                   model: Optional[nn.Module] = None) -> None:
+    """zero_grad, backward, step: the update every loop makes, with a GradScaler when given.
+
+    Under a scaler the gradients are unscaled before the step and ``model``'s eta-normalised adder
+    gradients restored (``restore_adder_grads``); pass the model that ``optimizer`` trains.
+    ``scaler.update()`` runs after the step; with several optimisers on one scaler, call the
+    pieces yourself and update once per iteration.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is None:
+        loss.backward()
+        optimizer.step()
+        return
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    if model is not None:
+        restore_adder_grads(getattr(model, "module", model), scaler.get_scale(), optimizer)
+    scaler.step(optimizer)
+    scaler.update()

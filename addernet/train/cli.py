@@ -20,7 +20,7 @@ multi-GPU (one process per GPU, rank 0 writes the files):
 
 
 def add_train_parser(sub) -> argparse.ArgumentParser:
-    from .tiny import model_names
+    from .model_factory import model_names
 
     p = sub.add_parser("train", help="train an AdderNet and/or its CNN twin (the paper's recipes)",
                        description=_DESCRIPTION, epilog=_EPILOG,
@@ -71,7 +71,8 @@ def config_from_args(args) -> TrainConfig:
 def run(args) -> int:
     from . import distributed
     from .config import resolve
-    from .fit import compare, fit
+    from .configured import compare
+    from .fit import fit
 
     try:
         cfg = resolve(config_from_args(args))

@@ -5,7 +5,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Optional, Union
 
-from ..data.registry import canonical_name as _data_name
+from ..data.registry import dataset_name
 
 # The AdderNet paper's recipes (SGD, momentum 0.9, weight decay 5e-4, cosine lr over the whole run,
 # eta=0.2 inside AdderConv2d). CIFAR: lr 0.1 * 0.5 * (1 + cos) is the official 0.05 * (1 + cos(pi e/400)).
@@ -67,7 +67,7 @@ class TrainConfig:
 
 def resolve(config: TrainConfig) -> TrainConfig:
     """A copy with the recipe's defaults filled in and the names checked."""
-    data = _data_name(config.data)
+    data = dataset_name(config.data)
     if config.kind not in KIND_CHOICES:
         raise ValueError(f"kind must be one of {', '.join(KIND_CHOICES)}, got {config.kind!r}")
     if config.schedule not in ("step", "epoch"):

@@ -75,6 +75,18 @@ def broadcast_buffers(model: nn.Module, src: int = 0) -> None:
             dist.broadcast(b, src)
 
 
+def wrap(module: nn.Module, device: torch.device | None = None) -> nn.Module:
+    """``module`` in DistributedDataParallel when several ranks are active, else ``module`` itself.
+
+    For a second network a step trains with its own optimiser (a discriminator): wrapped, its
+    gradients are averaged over ranks as the main model's are. Checkpoint the unwrapped module.
+    """
+    if not active():
+        return module
+    dev = device if device is not None else next(module.parameters()).device
+    return nn.parallel.DistributedDataParallel(module, device_ids=[dev.index] if dev.type == "cuda" else None)
+
+
 def gather_objects(obj):
     """A list of ``obj`` from every rank (``[obj]`` single-process)."""
     if not active():

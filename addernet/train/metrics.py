@@ -15,9 +15,10 @@ def write_metrics(folder: str, history: list[dict]) -> None:
     """Rewrite both files from the whole history, so that after a resume they hold exactly the
     epochs the checkpoint knows, even if the run died between checkpoint and log."""
     atomic_write_bytes(os.path.join(folder, "metrics.json"), (json.dumps(history, indent=1) + "\n").encode())
-    extra = sorted({k for row in history for k in row} - set(FIELDS))
+    seen = {k for row in history for k in row}
+    extra = sorted(seen - set(FIELDS))
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=[*FIELDS, *extra], lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=[*(f for f in FIELDS if f in seen), *extra], lineterminator="\n")
     w.writeheader()
     for row in history:
         w.writerow({k: _fmt(v) for k, v in row.items()})

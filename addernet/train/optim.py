@@ -2,20 +2,59 @@
 from __future__ import annotations
 
 import math
+from typing import Iterable
 
 import torch
 from torch import nn
 
 
-def build_optimizer(model: nn.Module, lr: float, momentum: float = 0.9, weight_decay: float = 5e-4,
-                    nesterov: bool = False) -> torch.optim.SGD:
+def build_optimizer(model_or_param_groups, lr: float, momentum: float = 0.9, weight_decay: float = 5e-4, *,
+                    no_decay: Iterable = (), nesterov: bool = False) -> torch.optim.SGD:
     """SGD over every trainable parameter, BN included, as the official code does.
 
-    AdderConv2d's adaptive scaling (eta) already happened in backward, so momentum and weight decay
-    act on the scaled gradient, as in the paper.
+    ``model_or_param_groups``: a model, or what ``torch.optim.SGD`` takes (parameters, or param-group
+    dicts whose own keys win over these defaults). ``no_decay``: parameters, or with a model their
+    names (``"fc.bias"``), trained with no weight decay; they go into a group of their own, after the
+    others. AdderConv2d's adaptive scaling (eta) already happened in backward, so momentum and weight
+    decay act on the scaled gradient, as in the paper.
     """
-    params = [p for p in model.parameters() if p.requires_grad]
-    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
+    no_decay = list(no_decay)
+    if isinstance(model_or_param_groups, nn.Module):
+        named = [(n, p) for n, p in model_or_param_groups.named_parameters() if p.requires_grad]
+        by_name = dict(named)
+        excluded = set()
+        for item in no_decay:
+            if isinstance(item, str):
+                if item not in by_name:
+                    raise ValueError(f"no_decay names {item!r}, which is not a trainable parameter of the model")
+                excluded.add(id(by_name[item]))
+            else:
+                excluded.add(id(item))
+        groups = [{"params": [p for _, p in named]}]
+    else:
+        if any(isinstance(item, str) for item in no_decay):
+            raise ValueError("no_decay by name needs a model; with parameter groups give the parameters")
+        excluded = {id(p) for p in no_decay}
+        groups = list(model_or_param_groups)
+        if groups and not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        groups = [{**g, "params": list(g["params"])} for g in groups]
+    if excluded:
+        split = []
+        for g in groups:
+            keep = [p for p in g["params"] if id(p) not in excluded]
+            drop = [p for p in g["params"] if id(p) in excluded]
+            if keep:
+                split.append({**g, "params": keep})
+            if drop:
+                split.append({**g, "params": drop, "weight_decay": 0.0})
+        held = {id(p) for g in groups for p in g["params"]}
+        if not excluded <= held:
+            raise ValueError("no_decay holds a parameter that the optimiser does not train")
+        groups = split
+    if not any(g["params"] for g in groups):
+        raise ValueError("build_optimizer: no trainable parameters")
+    return torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
 
 
 class CosineFactor:
@@ -49,6 +88,6 @@ def cosine_schedule(optimizer: torch.optim.Optimizer, epochs: int, steps_per_epo
 
 def set_schedule_length(scheduler, epochs: int, steps_per_epoch: int) -> None:
     """Re-target a loaded cosine schedule to a new run length (resuming with more epochs)."""
-    for f in scheduler.lr_lambdas:
+    for f in getattr(scheduler, "lr_lambdas", ()):
         if isinstance(f, CosineFactor):
             f.total = max(epochs * steps_per_epoch if getattr(scheduler, "per_step", True) else epochs, 1)

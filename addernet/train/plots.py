@@ -5,29 +5,48 @@ from __future__ import annotations
 import os
 
 
-def _figure():
+def _figure(panels: int = 2):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(10, 4), dpi=100)
+    fig = Figure(figsize=(5 * panels, 4), dpi=100)
     FigureCanvasAgg(fig)
-    return fig, fig.subplots(1, 2)
+    axes = fig.subplots(1, panels)
+    return fig, (list(axes) if panels > 1 else [axes])
+
+
+def _metric_names(history: list[dict]) -> list[str]:
+    """The metrics logged for train or test, loss and acc first."""
+    names = {k.split("_", 1)[1] for r in history for k in r if k.startswith(("train_", "test_"))}
+    return sorted(names, key=lambda n: ({"loss": 0, "acc": 1}.get(n, 2), n))
 
 
 def plot_curves(history: list[dict], path: str, title: str = "") -> str:
-    """Train and test loss (left) and accuracy (right) against epoch."""
-    fig, (ax_loss, ax_acc) = _figure()
+    """One panel per metric (loss, accuracy, then the step's others), train and test against epoch."""
+    names = _metric_names(history) or ["loss"]
+    fig, axes = _figure(len(names))
     ep = [r["epoch"] for r in history]
-    for split, style in (("train", "--"), ("test", "-")):
-        ax_loss.plot(ep, [r[f"{split}_loss"] for r in history], style, marker=".", label=split)
-        ax_acc.plot(ep, [100 * r[f"{split}_acc"] for r in history], style, marker=".", label=split)
-    _label(ax_loss, ax_acc, title)
+    for ax, name in zip(axes, names):
+        pct = name == "acc"
+        for split, style in (("train", "--"), ("test", "-")):
+            key = f"{split}_{name}"
+            pts = [(e, r[key]) for e, r in zip(ep, history) if isinstance(r.get(key), (int, float))]
+            if pts:
+                ax.plot([e for e, _ in pts], [100 * v if pct else v for _, v in pts], style, marker=".", label=split)
+        positive = all(r.get(f"{s}_{name}", 1) > 0 for r in history for s in ("train", "test")
+                       if isinstance(r.get(f"{s}_{name}"), (int, float)))
+        ax.set(xlabel="epoch", ylabel="accuracy (%)" if pct else name,
+               yscale="log" if name == "loss" and positive else "linear")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
     return _save(fig, path)
 
 
 def plot_compare(histories: dict[str, list[dict]], path: str, title: str = "") -> str:
     """Test loss and accuracy of several runs (e.g. adder vs conv) on shared axes."""
-    fig, (ax_loss, ax_acc) = _figure()
+    fig, (ax_loss, ax_acc) = _figure(2)
     for name, hist in histories.items():
         ep = [r["epoch"] for r in hist]
         line, = ax_loss.plot(ep, [r["test_loss"] for r in hist], marker=".", label=f"{name} test")

@@ -49,6 +49,6 @@ def write_summary(folder: str, rows: list[dict], header: dict) -> str:
     desc = ", ".join(f"{k} {v}" for k, v in header.items())
     envs = ", ".join(f"{k} {v}" for k, v in env.items())
     md = f"# Training summary\n\n{desc}\n\n{table}\n\nAccuracy is the last epoch's; time is train + test per epoch.\n" \
-         f"Operation counts: `addernet.train.costs.count_ops` (weight layers only).\n\n{envs}\n"
+         f"Operation counts: `addernet.train.weight_layer_ops` (weight layers only).\n\n{envs}\n"
     atomic_write_bytes(os.path.join(folder, "summary.md"), md.encode())
     return table

@@ -1,6 +1,7 @@
-"""A tiny model for smoke tests and the 8x8 ``digits`` set, which LeNet-5-BN's 28x28 layout cannot take.
+"""The training model factory: ``build_model`` makes any ``addernet.models`` name, plus ``tinynet``,
+a tiny model for smoke tests and the 8x8 ``digits`` set, which LeNet-5-BN's 28x28 layout cannot take.
 
-It follows the paper's layout at toy scale: a conv stem, two adder layers with BN, and a conv
+TinyNet follows the paper's layout at toy scale: a conv stem, two adder layers with BN, and a conv
 classifier. It lives here rather than in ``addernet.models`` because it has no paper behind it.
 """
 from __future__ import annotations

@@ -1,0 +1,112 @@
+"""Runs described by a ``TrainConfig`` (the CLI's): ``fit(TrainConfig)`` builds the loaders and model
+the config names and runs ``fit``'s loop; ``compare`` trains the adder model and its CNN twin one
+after the other, with the side-by-side summary."""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Callable, Optional
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+
+from ..data import make_loaders
+from . import amp as _amp
+from . import distributed as _dist
+from .config import TrainConfig, resolve
+from .fit import FitResult, _batches, _split_loaders, pick_device, seed_everything, train_run
+from .model_factory import build_model
+from .plots import plot_compare
+from .step import classification_step
+from .summary import write_summary
+
+# Fields a checkpoint must agree on to be resumed; the rest (epochs, workers, progress...) may change.
+_RESUME_MUST_MATCH = ("model", "kind", "data", "batch_size", "seed")
+
+
+def _exact_test_shard(loader, env, batch_size, num_workers) -> DataLoader:
+    # make_loaders' DistributedSampler pads the last shard with repeats; disjoint strided shards
+    # make the averaged accuracy exact.
+    ds = loader.dataset
+    shard = Subset(ds, range(env.rank, len(ds), env.world_size))
+    return DataLoader(shard, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                      pin_memory=torch.cuda.is_available())
+
+
+def _resume_arg(cfg: TrainConfig):
+    return cfg.resume if cfg.resume is True or cfg.resume in (False, None, "") else os.fspath(cfg.resume)
+
+
+def fit_config(config: TrainConfig, *, model: Optional[nn.Module] = None, loaders=None,
+               step=classification_step, eval_step=None, optimizer=None, scheduler=None, callbacks=(),
+               extra_state=None, log: Optional[Callable[[str], None]] = print) -> FitResult:
+    """Train one model (kind 'adder' or 'conv') as ``config`` says; see ``compare`` for 'both'.
+
+    ``model``/``loaders`` (``(train, test, info)`` as ``make_loaders`` returns) replace the ones the
+    config names; build the model after seeding if resume must be exact. The rest as ``fit``.
+    """
+    cfg = resolve(config)
+    if cfg.kind == "both":
+        raise ValueError("fit trains one kind; use compare() for kind='both'")
+    if cfg.distributed:
+        env, device = _dist.setup(cfg.device)
+    else:
+        env, device = _dist.DistEnv(), pick_device(cfg.device)
+    seed_everything(cfg.seed)
+    if loaders is None:
+        loaders = make_loaders(cfg.data, cfg.data_root, cfg.batch_size, cfg.num_workers, seed=cfg.seed,
+                               distributed=cfg.distributed)
+    train_loader, test_loader, info = _split_loaders(loaders)
+    if cfg.distributed and test_loader is not None:
+        test_loader = _exact_test_shard(test_loader, env, cfg.batch_size, cfg.num_workers)
+    if model is None:
+        if info is None:
+            raise ValueError("fit(TrainConfig) without a model needs loaders (train, test, info) to size it")
+        model = build_model(cfg.model, num_classes=info.num_classes, kind=cfg.kind, in_channels=info.in_channels,
+                            eta=cfg.eta)
+    tag = f"{cfg.kind} {cfg.model}"
+    dtype = _amp.amp_dtype(cfg.amp, device.type)
+    steps = _batches(train_loader, cfg.limit_batches)
+    intro = (f"{tag} on {cfg.data}: {cfg.epochs} epochs of {steps} steps, batch {cfg.batch_size}"
+             f"{f' x {env.world_size} processes' if env.world_size > 1 else ''}, lr {cfg.lr} cosine, "
+             f"eta {cfg.eta}, seed {cfg.seed}, {device}{f', amp {dtype}' if dtype else ''} -> {cfg.out}")
+    return train_run(model, train_loader, test_loader, info, env=env, device=device, step=step, eval_step=eval_step,
+                     optimizer=optimizer, scheduler=scheduler, epochs=cfg.epochs, out=cfg.out, callbacks=callbacks,
+                     extra_state=extra_state, amp=cfg.amp, seed=cfg.seed, resume=_resume_arg(cfg),
+                     progress=cfg.progress, log=log, limit_batches=cfg.limit_batches, stop_after=cfg.stop_after,
+                     lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, schedule=cfg.schedule,
+                     distributed=cfg.distributed, run_config=cfg.to_dict(), must_match=_RESUME_MUST_MATCH, tag=tag,
+                     title=f"{tag} on {cfg.data}", header=_header(cfg, device), config=cfg, intro=intro)
+
+
+def _header(cfg: TrainConfig, device) -> dict:
+    return {"model": cfg.model, "data": cfg.data, "epochs": cfg.epochs, "batch_size": cfg.batch_size,
+            "lr": cfg.lr, "eta": cfg.eta, "seed": cfg.seed, "device": str(device)}
+
+
+def compare(config: TrainConfig, log: Optional[Callable[[str], None]] = print, **fit_kwargs) -> dict:
+    """Train kind 'adder' then 'conv' (same seed, so the same data order) under ``out/adder`` and
+    ``out/conv``; write ``summary.json``, ``summary.md`` and ``compare.png`` in ``out``.
+    ``fit_kwargs`` go to ``fit`` (step, callbacks...). Returns {'adder': FitResult, 'conv': FitResult,
+    'rows': [...], 'table': str}."""
+    from .fit import fit
+
+    cfg = resolve(config)
+    if isinstance(cfg.resume, str) and os.path.isfile(cfg.resume):
+        raise ValueError("with kind 'both', resume takes True or the --out folder, not one checkpoint file")
+    results = {}
+    for kind in ("adder", "conv"):
+        resume = os.path.join(cfg.resume, kind) if isinstance(cfg.resume, str) and cfg.resume else cfg.resume
+        if isinstance(resume, str) and not os.path.isdir(resume):
+            resume = False
+        sub = dataclasses.replace(cfg, kind=kind, out=os.path.join(cfg.out, kind), resume=resume)
+        results[kind] = fit(sub, log=log, **fit_kwargs)
+    rows = [r.summary_row() for r in results.values()]
+    table = None
+    if _dist.is_main():
+        device = next(results["adder"].model.parameters()).device
+        table = write_summary(cfg.out, rows, _header(cfg, device))
+        plot_compare({k: r.history for k, r in results.items() if r.history}, os.path.join(cfg.out, "compare.png"),
+                     title=f"{cfg.model} on {cfg.data}: adder vs conv")
+    return {**results, "rows": rows, "table": table}
