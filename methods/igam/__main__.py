@@ -71,7 +71,38 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_positive(int), default=None,
                    help="torch threads (on a shared machine 1 avoids oversubscription stalls)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--merge", nargs="+", metavar="JSON", default=None,
+                   help="combine the JSON of runs that trained different students into --json, then exit")
     return p
+
+
+def _merge(args, cfg) -> int:
+    import json
+    import os
+    parts = []
+    for path in args.merge:
+        try:
+            with open(path) as f:
+                parts.append(json.load(f))
+        except (OSError, ValueError) as e:
+            sys.stderr.write(f"python -m methods.igam: error: --merge {path}: {e}\n")
+            return 2
+    if not args.json:
+        sys.stderr.write("python -m methods.igam: error: --merge needs --json for the combined result\n")
+        return 2
+    try:
+        merged = experiment.merge_results(parts, cfg)
+    except ValueError as e:
+        sys.stderr.write(f"python -m methods.igam: error: --merge: {e}\n")
+        return 2
+    from methods.common.report import write_json
+    write_json(args.json, merged)
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+        with open(os.path.join(args.out, "igam_table.md"), "w") as f:
+            f.write(merged["table"] + "\n")
+    print(merged["table"])
+    return 0
 
 
 def main(argv=None) -> int:
@@ -84,6 +115,8 @@ def main(argv=None) -> int:
         sys.stderr.write("python -m methods.igam: error: --warmup-epochs must be >= 0\n")
         return 2
     cfg = experiment.quick_config() if args.quick else experiment.Config()
+    if args.merge:
+        return _merge(args, cfg)
     over = {"kinds": ("conv", "adder") if args.kind == "both" else (args.kind,),
             "progress": not args.no_progress and sys.stderr.isatty(), "device": args.device,
             "data_root": args.data_root}
