@@ -311,6 +311,29 @@ def test_igam_step_does_not_change_the_teacher():
         assert torch.equal(v, before[k]), k
 
 
+def test_checkpoint_and_resume_carry_the_discriminator_and_the_step_counter(tmp_path):
+    from addernet.train import fit
+
+    def run(out, **kw):
+        torch.manual_seed(5)
+        student = _lenet(seed=1)
+        step = IGAMStep(_teacher(), beta=1.0, gamma=1.0, input_size=(1, 28, 28))
+        fit(student, _loaders(n=48), step=step, callbacks=step.callbacks(), extra_state=step.extra_state(),
+            epochs=2, out=str(out), progress=False, log=None, limit_batches=3, lr=0.05, **kw)
+        return student, step
+
+    whole, whole_step = run(tmp_path / "a")
+    run(tmp_path / "b", stop_after=1)
+    resumed, resumed_step = run(tmp_path / "b", resume=True)
+    assert resumed_step.steps == whole_step.steps == 6
+    for a, b in ((whole, resumed), (whole_step.discriminator, resumed_step.discriminator)):
+        for k, v in a.state_dict().items():
+            torch.testing.assert_close(b.state_dict()[k], v, rtol=0, atol=0, msg=k)
+    mom = lambda st: [s["momentum_buffer"] for s in st.disc_optimizer.state_dict()["state"].values()]
+    for x, y in zip(mom(whole_step), mom(resumed_step)):
+        assert torch.equal(x, y)
+
+
 # --- teacher -----------------------------------------------------------------------------------
 
 def _loaders(n=64, classes=5, seed=0, size=28):
