@@ -263,6 +263,7 @@ def run(cfg: Config, *, json_path: Optional[str] = None, out: Optional[str] = No
         "config": _config_dict(cfg, backend, modes),
         "timing_s": {k: round(v, 1) for k, v in timing.items()},
     }
+    result["claims"] = claims(result, cfg.headline_eps)
     table = results_table(result, cfg)
     if out:
         os.makedirs(out, exist_ok=True)
@@ -278,6 +279,39 @@ def run(cfg: Config, *, json_path: Optional[str] = None, out: Optional[str] = No
     return result
 
 
+def claims(result: dict, eps: float = 0.1) -> dict:
+    """The issue's questions, answered from the rows (percent points): is IGAM's PGD accuracy at
+    ``eps`` above CE's by more than the sum of their stds, is its clean accuracy within 5 points,
+    how much of the gain L_diff alone gives, and does the transfer attack agree with PGD (a model
+    that a transfer attack beats harder than white-box PGD does is masking its gradients)."""
+    rows = {(r["student"], r["kind"]): r for r in result["rows"]}
+    key = str(eps)
+    out: dict = {"eps": eps}
+    for kind in ("conv", "adder"):
+        ce, ig, ld = rows.get(("ce", kind)), rows.get(("igam", kind)), rows.get(("ldiff", kind))
+        if not ce or not ig:
+            continue
+        (m_ce, s_ce), (m_ig, s_ig) = _stats(ce["pgd"][key]), _stats(ig["pgd"][key])
+        c = {"pgd_ce": m_ce, "pgd_igam": m_ig, "gain": m_ig - m_ce, "sum_std": s_ce + s_ig,
+             "igam_above_ce_by_more_than_sum_std": (m_ig - m_ce) > (s_ce + s_ig),
+             "clean_drop": _stats(ce["clean"])[0] - _stats(ig["clean"])[0]}
+        c["clean_within_5"] = abs(c["clean_drop"]) <= 5.0
+        if ld:
+            m_ld = _stats(ld["pgd"][key])[0]
+            c["pgd_ldiff"] = m_ld
+            c["ldiff_gain"] = m_ld - m_ce
+            c["ldiff_share_of_gain"] = (m_ld - m_ce) / (m_ig - m_ce) if m_ig != m_ce else None
+        masking = {}
+        for name, row in (("ce", ce), ("ldiff", ld), ("igam", ig)):
+            if row:
+                pgd_m, tr_m = _stats(row["pgd"][key])[0], _stats(row["transfer"])[0]
+                masking[name] = {"pgd": pgd_m, "transfer": tr_m, "transfer_below_pgd": tr_m < pgd_m}
+        c["transfer_vs_pgd"] = masking
+        c["transfer_gain"] = _stats(ig["transfer"])[0] - _stats(ce["transfer"])[0]
+        out[kind] = c
+    return out
+
+
 def merge_results(parts: list, cfg: Config) -> dict:
     """One result from runs of the same configuration that trained different students (e.g. the conv
     and the adder students in two processes): rows, adapter rows and details concatenated."""
@@ -291,6 +325,7 @@ def merge_results(parts: list, cfg: Config) -> dict:
         raise ValueError(f"the runs to merge repeat rows: {seen}")
     merged["timing_s"] = {f"part{i}": p.get("timing_s", {}) for i, p in enumerate(parts)}
     merged["table"] = results_table(merged, cfg)
+    merged["claims"] = claims(merged, cfg.headline_eps)
     return merged
 
 
