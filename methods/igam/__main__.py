@@ -21,6 +21,15 @@ def _seeds(text: str) -> tuple:
     return seeds
 
 
+def _students(text: str) -> tuple:
+    names = tuple(s.strip() for s in text.split(",") if s.strip())
+    bad = [n for n in names if n not in experiment.STUDENTS]
+    if not names or bad:
+        raise argparse.ArgumentTypeError(f"--students takes a comma list of {', '.join(experiment.STUDENTS)}, "
+                                         f"got {text!r}")
+    return names
+
+
 def _positive(kind):
     def parse(text):
         try:
@@ -58,6 +67,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", default=None, help="unused: mnist5k is embedded")
     p.add_argument("--kind", choices=("conv", "adder", "both"), default="both",
                    help="students' kind: conv (CE, L_diff, IGAM), adder (CE, IGAM) or both")
+    p.add_argument("--students", type=_students, default=None,
+                   help="comma list of ce, ldiff, igam (conv students to train; default all three)")
     p.add_argument("--seeds", type=_seeds, default=None, help="a count (3) or a list (0,1,2)")
     p.add_argument("--epochs", type=_positive(int), default=None, help="student epochs")
     p.add_argument("--teacher-epochs", type=_positive(int), default=None, help="robust teacher epochs")
@@ -120,7 +131,7 @@ def main(argv=None) -> int:
     over = {"kinds": ("conv", "adder") if args.kind == "both" else (args.kind,),
             "progress": not args.no_progress and sys.stderr.isatty(), "device": args.device,
             "data_root": args.data_root}
-    for name in ("seeds", "epochs", "beta", "gamma", "eval_samples", "limit_batches"):
+    for name in ("students", "seeds", "epochs", "beta", "gamma", "eval_samples", "limit_batches"):
         if getattr(args, name) is not None:
             over[name] = getattr(args, name)
     if args.warmup_epochs is not None:

@@ -51,6 +51,7 @@ class Config:
     reduction: str = "batchmean"
     target: str = "prob"
     warmup_epochs: int = 0
+    students: tuple = STUDENTS               # the conv students
     adder_students: tuple = ("ce", "igam")
     adder_seeds: Optional[tuple] = (0,)     # None: the same seeds as the conv students
     adder_epochs: Optional[int] = None      # None: the same epochs
@@ -203,7 +204,7 @@ def run(cfg: Config, *, json_path: Optional[str] = None, out: Optional[str] = No
     x_cos, y_cos = next(iter(test))
     x_cos, y_cos = x_cos.to(cfg.device), y_cos.to(cfg.device)
 
-    plan = [(s, "conv") for s in STUDENTS] if "conv" in cfg.kinds else []
+    plan = [(s, "conv") for s in cfg.students] if "conv" in cfg.kinds else []
     if "adder" in cfg.kinds:
         plan += [(s, "adder") for s in cfg.adder_students]
     rows, details, figure_grads = [], [], {}
