@@ -128,6 +128,7 @@ def finetune_head(teacher: nn.Module, loaders, num_classes: int, *, epochs: int 
     """Stage 1 of IGAM: a copy of ``teacher`` with a new logit layer (``replace_head``) for the target
     task, trained with Adam (official: 1e-3) while every other weight and BatchNorm buffer stays
     frozen. Returns the whole model frozen (eval mode, no gradients)."""
+    torch.manual_seed(seed)   # the new head's init must not depend on what ran before
     model = replace_head(copy.deepcopy(teacher).cpu(), num_classes)
     for p in model.parameters():
         p.requires_grad_(False)
