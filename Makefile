@@ -24,7 +24,7 @@ $(BUILD_STAMP): $(DEPS_STAMP) $(NATIVE_SOURCES)
 build: $(BUILD_STAMP)
 
 demo: build
-	$(VENV)/bin/addernet demo
+	$(VENV)/bin/addernet demo --overwrite   # replaces the last demo run in runs/demo
 
 test: build native-test cuda-check pytest
 

@@ -9,8 +9,15 @@ Options (environment variables):
 """
 import glob
 import os
+import sys
 
-import torch
+try:
+    import torch
+except ImportError:
+    # The extension compiles against the installed torch, so it must come first; one line, not a
+    # traceback from inside the build.
+    sys.exit("torch-addernet: install torch first (e.g. `pip install torch`), then "
+             "`pip install --no-build-isolation .`")
 from setuptools import setup
 from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
 

@@ -13,13 +13,38 @@ _BUILD_HINT = (
 )
 
 import importlib
+import importlib.machinery
 import importlib.util
+import os
+import sys
 
 import torch  # noqa: F401  (loads libtorch/libc10, which _C links against, before _C itself)
+
+
+
+def shadowed_build(package_dir: str, search_path: list[str]) -> str | None:
+    """The path of a built ``addernet/_C`` elsewhere on ``search_path``, if any: a source checkout
+    that is imported first (python run from its root) hides an installed build."""
+    here = os.path.realpath(package_dir)
+    for entry in search_path:
+        folder = os.path.join(entry or os.getcwd(), "addernet")
+        if not os.path.isdir(folder) or os.path.realpath(folder) == here:
+            continue
+        for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+            built = os.path.join(folder, "_C" + suffix)
+            if os.path.isfile(built):
+                return built
+    return None
+
 
 NATIVE_ERROR: str | None = None
 if importlib.util.find_spec(f"{__package__}._C") is None:
     NATIVE_ERROR = "addernet._C is not built"
+    _other = shadowed_build(os.path.dirname(__file__), sys.path)
+    if _other is not None:
+        NATIVE_ERROR = (f"addernet._C is not built in {os.path.dirname(os.path.abspath(__file__))}, a source "
+                        f"checkout that shadows the installed build {_other}: run from another folder to "
+                        "use that one, or build this one")
 else:
     try:
         importlib.import_module(f"{__package__}._C")  # registers the ops

@@ -38,6 +38,25 @@ def same_padding(kernel: tuple[int, int], dilation: tuple[int, int]) -> tuple[in
     return tuple(pads)  # type: ignore[return-value]
 
 
+INT64_MAX = 2**63 - 1
+
+
+def check_int64(h, w, kernel, stride, padding, dilation, groups) -> None:
+    """Refuses sizes whose arithmetic overflows the kernels' 64-bit integers (padding 2^62 would
+    otherwise come out as a 0x0 output, and a stride past 2^63 cannot be passed at all)."""
+    for name, value in (("stride", stride), ("padding", padding), ("dilation", dilation)):
+        if max(value) > INT64_MAX:
+            raise ValueError(f"{name} {value} does not fit in a 64-bit integer")
+    if groups > INT64_MAX:
+        raise ValueError(f"groups={groups} does not fit in a 64-bit integer")
+    for size, k, p, d in zip((h, w), kernel, padding, dilation):
+        if size + 2 * p > INT64_MAX or d * (k - 1) >= INT64_MAX:
+            raise ValueError(
+                f"padding {padding} or dilation {dilation} with input size {h}x{w} and kernel "
+                f"{kernel[0]}x{kernel[1]} overflows 64-bit size arithmetic"
+            )
+
+
 def check_args(
     input: torch.Tensor,
     weight: torch.Tensor,
@@ -87,6 +106,10 @@ def check_args(
         )
     if kh < 1 or kw < 1:
         raise ValueError(f"kernel size must be positive, got weight shape {tuple(weight.shape)}")
+    if o < 1:
+        # As F.conv2d; zero input channels, though, are an empty sum (zeros), as in F.conv2d.
+        raise ValueError(f"weight {tuple(weight.shape)} has no output channels (dimension 0 is 0)")
+    check_int64(h, w, (kh, kw), stride, padding, dilation, groups)
     oh = out_size(h, kh, stride[0], padding[0], dilation[0])
     ow = out_size(w, kw, stride[1], padding[1], dilation[1])
     if oh < 1 or ow < 1:

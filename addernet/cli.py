@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .cli_checks import Parser, UsageError, positive_int, report
+
 
 def _info(args) -> int:
     from .cli_info import info_lines
@@ -39,36 +41,74 @@ def _demo(args) -> int:
     from . import backends
     from .train.cli import add_train_parser
 
+    try:
+        _check_demo(args)
+    except UsageError as e:
+        return report("addernet demo", e)
     be = backends.current()
     err = _op_check()
     print(f"backend {be}: forward and backward agree with the reference to {err:.1e} (float64)")
     if err > 1e-9:
         print("MISMATCH", file=sys.stderr)
         return 1
-    p = argparse.ArgumentParser(prog="addernet")
+    p = Parser(prog="addernet")
     add_train_parser(p.add_subparsers(dest="command"))
     train = p.parse_args(["train", "--data", "mnist5k", "--model", "lenet5_bn", "--kind", "both",
-                          "--epochs", str(args.epochs), "--out", args.out])
+                          "--epochs", str(args.epochs), "--out", args.out]
+                         + ["--no-progress"] * args.no_progress + ["--overwrite"] * args.overwrite)
     return train.fn(train)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _check_demo(args) -> None:
+    """The demo's training run is refused for the same reasons as `addernet train`'s, said before the kernel check."""
+    from .cli_checks import check_out_dir
+    from .train.cli import existing_run
+
+    check_out_dir(args.out)
+    found = existing_run(args.out)
+    if found and not args.overwrite:
+        raise UsageError(f"--out {args.out} holds a run already ({found}): add --overwrite to replace it, "
+                         "or give another --out")
+
+
+def build_parser() -> Parser:
+    """The `addernet` parser with every subcommand (tests walk it: every flag has help text)."""
     from .train.cli import add_train_parser
 
-    parser = argparse.ArgumentParser(prog="addernet", description="Multiplication-free adder networks for PyTorch.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("info", help="versions, backends built, CPU SIMD flags and build configuration").set_defaults(
-        fn=_info)
-    demo = sub.add_parser("demo", help="check the kernels, then train LeNet-5-BN adder vs CNN on mnist5k")
-    demo.add_argument("--epochs", type=int, default=DEMO_EPOCHS, help=f"default {DEMO_EPOCHS}")
+    from ._version import __version__
+
+    parser = Parser(prog="addernet", description="Multiplication-free adder networks for PyTorch.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{info,demo,train,bench}")
+    info = "versions, backends built, CPU SIMD flags and build configuration"
+    sub.add_parser("info", help=info, description=f"Print the {info}.").set_defaults(fn=_info)
+    demo_help = "check the kernels, then train LeNet-5-BN adder vs CNN on mnist5k"
+    demo = sub.add_parser("demo", help=demo_help, description=f"Check the kernels against the reference, then train "
+                          f"LeNet-5-BN as an AdderNet and as a CNN on the embedded mnist5k ({DEMO_EPOCHS} epochs).")
+    demo.add_argument("--epochs", type=positive_int, default=DEMO_EPOCHS,
+                      help=f"epochs per model (default {DEMO_EPOCHS})")
     demo.add_argument("--out", default="runs/demo", help="run folder (default runs/demo)")
+    demo.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
+    demo.add_argument("--no-progress", action="store_true",
+                      help="no tqdm progress bars (they are off anyway when stderr is not a terminal)")
     demo.set_defaults(fn=_demo)
     add_train_parser(sub)
     from .bench.model_bench import add_parser as add_bench_parser  # here: `addernet info` needs no bench imports
 
     add_bench_parser(sub)
-    args = parser.parse_args(argv)
-    return args.fn(args)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except UsageError as e:  # a check inside a subcommand that did not report it itself
+        return report(f"addernet {args.command}", e)
+    except KeyboardInterrupt:  # the user's own Ctrl-C: no traceback; a run keeps its last epoch
+        hint = "; --resume continues from the last finished epoch" if args.command == "train" else ""
+        print(f"addernet {args.command}: interrupted{hint}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

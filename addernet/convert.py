@@ -8,6 +8,7 @@ from typing import Callable, Iterable, Union
 import torch
 from torch import nn
 
+from .backends.grad2 import check_grad_mode
 from .nn import AdderConv2d
 
 __all__ = ["convert", "count_layers", "LayerCount"]
@@ -28,6 +29,7 @@ def convert(
     exclude: Selector = None,
     inplace: bool = False,
     copy_weights: bool = False,
+    grad_mode: str = "paper",
 ) -> nn.Module:
     """Replace each ``nn.Conv2d`` of ``model`` by an ``AdderConv2d`` with the same hyper-parameters.
 
@@ -50,9 +52,11 @@ def convert(
     Weights: the adder layers are freshly initialised (N(0, 1), see ``AdderConv2d``), because an
     L1-distance filter has nothing in common with a correlation filter. ``copy_weights=True``
     copies the conv's weight and bias anyway (for experiments that start from them).
+    ``grad_mode`` ("paper" or "exact") is given to every new adder layer, see ``AdderConv2d``.
 
     A module registered under several names (shared) is replaced everywhere by one adder layer.
     """
+    check_grad_mode(grad_mode)
     if not inplace:
         model = copy.deepcopy(model)
     named = list(model.named_modules())
@@ -74,7 +78,7 @@ def convert(
             continue
         if exc is not None and exc(name, m):
             continue
-        replacement[id(m)] = _adder_like(m, name, eta, copy_weights)
+        replacement[id(m)] = _adder_like(m, name, eta, copy_weights, grad_mode)
 
     if id(model) in replacement:  # the model is itself a single conv
         return replacement[id(model)]
@@ -87,7 +91,7 @@ def convert(
     return model
 
 
-def _adder_like(conv: nn.Conv2d, name: str, eta, copy_weights: bool) -> AdderConv2d:
+def _adder_like(conv: nn.Conv2d, name: str, eta, copy_weights: bool, grad_mode: str) -> AdderConv2d:
     if isinstance(conv.weight, nn.parameter.UninitializedParameter):
         raise ValueError(
             f"cannot convert lazy conv {name!r} before its shapes are known: run one forward pass first"
@@ -97,6 +101,7 @@ def _adder_like(conv: nn.Conv2d, name: str, eta, copy_weights: bool) -> AdderCon
         conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride, padding=conv.padding,
         dilation=conv.dilation, groups=conv.groups, bias=conv.bias is not None,
         padding_mode=conv.padding_mode, device=w.device, dtype=w.dtype, eta=eta,
+        grad_mode=grad_mode,
     )
     if copy_weights:
         with torch.no_grad():

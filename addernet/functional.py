@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from . import backends
+from .backends import grad2
 from ._validation import check_args, pair, same_padding
 
 __all__ = ["adder_conv2d"]
@@ -42,19 +43,27 @@ def adder_conv2d(
     groups: int = 1,
     *,
     backend: str | None = None,
+    grad_mode: str = "paper",
 ) -> torch.Tensor:
     """Y[n,o,i,j] = -sum_{c,u,v} |Xpad[n, g*Cg+c, i*s+u*d, j*s+v*d] - W[o,c,u,v]| + bias[o].
 
     Zero padding takes part, as in the official AdderNet code: a padded tap adds |w|.
     Gradients are the paper's, unscaled: grad_W = sum G*(X-W), grad_X = sum G*clamp(W-X, -1, 1),
     grad_bias = sum G. ``AdderConv2d`` adds the adaptive learning-rate scaling on top.
+    ``grad_mode="exact"`` gives instead the true gradients of the L1 form, grad_X = sum G*sign(W-X)
+    and grad_W = sum G*sign(X-W) (for attacks that must not ride the HardTanh surrogate, and
+    comparisons as in the paper's Table 4); the forward is the same.
+    Both modes are twice differentiable on every backend (see backends/grad2.py): "paper" through
+    h = clamp and its derivative 1[|W-X| < 1], "exact" through G only (sign has zero derivative
+    almost everywhere).
     ``padding`` takes ints, pairs, 'valid' or 'same' (stride 1 only, as in conv2d).
     """
     stride_, dilation_ = pair(stride, "stride"), pair(dilation, "dilation")
     input, padding_ = resolve_padding(input, weight, padding, stride_, dilation_)
     check_args(input, weight, bias, stride_, padding_, dilation_, groups)
+    grad2.check_grad_mode(grad_mode)
     impl = backends.implementation(backends.current(backend))
-    out = impl(input, weight, stride_, padding_, dilation_, groups)
-    if bias is not None:
+    out = impl(input, weight, stride_, padding_, dilation_, groups, grad_mode=grad_mode)
+    if bias is not None and out.shape[1] != 0:  # conv2d ignores the bias of a (N, 0, ...) output too
         out = out + bias.view(1, -1, 1, 1)
     return out

@@ -54,6 +54,22 @@ TORCH_LIBRARY(addernet, m) {
   m.def(
       "adder_conv2d_fused(Tensor input, Tensor weight, Tensor? scale, Tensor? shift, "
       "int[2] stride, int[2] padding, int[2] dilation, int groups, bool relu) -> Tensor");
+  // The tap sums that second-order gradients and grad_mode="exact" are built from
+  // (addernet/backends/grad2.py). With D = W[o,k] - Xcol[n,k,p] at every tap (Xcol = 0 at padded
+  // taps) and phi = fn: "hardtanh" clamp(D,-1,1), "sign" sign(D), "mask" 1[|D| < 1]:
+  //   output: sum_k (Acol + B[o,k]) * phi(D), shaped like the output (a: like the input, zero at
+  //           padded taps; b: like the weight; either may be None);
+  //   input:  sum over the taps reading each pixel of G * phi(D), shaped like the input;
+  //   weight: sum_{n,p} G * Acol * phi(D), shaped like the weight (a None: 1 at every tap).
+  m.def(
+      "adder_conv2d_tapsum_output(Tensor? a, Tensor? b, Tensor input, Tensor weight, int[2] stride, "
+      "int[2] padding, int[2] dilation, int groups, str fn) -> Tensor");
+  m.def(
+      "adder_conv2d_tapsum_input(Tensor grad_output, Tensor input, Tensor weight, int[2] stride, "
+      "int[2] padding, int[2] dilation, int groups, str fn) -> Tensor");
+  m.def(
+      "adder_conv2d_tapsum_weight(Tensor grad_output, Tensor? a, Tensor input, Tensor weight, "
+      "int[2] stride, int[2] padding, int[2] dilation, int groups, str fn) -> Tensor");
   // Not a tensor op: the flags this extension was compiled with, for `addernet info`.
   m.def("_build_info() -> str", &build_info);
 }

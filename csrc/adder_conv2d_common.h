@@ -15,6 +15,9 @@ ConvGeometry check_geometry(const at::Tensor& input, const at::Tensor& weight, a
                             const char* name);
 void check_epilogue(const c10::optional<at::Tensor>& t, int64_t O, const at::Tensor& input,
                     const char* what, const char* name);
+// The output's channels: O, or 0 for an input with no channels, as conv2d gives (N, 0, OH, OW).
+inline int64_t output_channels(const ConvGeometry& g) { return g.C == 0 ? 0 : g.O; }
+
 void check_grad_output(const at::Tensor& grad_output, const ConvGeometry& g, const at::Tensor& input,
                        const char* name);
 

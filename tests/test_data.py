@@ -350,13 +350,125 @@ def test_malicious_pickle_refused(tmp_path, evil_cls, nested):
 
 
 def test_safe_load_accepts_plain_arrays(tmp_path):
-    obj = {b"a": np.arange(12, dtype=np.int16).reshape(3, 4), "b": np.float32(2.5),
-           "c": [1, b"x", "y", (2.0, None)]}
+    obj = {b"a": np.arange(12, dtype=np.int16).reshape(3, 4), "b": np.ones((2, 3), ">f8", order="F"),
+           "c": [1, b"x", "y", [2, [np.zeros(0, np.complex64)]]], 7: np.array([True, False])}
     for proto in (2, 4, 5):
         _dump(tmp_path / "p", obj, protocol=proto)
         back = safe_load(tmp_path / "p")
         np.testing.assert_array_equal(back[b"a"], obj[b"a"])
-        assert back["b"] == 2.5 and back["c"] == obj["c"]
+        np.testing.assert_array_equal(back["b"], obj["b"])
+        assert back["b"].dtype == np.dtype(">f8") and back[7].dtype == np.bool_
+        assert back["c"][:3] == obj["c"][:3] and back["c"][3][1][0].dtype == np.complex64
+        assert type(back[b"a"]) is np.ndarray
+
+
+@pytest.mark.parametrize("value", [np.float32(2.5), (1, 2), 2.5, None, {1, 2}, np.array([1, None], dtype=object),
+                                   np.zeros(2, dtype=[("a", "f4"), ("b", "i4")]), np.array(["ab"]),
+                                   bytearray(b"x")])
+def test_safe_load_refuses_what_a_cifar_batch_does_not_hold(tmp_path, value):
+    for proto in (2, 4, 5):
+        _dump(tmp_path / "p", {b"data": np.zeros((1, 3072), np.uint8), b"extra": [value]}, protocol=proto)
+        with pytest.raises(pickle.UnpicklingError, match="refusing"):
+            safe_load(tmp_path / "p")
+
+
+# Crafted and fuzzed files run in a child process: a crash there (numpy reading a pointer forged by
+# the file) fails the test instead of killing pytest.
+_FUZZ_SCRIPT = r'''
+import os, pickle, random, sys
+import numpy as np
+from numpy.lib.format import dtype_to_descr  # noqa: F401  (numpy is importable)
+from addernet.data.safe_pickle import safe_load, safe_loads
+import addernet.data as D
+
+reconstruct = np.ndarray.__reduce__(np.zeros(1))[0]
+frombuffer = np.zeros(1).__reduce_ex__(5)[0]
+
+class Raw:  # pickles as an arbitrary call of `fn` with `args`, then BUILD with `state`
+    def __init__(self, fn, args, state=None):
+        self.fn, self.args, self.state = fn, args, state
+    def __reduce__(self):
+        return (self.fn, self.args) if self.state is None else (self.fn, self.args, self.state)
+
+forged = b"\x41" * 64  # eight "pointers" to 0x4141414141414141
+crafted = {
+    "object dtype via _reconstruct": Raw(reconstruct, (np.ndarray, (0,), b"b"),
+                                         (1, (8,), np.dtype("O"), False, forged)),
+    "object dtype, 4-tuple state": Raw(reconstruct, (np.ndarray, (0,), b"b"), ((8,), np.dtype("O"), False, forged)),
+    "object field in a structured dtype": Raw(reconstruct, (np.ndarray, (0,), b"b"),
+                                              (1, (4,), np.dtype([("a", "O"), ("b", "f8")]), False, forged)),
+    "object dtype via _frombuffer": Raw(frombuffer, (forged, np.dtype("O"), (8,), "C")),
+    "ndarray called with an object dtype": Raw(np.ndarray, ((8,), "O", forged)),
+    "repr of a forged array": Raw(np.dtype, (Raw(np.ndarray, ((8,), "O", forged)),)),
+    "subarray dtype": Raw(reconstruct, (np.ndarray, (0,), b"b"), (1, (2,), np.dtype(("O", (2,))), False, forged)),
+    "short data": Raw(reconstruct, (np.ndarray, (0,), b"b"), (1, (1 << 40,), np.dtype("u1"), False, b"x")),
+    "negative shape": Raw(reconstruct, (np.ndarray, (0,), b"b"), (1, (-1,), np.dtype("u1"), False, b"")),
+    "ndarray subclass": Raw(reconstruct, (np.matrix, (0,), b"b"), (1, (1,), np.dtype("u1"), False, b"x")),
+    "dtype from a class": Raw(np.dtype, (np.float64,)),
+}
+results = {}
+for name, payload in crafted.items():
+    data = pickle.dumps({b"data": np.zeros((1, 3072), np.uint8), b"labels": [0], b"x": [payload]}, protocol=2)
+    try:
+        out = safe_loads(data)
+        repr(out)  # touches every element: a forged object array would crash here
+        results[name] = "LOADED"
+    except pickle.UnpicklingError:
+        results[name] = "refused"
+
+# The forged file through the dataset API, as `addernet train --data cifar10` reads it.
+root = sys.argv[1]
+os.makedirs(os.path.join(root, "cifar-10-batches-py"), exist_ok=True)
+with open(os.path.join(root, "cifar-10-batches-py", "test_batch"), "wb") as f:
+    pickle.dump({b"data": crafted["ndarray called with an object dtype"], b"labels": [0]}, f, protocol=2)
+try:
+    D.get_dataset("cifar10", root, train=False)
+    results["dataset"] = "LOADED"
+except ValueError as e:
+    results["dataset"] = "refused" if "refusing" in str(e) else f"other: {e}"
+
+# Mutations of a well-formed batch: each must load or be refused, never crash or raise otherwise.
+rng = random.Random(0)
+batch = {b"batch_label": b"b", b"data": np.arange(2 * 3072, dtype=np.uint8).reshape(2, 3072),
+         b"labels": [1, 2], b"filenames": [b"a.png", b"b.png"]}
+other = 0
+for proto in (2, 4, 5):
+    good = bytearray(pickle.dumps(batch, protocol=proto))
+    for trial in range(400):
+        data = bytearray(good)
+        for _ in range(rng.randint(1, 4)):
+            i = rng.randrange(len(data))
+            if rng.random() < 0.5:
+                data[i] = rng.randrange(256)
+            else:  # splice in one of the tokens an attacker would use
+                tok = rng.choice([b"O", b"|O", b"O8", b"V8", b"\x85", b"R", b"b", b"\x00" * 8])
+                data[i:i + len(tok)] = tok
+        if rng.random() < 0.2:
+            data = data[:rng.randrange(len(data))]
+        try:
+            out = safe_loads(bytes(data))
+            assert isinstance(out, (dict, list, str, bytes, int, np.ndarray))
+            repr(out)
+        except pickle.UnpicklingError:
+            pass
+        except Exception as e:
+            other += 1
+            print("unexpected", type(e).__name__, e, file=sys.stderr)
+results["mutations raising other errors"] = other
+print(results)
+'''
+
+
+def test_crafted_and_fuzzed_cifar_pickles_never_crash(tmp_path):
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", _FUZZ_SCRIPT, str(tmp_path)], capture_output=True, text=True,
+                       timeout=600, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert r.returncode == 0, f"the reader crashed (exit {r.returncode}): {r.stderr[-3000:]}"
+    results = eval(r.stdout.strip().splitlines()[-1])
+    assert results.pop("mutations raising other errors") == 0, r.stderr[-3000:]
+    assert set(results.values()) == {"refused"}, results
 
 
 # ------------------------------------------------------------------ ImageFolder
@@ -397,6 +509,21 @@ def test_imagefolder_roundtrip(tmp_path):
     x, _ = train[0]
     assert x.shape == (3, 224, 224)
     assert D.dataset_info("imagefolder", tmp_path).num_classes == 2
+
+
+def test_imagefolder_visits_each_real_file_once(tmp_path):
+    written = _write_imagefolder(tmp_path, np.random.default_rng(8))
+    before = len(D.get_dataset("imagefolder", tmp_path, train=True))
+    cls = tmp_path / "train" / sorted(os.listdir(tmp_path / "train"))[0]
+    os.symlink(cls, cls / "loop")                 # a link to its own folder: a loop
+    os.symlink(tmp_path / "train", cls / "up")     # a link to an ancestor
+    first = sorted(p for p in os.listdir(cls) if p.endswith(".png"))[0]
+    os.symlink(cls / first, cls / "alias.png")     # one file under two names
+    os.symlink(tmp_path / "nowhere.png", cls / "broken.png")
+    train = D.get_dataset("imagefolder", tmp_path, train=True)
+    assert len(train) == before, [p for p, _ in train.samples]
+    assert len({os.path.realpath(p) for p, _ in train.samples}) == before
+    assert written  # the helper wrote images
 
 
 def test_imagefolder_errors(tmp_path):

@@ -219,4 +219,3 @@ def test_train_help_lists_recipes(capsys):
     text = capsys.readouterr().out
     for word in ("cifar10", "400", "imagefolder", "150", "--kind", "--resume", "--distributed"):
         assert word in text
-    assert "--limit-batches" not in text

@@ -12,15 +12,26 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from typing import Callable, Iterator
 
 from .. import _extension
 
 ALL = ("native", "triton", "reference")
 
-# A plain list rather than thread-local state: torch.compile traces reads of it without a break.
-_stack: list[str] = []
+# use_backend blocks are per thread, as torch's own context managers are: a block in one thread
+# does not change what another thread runs. torch.compile traces reads of a threading.local
+# without a graph break (it guards on the value, so a new choice recompiles). A ContextVar would
+# break the graph. set_backend stays process-wide, as documented.
+_local = threading.local()
 _global: str | None = None
+
+
+def _stack() -> list[str]:
+    stack = getattr(_local, "stack", None)
+    if stack is None:
+        stack = _local.stack = []
+    return stack
 
 
 def _triton_status() -> tuple[bool, str]:
@@ -65,19 +76,21 @@ def set_backend(name: str | None) -> None:
 
 @contextlib.contextmanager
 def use_backend(name: str) -> Iterator[None]:
-    """Use ``name`` for the adder layers called inside the block."""
-    _stack.append(_check(name))
+    """Use ``name`` for the adder layers called inside the block, in this thread."""
+    stack = _stack()
+    stack.append(_check(name))
     try:
         yield
     finally:
-        _stack.pop()
+        stack.pop()
 
 
 def current(explicit: str | None = None) -> str:
     if explicit is not None:
         return _check(explicit)
-    if _stack:
-        return _stack[-1]
+    stack = getattr(_local, "stack", None)
+    if stack:
+        return stack[-1]
     if _global is not None:
         return _global
     env = os.environ.get("ADDERNET_BACKEND")

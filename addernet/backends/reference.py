@@ -3,6 +3,10 @@
 It unfolds patches (im2col) and evaluates the L1 distance by broadcasting, in chunks of
 batch and positions so that the temporary never exceeds ``_CHUNK_ELEMS`` elements. The backward is
 written with differentiable torch ops, so a double backward (as IGAM needs) works through it.
+
+The three tap sums at the bottom (``tapsum_output``/``_input``/``_weight``) are the pieces the
+other backends' second-order gradients and ``grad_mode="exact"`` are made of; here they are the
+same differentiable torch ops, so the triton backend composes its double backward from them.
 """
 from __future__ import annotations
 
@@ -58,6 +62,8 @@ def forward(x, weight, stride, padding, dilation, groups):
     o, _, kh, kw = weight.shape
     oh = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
     ow = (w_ + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    if x.shape[1] == 0:  # no input channels: (N, 0, OH, OW), as conv2d (F.unfold refuses C = 0)
+        return x.new_zeros((n, 0, oh, ow))
     xcol = _unfold(x, (kh, kw), stride, padding, dilation)
     outs = [
         _l1_forward(xc, wg.reshape(wg.shape[0], -1))
@@ -70,6 +76,8 @@ def backward(grad_out, x, weight, stride, padding, dilation, groups, need_input=
     """The paper's gradients: HardTanh for the input, full precision for the weight."""
     n, c, h, w_ = x.shape
     o, _, kh, kw = weight.shape
+    if c == 0:  # both gradients are empty
+        return (x.new_zeros(x.shape) if need_input else None), (weight.new_zeros(weight.shape) if need_weight else None)
     xcol = _unfold(x, (kh, kw), stride, padding, dilation)
     g = grad_out.reshape(n, o, xcol.shape[-1])
     gx_cols, gws = [], []
@@ -89,22 +97,131 @@ def backward(grad_out, x, weight, stride, padding, dilation, groups, need_input=
     return gx, gw_full
 
 
+def exact_backward(grad_out, x, weight, stride, padding, dilation, groups, need_input=True, need_weight=True):
+    """The true gradients of the L1 form: sign(W - X) for the input, sign(X - W) for the weight
+    (padded taps included: there X is 0)."""
+    conf = (stride, padding, dilation, groups)
+    gx = tapsum_input(grad_out, x, weight, *conf, "sign") if need_input else None
+    gw = -tapsum_weight(grad_out, None, x, weight, *conf, "sign") if need_weight else None
+    return gx, gw
+
+
 class _AdderConv2dFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, weight, stride, padding, dilation, groups):
+    def forward(ctx, x, weight, stride, padding, dilation, groups, grad_mode):
         ctx.save_for_backward(x, weight)
         ctx.conf = (stride, padding, dilation, groups)
+        ctx.grad_mode = grad_mode
         return forward(x, weight, stride, padding, dilation, groups)
 
     @staticmethod
     def backward(ctx, grad_out):
         x, weight = ctx.saved_tensors
-        gx, gw = backward(
+        fn = exact_backward if ctx.grad_mode == "exact" else backward
+        gx, gw = fn(
             grad_out, x, weight, *ctx.conf,
             need_input=ctx.needs_input_grad[0], need_weight=ctx.needs_input_grad[1],
         )
-        return gx, gw, None, None, None, None
+        return gx, gw, None, None, None, None, None
 
 
-def adder_conv2d(x, weight, stride, padding, dilation, groups):
-    return _AdderConv2dFunction.apply(x, weight, stride, padding, dilation, groups)
+def adder_conv2d(x, weight, stride, padding, dilation, groups, grad_mode="paper"):
+    return _AdderConv2dFunction.apply(x, weight, stride, padding, dilation, groups, grad_mode)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tap sums: with D = W - Xcol at every tap (Xcol = 0 at padded taps) and phi one of
+# "hardtanh" (clamp(D, -1, 1)), "sign" (sign(D)) or "mask" (1[|D| < 1]).
+
+def phi(d: torch.Tensor, fn: str) -> torch.Tensor:
+    if fn == "hardtanh":
+        return d.clamp(-1, 1)
+    if fn == "sign":
+        return d.sign()
+    if fn == "mask":
+        return (d.abs() < 1).to(d.dtype)
+    raise ValueError(f"tap function must be 'hardtanh', 'sign' or 'mask', got {fn!r}")
+
+
+def tapsum_output(a, b, x, weight, stride, padding, dilation, groups, fn):
+    """out[n,o,p] = sum_k (Acol[n,k,p] + B[o,k]) * phi(W[o,k] - Xcol[n,k,p]), shaped like Y.
+
+    ``a`` (shaped like X; None is 0) is zero at padded taps, ``b`` (shaped like W; None is 0) is not.
+    """
+    n, _, h, w_ = x.shape
+    o, _, kh, kw = weight.shape
+    xcol = _unfold(x, (kh, kw), stride, padding, dilation)
+    acol = _unfold(a, (kh, kw), stride, padding, dilation) if a is not None else None
+    l_ = xcol.shape[-1]
+    outs = []
+    for gi, (xc, wg) in enumerate(zip(_split(xcol, groups, 1), _split(weight, groups, 0))):
+        ac = _split(acol, groups, 1)[gi] if acol is not None else None
+        bg = _split(b, groups, 0)[gi].reshape(wg.shape[0], -1) if b is not None else None
+        w2 = wg.reshape(wg.shape[0], -1)
+        k_ = w2.shape[1]
+        out = xc.new_zeros((n, w2.shape[0], l_))
+        for nb in _chunks(n, w2.shape[0] * k_ * l_):
+            for lb in _chunks(l_, w2.shape[0] * k_ * (nb.stop - nb.start)):
+                t = phi(w2[None, :, :, None] - xc[nb, None, :, lb], fn)
+                coef = 0
+                if ac is not None:
+                    coef = ac[nb, None, :, lb]
+                if bg is not None:
+                    coef = coef + bg[None, :, :, None]
+                out[nb, :, lb] = (coef * t).sum(2)
+        outs.append(out)
+    oh, ow = _out_hw(x, weight, stride, padding, dilation)
+    return torch.cat(outs, 1).view(n, o, oh, ow)
+
+
+def tapsum_input(grad_out, x, weight, stride, padding, dilation, groups, fn):
+    """out[pixel] = sum over the (o, p) taps that read the pixel of G[n,o,p] * phi(W - X), shaped
+    like X; padded taps read no pixel and drop out."""
+    n, c, h, w_ = x.shape
+    o, _, kh, kw = weight.shape
+    xcol = _unfold(x, (kh, kw), stride, padding, dilation)
+    g = grad_out.reshape(n, o, xcol.shape[-1])
+    cols = []
+    for xc, wg, gg in zip(_split(xcol, groups, 1), _split(weight, groups, 0), _split(g, groups, 1)):
+        w2 = wg.reshape(wg.shape[0], -1)
+        k_, l_ = w2.shape[1], xc.shape[-1]
+        col = xc.new_zeros(xc.shape)
+        for nb in _chunks(n, w2.shape[0] * k_ * l_):
+            for lb in _chunks(l_, w2.shape[0] * k_ * (nb.stop - nb.start)):
+                t = phi(w2[None, :, :, None] - xc[nb, None, :, lb], fn)
+                col[nb, :, lb] = (gg[nb, :, None, lb] * t).sum(1)
+        cols.append(col)
+    return F.fold(torch.cat(cols, 1), (h, w_), (kh, kw), dilation=dilation, padding=padding, stride=stride)
+
+
+def tapsum_weight(grad_out, a, x, weight, stride, padding, dilation, groups, fn):
+    """out[o,k] = sum_{n,p} G[n,o,p] * Acol[n,k,p] * phi(W[o,k] - Xcol[n,k,p]), shaped like W.
+
+    ``a`` None weighs every tap by 1, padded taps included (there X is 0)."""
+    n = x.shape[0]
+    o, _, kh, kw = weight.shape
+    xcol = _unfold(x, (kh, kw), stride, padding, dilation)
+    acol = _unfold(a, (kh, kw), stride, padding, dilation) if a is not None else None
+    g = grad_out.reshape(n, o, xcol.shape[-1])
+    outs = []
+    for gi, (xc, wg, gg) in enumerate(zip(_split(xcol, groups, 1), _split(weight, groups, 0), _split(g, groups, 1))):
+        ac = _split(acol, groups, 1)[gi] if acol is not None else None
+        w2 = wg.reshape(wg.shape[0], -1)
+        k_, l_ = w2.shape[1], xc.shape[-1]
+        acc = w2.new_zeros(w2.shape)
+        for nb in _chunks(n, w2.shape[0] * k_ * l_):
+            for lb in _chunks(l_, w2.shape[0] * k_ * (nb.stop - nb.start)):
+                t = phi(w2[None, :, :, None] - xc[nb, None, :, lb], fn) * gg[nb, :, None, lb]
+                if ac is not None:
+                    t = t * ac[nb, None, :, lb]
+                acc = acc + t.sum((0, 3))
+        outs.append(acc.view_as(wg))
+    return torch.cat(outs, 0)
+
+
+def _out_hw(x, weight, stride, padding, dilation):
+    kh, kw = weight.shape[2:]
+    return (
+        (x.shape[2] + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1,
+        (x.shape[3] + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1,
+    )

@@ -4,7 +4,11 @@ On a GPU the ops are ``torch.library.triton_op``s, so torch.compile sees (and ca
 the kernels instead of an opaque call. They run on CUDA tensors, or on CPU tensors when
 ``TRITON_INTERPRET=1`` was set before this module was first imported (slow; for tests; the ops
 are then opaque custom ops, see ``_define``). The kernels are described in triton_kernels.py.
-The backward op has no autograd formula of its own: no double backward through this backend.
+The backward op is differentiable (double backward, as IGAM needs): its vector-Jacobian products
+(backends/grad2.py) take their convolution terms from aten and their hardtanh- and mask-weighted
+tap sums from reference.py's chunked torch code, a composition rather than Triton kernels, so
+the second-order step runs at the reference backend's speed for those terms. ``grad_mode="exact"``
+is the op ``triton_adder_conv2d_exact``, built the same way.
 
 Weight gradient alternative: sum G*X is exactly conv2d's weight gradient, so
 ``weight_grad_via_convolution`` gets grad_W from cuDNN through aten.convolution_backward. The
@@ -18,6 +22,8 @@ import torch
 import triton  # an ImportError here is how backends.available() learns that triton is missing
 
 from .._validation import check_args, out_size
+from . import grad2
+from . import reference as _reference
 from . import triton_kernels as _k
 
 _SUPPORTED = (torch.float32, torch.float16, torch.bfloat16)
@@ -166,7 +172,7 @@ def _forward(
 ) -> torch.Tensor:
     x, w = _prepare(input, weight, stride, padding, dilation, groups)
     n, c, h, wd, o, cg, kh, kw, oh, ow = _geometry(x, w, stride, padding, dilation)
-    y = x.new_empty((n, o, oh, ow))
+    y = x.new_empty((n, o if c else 0, oh, ow))  # no input channels: (N, 0, OH, OW), as conv2d
     check_index_range(input=x.numel(), weight=w.numel(), output=y.numel())
     if y.numel() == 0:
         return y
@@ -195,10 +201,10 @@ def _backward_impl(
     """(grad_input, grad_weight); a masked-out one is an empty tensor, as in the native op."""
     x, w = _prepare(input, weight, stride, padding, dilation, groups, grad_output=grad_output)
     n, c, h, wd, o, cg, kh, kw, oh, ow = _geometry(x, w, stride, padding, dilation)
-    if tuple(grad_output.shape) != (n, o, oh, ow):
+    if tuple(grad_output.shape) != (n, o if c else 0, oh, ow):
         raise ValueError(
             f"triton adder_conv2d backward: grad_output has shape {tuple(grad_output.shape)}, "
-            f"expected {(n, o, oh, ow)}"
+            f"expected {(n, o if c else 0, oh, ow)}"
         )
     g = grad_output.to(x.dtype).contiguous()  # tl.dot needs G and X in one dtype
     og, p_total, k_total = o // groups, n * oh * ow, cg * kh * kw
@@ -260,6 +266,12 @@ def _backward(ctx, grad_output):
 triton_adder_conv2d = _define("addernet::triton_adder_conv2d", _forward)
 triton_adder_conv2d_backward = _define("addernet::triton_adder_conv2d_backward", _backward_impl)
 triton_adder_conv2d.register_autograd(_backward, setup_context=_setup_context)
+grad2.register_backward_autograd(triton_adder_conv2d_backward, _reference)
+triton_adder_conv2d_exact = grad2.define_exact(
+    "addernet::triton_adder_conv2d_exact",
+    lambda *args: torch.ops.addernet.triton_adder_conv2d(*args),
+    _reference,
+)
 
 
 def weight_grad_via_convolution(grad_output, x, weight, stride, padding, dilation, groups):
@@ -271,10 +283,11 @@ def weight_grad_via_convolution(grad_output, x, weight, stride, padding, dilatio
     return gw - weight * grad_output.sum((0, 2, 3)).view(-1, 1, 1, 1)
 
 
-def adder_conv2d(x, weight, stride, padding, dilation, groups):
+def adder_conv2d(x, weight, stride, padding, dilation, groups, grad_mode="paper"):
     ok, why = status()
     if not ok:
         raise RuntimeError(f"addernet backend 'triton' is not available: {why}")
-    return torch.ops.addernet.triton_adder_conv2d(
+    op = torch.ops.addernet.triton_adder_conv2d_exact if grad_mode == "exact" else torch.ops.addernet.triton_adder_conv2d
+    return op(
         x, weight, list(stride), list(padding), list(dilation), groups
     )

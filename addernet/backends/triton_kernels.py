@@ -186,8 +186,13 @@ def adder_grad_input_kernel(
                 w_ptr + (o * (Cg * KK) + uv)[:, None] + w_c[None, :],
                 mask=o_ok[:, None] & c_ok[None, :], other=0.0,
             ).to(tl.float32)
-            ht = tl.minimum(tl.maximum(wv[None, :, :] - xv[:, None, :], -1.0), 1.0)
-            acc += tl.sum(gv[:, :, None] * ht, axis=1)
+            # The reference's clamp: NaN propagates (tl's default min/max would drop it), and taps
+            # outside G add nothing even then (0 * NaN would mark pixels no real tap reads).
+            nan = tl.PropagateNan.ALL
+            ht = tl.minimum(tl.maximum(wv[None, :, :] - xv[:, None, :], -1.0, propagate_nan=nan), 1.0,
+                            propagate_nan=nan)
+            real = (hit[:, None] & o_ok[None, :])[:, :, None]
+            acc += tl.sum(tl.where(real, gv[:, :, None] * ht, 0.0), axis=1)
 
     tl.store(gx_ptr + x_off, acc.to(gx_ptr.dtype.element_ty), mask=xc_ok)
 

@@ -176,12 +176,15 @@ def _layer_key(m: nn.Module, in_shape) -> tuple:
             m.groups, m.bias is not None)
 
 
-def _time_layers(models: dict, rows: list[dict], batch: int, names: list[str], device: str, opts: dict) -> None:
+def _time_layers(models: dict, rows: list[dict], batch: int, names: list[str], device: str, opts: dict,
+                 show_progress: bool = False) -> None:
     """Times each layer that differs between the kinds, once per distinct shape."""
+    from .._progress import progress
+
     opts = {**opts, "repeats": 2 * opts["repeats"]}  # one layer is cheap, and more rounds damp the noise
     mods = {k: dict(m.named_modules()) for k, m in models.items()}
     cache: dict[tuple, dict] = {}
-    for row in rows:
+    for row in progress(rows, show_progress, "timing layers"):
         if not row["timed"]:
             continue
         path = row["name"].split("#")[0]
@@ -229,8 +232,9 @@ def bench_model(name: str, kind: str = "both", batch_size: int | None = None, de
                 backends_spec: str | None = None, dtype: str = "float32", energy_table: str | None = None,
                 threads: int | None = None, latency: bool = True, fold_bn: bool = False, repeats: int = 5,
                 warmup: int = 1, max_seconds: float = 30.0, layer_latency: bool = True,
-                input_size: tuple | None = None) -> dict:
-    """Counts, energy and (unless ``latency=False``) latency and memory of one model; JSON-ready dict."""
+                input_size: tuple | None = None, progress: bool = True) -> dict:
+    """Counts, energy and (unless ``latency=False``) latency and memory of one model; JSON-ready dict.
+    ``progress``: a bar over the per-layer timing, when stderr is a terminal."""
     try:
         name = canonical_name(name)
     except ValueError as exc:
@@ -241,6 +245,12 @@ def bench_model(name: str, kind: str = "both", batch_size: int | None = None, de
         raise BenchError(f"device must be cpu or cuda, got {device!r}")
     if device == "cuda" and not torch.cuda.is_available():
         raise BenchError("device cuda asked for, but torch sees no CUDA GPU")
+    for arg, value, least in (("batch_size", batch_size, 1), ("threads", threads, 1), ("repeats", repeats, 1),
+                              ("warmup", warmup, 0)):
+        if value is not None and (not isinstance(value, int) or value < least):
+            raise BenchError(f"{arg} must be a whole number of at least {least}, got {value!r}")
+    if not max_seconds > 0:  # NaN too
+        raise BenchError(f"max_seconds must be above 0, got {max_seconds!r}")
     spec = model_spec(name)
     if input_size is not None and spec.fixed_size and tuple(input_size)[1:] != spec.input_size[1:]:
         h, w = spec.input_size[1:]  # said now, before any work
@@ -255,17 +265,18 @@ def bench_model(name: str, kind: str = "both", batch_size: int | None = None, de
         torch.set_num_threads(threads)
     try:
         return _bench(name, kind, batch_size, device, backends_spec, dtype, table, latency, fold_bn,
-                      dict(repeats=repeats, warmup=warmup, max_seconds=max_seconds), layer_latency, input_size)
+                      dict(repeats=repeats, warmup=warmup, max_seconds=max_seconds), layer_latency, input_size,
+                      progress)
     finally:
         torch.set_num_threads(saved_threads)  # a library call must not leave the process changed
 
 
 def _bench(name, kind, batch_size, device, backends_spec, dtype, table, latency, fold_bn, opts, layer_latency,
-           input_size) -> dict:
+           input_size, progress) -> dict:
     kinds = ["conv", "adder"] if kind == "both" else [kind]
     spec = model_spec(name)
     chw = tuple(input_size or spec.input_size)
-    batch = batch_size or BATCH[name]
+    batch = BATCH[name] if batch_size is None else batch_size
     classes = spec.num_classes
     torch.manual_seed(0)
     models = {k: get_model(name, kind=k, num_classes=classes, in_channels=chw[0]) for k in kinds}
@@ -299,35 +310,66 @@ def _bench(name, kind, batch_size, device, backends_spec, dtype, table, latency,
         for be in (names if k == "adder" else [None]):
             fns["fwd"][be or "conv"] = _with_backend(be, fwd)
             fns["train"][be or "conv"] = _with_backend(be, train)
+    try:  # one training step first: a batch BatchNorm cannot train on is the request's fault, said once
+        fns["train"]["conv" if "conv" in models else names[0]]()
+    except ValueError as exc:
+        if "more than 1 value per channel" not in str(exc):
+            raise
+        raise BenchError(f"batch size {batch} (--batch-size): {name}'s BatchNorm sees one value per channel in a "
+                         "training step; use 2 or more") from None
     result["latency"] = {mode: _time(c, opts, device == "cuda") for mode, c in fns.items()}
     result["memory"] = {mode: {k: peak_memory(fn, device) for k, fn in c.items()} for mode, c in fns.items()}
     if layer_latency:
-        _time_layers(models, result["layers"], batch, names, device, opts)
+        _time_layers(models, result["layers"], batch, names, device, opts, progress)
     return result
 
 
+DESCRIPTION = """Count a model's multiplications, additions, absolute values and comparisons per image, layer by
+layer, estimate their energy from a per-operation table, and time inference and a training step
+(and each weight layer alone) for the CNN against its AdderNet twin on every adder backend.
+
+Counts and energy need no timing (--no-latency). Timings are medians of interleaved runs in one
+process with the thread count fixed; --json, --markdown and --plot save the results."""
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="one of " + ", ".join(MODELS))
-    p.add_argument("--kind", default="both", choices=["adder", "conv", "both"])
-    p.add_argument("--batch-size", type=int, default=None, help="for latency and memory (default: per model, "
-                   + ", ".join(f"{k} {v}" for k, v in BATCH.items()) + ")")
+    from ..cli_checks import nonneg_int, positive_float, positive_int
+
+    p.add_argument("--model", required=True, type=_model_name, help="one of " + ", ".join(MODELS))
+    p.add_argument("--kind", default="both", choices=["adder", "conv", "both"],
+                   help="the CNN, its AdderNet twin, or both side by side (default both)")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="for latency and memory (default: per "
+                   "model, " + ", ".join(f"{k} {v}" for k, v in BATCH.items()) + ")")
     p.add_argument("--input", default=None, help="CxHxW (default: the model's dataset size)")
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to time (default cpu)")
     p.add_argument("--backends", default=None, help="adder backends to time, comma-separated "
                    "(default: those available on the device, reference only for small models)")
     p.add_argument("--dtype", default="float32", help="energy table column: float32, float16, int8, int32 "
                    "(latency is always measured in float32)")
     p.add_argument("--energy-table", default=None, help="JSON per-op energy table (default: Horowitz ISSCC 2014, 45 nm)")
     p.add_argument("--fold-bn", action="store_true", help="count BatchNorm folded into the preceding layer")
-    p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: torch's current setting)")
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--max-seconds", type=float, default=30.0, help="time budget per timed group (>= 3 rounds)")
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="intra-op threads (default: torch's current setting)")
+    p.add_argument("--repeats", type=positive_int, default=5,
+                   help="timed rounds of each candidate, interleaved (default 5; per layer twice as many)")
+    p.add_argument("--warmup", type=nonneg_int, default=1, help="untimed rounds before timing (default 1)")
+    p.add_argument("--max-seconds", type=positive_float, default=30.0,
+                   help="time budget per timed group (>= 3 rounds; default 30)")
     p.add_argument("--no-latency", action="store_true", help="counts and energy only")
     p.add_argument("--no-layer-latency", action="store_true", help="time the whole model only")
-    p.add_argument("--json", default=None)
-    p.add_argument("--markdown", default=None)
-    p.add_argument("--plot", default=None, help="PNG: per-layer mults vs adds and adder/conv latency")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar over the layer timings (it is off anyway when stderr is not a terminal)")
+    p.add_argument("--json", default=None, metavar="PATH", help="write the whole result as JSON")
+    p.add_argument("--markdown", default=None, metavar="PATH", help="write the tables as Markdown")
+    p.add_argument("--plot", default=None, metavar="PATH",
+                   help="PNG: per-layer mults vs adds and adder/conv latency")
+
+
+def _model_name(text: str) -> str:
+    try:
+        return canonical_name(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _parse_input(s: str | None):
@@ -342,33 +384,69 @@ def _parse_input(s: str | None):
     return dims
 
 
+def _check_args(args) -> None:
+    """What the flags alone can show wrong, before any counting or timing; raises UsageError."""
+    from ..cli_checks import UsageError, check_out_file
+
+    for flag in ("json", "markdown", "plot"):
+        check_out_file(getattr(args, flag), f"--{flag}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: torch sees no CUDA device here; use --device cpu")
+    try:
+        table = load_table(args.energy_table)
+    except EnergyTableError as exc:
+        raise UsageError(f"--energy-table: {exc}") from None
+    if args.dtype not in table.dtypes():
+        raise UsageError(f"--dtype {args.dtype}: the energy table has no such column; "
+                         f"choose one of {', '.join(table.dtypes())}")
+    if args.backends is not None:
+        if args.kind == "conv":
+            raise UsageError("--backends names adder backends, and --kind conv times none: drop one of them")
+        try:
+            check_backends(args.backends, args.device)
+        except BenchError as exc:
+            raise UsageError(f"--backends {args.backends}: {exc}") from None
+    try:
+        _parse_input(args.input)
+    except BenchError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def run(args) -> int:
     import json
 
-    from . import report
+    from ..cli_checks import UsageError, report, write_text
+    from . import report as tables
 
+    prog = "addernet bench"
     try:
+        _check_args(args)
         result = bench_model(
             args.model, args.kind, args.batch_size, args.device, args.backends, args.dtype, args.energy_table,
             args.threads, not args.no_latency, args.fold_bn, args.repeats, args.warmup, args.max_seconds,
-            not args.no_layer_latency, _parse_input(args.input))
-    except (BenchError, EnergyTableError) as exc:
-        print(f"addernet bench: error: {exc}", file=sys.stderr)
-        return 2
-    print(report.console(result))
+            not args.no_layer_latency, _parse_input(args.input), progress=not args.no_progress)
+    except (UsageError, BenchError, EnergyTableError) as exc:
+        return report(prog, exc)
+    print(tables.console(result))
+    written = []
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+        write_text(args.json, json.dumps(result, indent=1))
+        written.append(args.json)
     if args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write(report.markdown(result))
+        write_text(args.markdown, tables.markdown(result))
+        written.append(args.markdown)
     if args.plot:
-        report.plot(result, args.plot)
+        os.makedirs(os.path.dirname(os.path.abspath(args.plot)), exist_ok=True)
+        tables.plot(result, args.plot)
+        written.append(args.plot)
+    if written:
+        print("wrote:\n" + "\n".join(f"  {f}" for f in written))
     return 0
 
 
 def add_parser(sub) -> None:
     """Adds the `bench` subcommand to the `addernet` command line's subparsers."""
-    p = sub.add_parser("bench", help="a model's mults, adds, energy, latency and memory: CNN vs AdderNet")
+    p = sub.add_parser("bench", help="a model's mults, adds, energy, latency and memory: CNN vs AdderNet",
+                       description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p)
     p.set_defaults(fn=run)

@@ -99,16 +99,17 @@ def summary_table(res: dict, md: bool = False) -> str:
     add("adds in weight layers", [c[k]["weight_layers"]["adds"] for k in kinds], num)
     add(f"energy µJ ({res['dtype']})", [c[k]["energy_uJ"] for k in kinds], lambda v: f"{v:.4g}")
     if res["latency"] is not None:
-        adder_cands = res["backends"] or [None]
-        for be in adder_cands:
+        # One group of rows per adder backend, named in brackets; the CNN alone has no backend.
+        for be in res["backends"] if "adder" in kinds else [None]:
+            tag = f" [{be}]" if be else ""
             for mode, label in (("fwd", "inference ms"), ("train", "train step ms")):
                 lat = res["latency"][mode]
                 vals = [lat.get("conv") if k == "conv" else lat.get(be) for k in kinds]
-                rows.append([f"{label} [{be}]"] + [_ms(v) for v in vals]
+                rows.append([f"{label}{tag}"] + [_ms(v) for v in vals]
                             + ([ratio(*(v and v["median_ms"] for v in vals[::-1]))] if both else []))
             for mode, label in (("fwd", "peak memory MiB, inference"), ("train", "peak memory MiB, train step")):
                 mem = res["memory"][mode]
-                add(f"{label} [{be}]", [mem.get("conv") if k == "conv" else mem.get(be) for k in kinds],
+                add(f"{label}{tag}", [mem.get("conv") if k == "conv" else mem.get(be) for k in kinds],
                     lambda v: f"{v / 2**20:.3g}")
     return table(header, rows, md)
 

@@ -35,6 +35,37 @@ def find_classes(split_dir):
     return classes
 
 
+def _image_files(folder):
+    """The images under folder, symlinks followed, each real file once, in sorted path order.
+
+    A symlink loop (a link to an ancestor) would otherwise be walked again and again, and a file
+    reached through two links would count twice: each real directory is entered once, none that
+    holds the class folder (its split folder, say, which holds the other classes) is entered, and
+    each real file is kept at its first path.
+    """
+    top = os.path.realpath(folder)
+    seen_dirs, found = set(), []
+    for dirpath, dirnames, files in os.walk(folder, followlinks=True):
+        st, real = os.stat(dirpath), os.path.realpath(dirpath)
+        if (st.st_dev, st.st_ino) in seen_dirs or (real != top and os.path.commonpath([real, top]) == real):
+            dirnames[:] = []
+            continue
+        seen_dirs.add((st.st_dev, st.st_ino))
+        dirnames.sort()  # so that which alias of a directory is entered does not vary
+        found.append((dirpath, files))
+    seen_files, paths = set(), []
+    for dirpath, files in sorted(found):
+        for fn in sorted(files):
+            path = os.path.join(dirpath, fn)
+            if not fn.lower().endswith(IMG_EXTENSIONS) or not os.path.isfile(path):
+                continue
+            real = os.path.realpath(path)
+            if real not in seen_files:
+                seen_files.add(real)
+                paths.append(path)
+    return paths
+
+
 class ImageFolderDataset(Dataset):
     """Class index = position of the sub-folder name in sorted order. The class
     list always comes from the *train* folder so that train and val agree on
@@ -52,11 +83,8 @@ class ImageFolderDataset(Dataset):
             if c not in self.class_to_idx:
                 raise ValueError(f"imagefolder: class folder {os.path.join(self.split_dir, c)} "
                                  f"has no counterpart in {os.path.join(root, 'train')}")
-            cdir = os.path.join(self.split_dir, c)
-            for dirpath, _, files in sorted(os.walk(cdir, followlinks=True)):
-                for fn in sorted(files):
-                    if fn.lower().endswith(IMG_EXTENSIONS):
-                        self.samples.append((os.path.join(dirpath, fn), self.class_to_idx[c]))
+            for path in _image_files(os.path.join(self.split_dir, c)):
+                self.samples.append((path, self.class_to_idx[c]))
         if not self.samples:
             raise FileNotFoundError(f"imagefolder: no images ({', '.join(IMG_EXTENSIONS)}) "
                                     f"under {self.split_dir}")

@@ -6,6 +6,7 @@ from torch import nn
 from torch.nn.modules.conv import _ConvNd
 from torch.nn.modules.utils import _pair
 
+from ..backends import grad2
 from ..functional import adder_conv2d
 from .grad_scale import adaptive_scale
 
@@ -23,6 +24,16 @@ class AdderConv2d(_ConvNd):
     scale as the BatchNorm-ed activations they are compared with (an L1 distance, unlike a dot
     product, is not invariant to the weight's scale); bias (off in the paper's models) starts at 0.
     ``backend`` pins this layer to one backend; by default the global choice applies.
+    ``grad_mode`` is "paper" (HardTanh input gradient, the default) or "exact" (sign gradients of
+    the L1 form), as in ``addernet.functional.adder_conv2d``.
+
+    Double backprop (a loss on an input gradient taken with ``create_graph=True``, as in IGAM or a
+    gradient penalty): the weight passes through ``adaptive_scale``, an identity whose backward
+    rescales what reaches it. The input gradient never goes through it (the weight is not on the
+    path to the input), and in the final backward every path to the weight, first and second order,
+    accumulates at that identity before its backward runs once: the scaling acts once, on the
+    weight's final accumulated gradient, W.grad = eta*sqrt(numel(W))*g/||g|| with g the raw total
+    (the gradient ``eta=None`` gives).
     """
 
     def __init__(
@@ -40,6 +51,7 @@ class AdderConv2d(_ConvNd):
         dtype=None,
         eta: float | None = 0.2,
         backend: str | None = None,
+        grad_mode: str = "paper",
     ) -> None:
         super().__init__(
             in_channels,
@@ -60,6 +72,7 @@ class AdderConv2d(_ConvNd):
             raise ValueError(f"eta must be positive or None, got {eta}")
         self.eta = eta
         self.backend = backend
+        self.grad_mode = grad2.check_grad_mode(grad_mode)
 
     def reset_parameters(self) -> None:
         nn.init.normal_(self.weight)
@@ -68,7 +81,8 @@ class AdderConv2d(_ConvNd):
 
     def extra_repr(self) -> str:
         s = super().extra_repr()
-        return s + (f", eta={self.eta}" if self.eta != 0.2 else "")
+        s += f", eta={self.eta}" if self.eta != 0.2 else ""
+        return s + (f", grad_mode={self.grad_mode!r}" if self.grad_mode != "paper" else "")
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         weight = self.weight if self.eta is None else adaptive_scale(self.weight, self.eta)
@@ -77,5 +91,6 @@ class AdderConv2d(_ConvNd):
             input = nn.functional.pad(input, self._reversed_padding_repeated_twice, mode=self.padding_mode)
             padding = 0
         return adder_conv2d(
-            input, weight, self.bias, self.stride, padding, self.dilation, self.groups, backend=self.backend
+            input, weight, self.bias, self.stride, padding, self.dilation, self.groups,
+            backend=self.backend, grad_mode=self.grad_mode,
         )

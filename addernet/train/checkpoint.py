@@ -8,8 +8,10 @@ weights-only unpickler refuses numpy arrays.
 from __future__ import annotations
 
 import os
+import pickle
 import random
 import tempfile
+import zipfile
 from typing import Any
 
 import numpy as np
@@ -33,6 +35,7 @@ def _atomic(path: str, write) -> None:
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600, not the mode open() would have given
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -45,6 +48,20 @@ def _atomic(path: str, write) -> None:
             pass
         raise
     _fsync_dir(folder)
+
+
+def _umask() -> int:
+    # Read from /proc where it can be: setting and restoring it would race other threads' files.
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_dir(folder: str) -> None:
@@ -61,8 +78,27 @@ def _fsync_dir(folder: str) -> None:
         os.close(fd)
 
 
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used: corrupt, truncated, refused, or from another run. Names the file."""
+
+
 def load_checkpoint(path: str, map_location: Any = "cpu") -> dict:
-    return torch.load(path, map_location=map_location, weights_only=True)
+    """The dict ``save_checkpoint`` wrote. A file that is not one (truncated by a full disk, corrupt,
+    or holding objects a weights-only load refuses) raises ``CheckpointError`` naming it."""
+    path = os.fspath(path)
+    try:
+        ck = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"checkpoint {path} refused: it holds objects a weights-only load does not allow "
+                              f"({reason[:200]})") from e
+    except (RuntimeError, EOFError, KeyError, ValueError, IndexError, zipfile.BadZipFile) as e:
+        size = os.path.getsize(path)
+        raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({size} bytes; "
+                              f"{type(e).__name__}: {str(e).strip().split('. ')[0][:160] or 'no detail'})") from e
+    if not isinstance(ck, dict):
+        raise CheckpointError(f"checkpoint {path} holds a {type(ck).__name__}, not a checkpoint dict")
+    return ck
 
 
 def rng_state() -> dict:

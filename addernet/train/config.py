@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Optional, Union
 
@@ -79,8 +80,12 @@ def resolve(config: TrainConfig) -> TrainConfig:
     for name in ("epochs", "batch_size"):
         if getattr(cfg, name) < 1:
             raise ValueError(f"{name} must be at least 1, got {getattr(cfg, name)}")
-    if cfg.lr <= 0:
-        raise ValueError(f"lr must be positive, got {cfg.lr}")
+    if not cfg.lr > 0 or not math.isfinite(cfg.lr):  # NaN fails every comparison: test it by name
+        raise ValueError(f"lr must be a finite number above 0, got {cfg.lr}")
+    for name in ("momentum", "weight_decay", "eta"):
+        value = getattr(cfg, name)
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"{name} must be a finite number of at least 0, got {value}")
     return cfg
 
 

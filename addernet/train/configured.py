@@ -65,6 +65,8 @@ def fit_config(config: TrainConfig, *, model: Optional[nn.Module] = None, loader
             raise ValueError("fit(TrainConfig) without a model needs loaders (train, test, info) to size it")
         model = build_model(cfg.model, num_classes=info.num_classes, kind=cfg.kind, in_channels=info.in_channels,
                             eta=cfg.eta)
+    else:
+        cfg = _label_with(cfg, model, info)
     tag = f"{cfg.kind} {cfg.model}"
     dtype = _amp.amp_dtype(cfg.amp, device.type)
     steps = _batches(train_loader, cfg.limit_batches)
@@ -80,6 +82,25 @@ def fit_config(config: TrainConfig, *, model: Optional[nn.Module] = None, loader
                      title=f"{tag} on {cfg.data}", header=_header(cfg, device), config=cfg, intro=intro)
 
 
+def _label_with(cfg: TrainConfig, model: nn.Module, info) -> TrainConfig:
+    """The config as it describes the caller's ``model``: its kind, and the config's model name only
+    if the model has the architecture that name builds (else its class name), so that the log, the
+    summary and the checkpoint name what was trained."""
+    from .fit import _kind_of
+
+    kind = _kind_of(model)
+    same = False
+    if info is not None:
+        try:
+            with torch.device("meta"):  # shapes only: no memory, no init cost
+                ref = build_model(cfg.model, num_classes=info.num_classes, kind=kind, in_channels=info.in_channels)
+            shapes = lambda m: [(k, tuple(v.shape)) for k, v in m.state_dict().items()]  # noqa: E731
+            same = type(ref) is type(model) and shapes(ref) == shapes(model)
+        except Exception:  # a name the factory cannot build at these sizes: not the same model
+            same = False
+    return dataclasses.replace(cfg, model=cfg.model if same else type(model).__name__, kind=kind)
+
+
 def _header(cfg: TrainConfig, device) -> dict:
     return {"model": cfg.model, "data": cfg.data, "epochs": cfg.epochs, "batch_size": cfg.batch_size,
             "lr": cfg.lr, "eta": cfg.eta, "seed": cfg.seed, "device": str(device)}
@@ -89,7 +110,7 @@ def compare(config: TrainConfig, log: Optional[Callable[[str], None]] = print, *
     """Train kind 'adder' then 'conv' (same seed, so the same data order) under ``out/adder`` and
     ``out/conv``; write ``summary.json``, ``summary.md`` and ``compare.png`` in ``out``.
     ``fit_kwargs`` go to ``fit`` (step, callbacks...). Returns {'adder': FitResult, 'conv': FitResult,
-    'rows': [...], 'table': str}."""
+    'rows': [...], 'table': str, 'files': [the paths written]}."""
     from .fit import fit
 
     cfg = resolve(config)
@@ -104,9 +125,11 @@ def compare(config: TrainConfig, log: Optional[Callable[[str], None]] = print, *
         results[kind] = fit(sub, log=log, **fit_kwargs)
     rows = [r.summary_row() for r in results.values()]
     table = None
+    files = [f for r in results.values() for f in r.files]
     if _dist.is_main():
         device = next(results["adder"].model.parameters()).device
         table = write_summary(cfg.out, rows, _header(cfg, device))
         plot_compare({k: r.history for k, r in results.items() if r.history}, os.path.join(cfg.out, "compare.png"),
                      title=f"{cfg.model} on {cfg.data}: adder vs conv")
-    return {**results, "rows": rows, "table": table}
+        files += [os.path.join(cfg.out, name) for name in ("summary.json", "summary.md", "compare.png")]
+    return {**results, "rows": rows, "table": table, "files": files}

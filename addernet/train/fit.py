@@ -10,7 +10,7 @@ import os
 import random
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
@@ -20,7 +20,7 @@ from torch import nn
 from . import amp as _amp
 from . import distributed as _dist
 from .callbacks import Callback, TrainState
-from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .costs import weight_layer_ops
 from .loop import Step, _batches, evaluate, train_one_epoch
 from .metrics import write_metrics
@@ -40,6 +40,7 @@ class FitResult:
     out: Optional[str]          # the run folder, None when nothing was written
     ops: dict                   # weight_layer_ops per image ({} without a DatasetInfo)
     params: int
+    files: list = field(default_factory=list)   # the paths this call wrote, in order
 
     @property
     def final(self) -> dict:
@@ -258,6 +259,7 @@ def train_run(model: nn.Module, train_loader, test_loader, info, *, env, device,
         ranks = f" x {env.world_size} processes" if env.world_size > 1 else ""
         say(intro or f"{tag}: {epochs} epochs of {steps} steps{ranks}, seed {seed}, {device}"
                      f"{f', amp {dtype}' if dtype else ''}{f' -> {out}' if out else ''}")
+    written = []
     state = TrainState(start_epoch, global_step, model, optimizer, extra=extra, scheduler=scheduler, history=history)
     last = epochs if stop_after is None else min(epochs, stop_after)
     for epoch in range(start_epoch, last):
@@ -290,6 +292,7 @@ def train_run(model: nn.Module, train_loader, test_loader, info, *, env, device,
             save_checkpoint(_state(run_config, epoch + 1, state.global_step, history, model, optimizer, scheduler,
                                    scaler, extra, rngs), os.path.join(out, "last.pt"))
             write_metrics(out, history)
+            written.append("last.pt")
         say(f"{tag} epoch {epoch + 1}/{epochs}  {describe(row)}")
         _dist.barrier()
 
@@ -299,6 +302,8 @@ def train_run(model: nn.Module, train_loader, test_loader, info, *, env, device,
         plot_curves(history, os.path.join(out, "curves.png"), title=title or tag)
         write_summary(out, [result.summary_row()], header or {"model": tag, "epochs": epochs, "seed": seed,
                                                                "device": str(device)})
+        written += ["metrics.json", "metrics.csv", "curves.png", "summary.json", "summary.md"]
+        result.files = [os.path.join(out, name) for name in dict.fromkeys(written)]
     return result
 
 
@@ -325,19 +330,22 @@ def _state(run_config, epoch, global_step, history, model, optimizer, scheduler,
 def _restore(path, run_config, must_match, env, model, optimizer, scheduler, scaler, extra, epochs,
              limit_batches, steps) -> tuple[int, list, int]:
     ck = load_checkpoint(path, map_location="cpu")
+    lacking = [k for k in ("model", "config", "epoch", "history", "rng") if k not in ck]
+    if lacking:
+        raise CheckpointError(f"checkpoint {path} is not a training run's (no {', '.join(lacking)})")
     saved = ck["config"]
     diff = [k for k in must_match if saved.get(k) != run_config.get(k)]
     if diff:
-        raise ValueError(f"{path} was trained with a different " + ", ".join(
+        raise CheckpointError(f"{path} was trained with a different " + ", ".join(
             f"{k} ({saved.get(k)!r}, now {run_config.get(k)!r})" for k in diff))
     saved_extra = ck.get("extra") or {}
     missing, unknown = sorted(set(extra) - set(saved_extra)), sorted(set(saved_extra) - set(extra))
     if missing or unknown:
-        raise ValueError(f"{path}: extra state does not match the run's: "
+        raise CheckpointError(f"{path}: extra state does not match the run's: "
                          + "; ".join([*([f"not in the checkpoint: {', '.join(missing)}"] if missing else []),
                                       *([f"not registered: {', '.join(unknown)}"] if unknown else [])]))
     if (ck.get("scheduler") is None) != (scheduler is None):
-        raise ValueError(f"{path} was saved {'without' if ck.get('scheduler') is None else 'with'} a scheduler, "
+        raise CheckpointError(f"{path} was saved {'without' if ck.get('scheduler') is None else 'with'} a scheduler, "
                          f"this run has {'one' if scheduler is not None else 'none'}")
     model.load_state_dict(ck["model"])
     if optimizer is not None and ck.get("optimizer") is not None:

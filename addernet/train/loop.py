@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import itertools
 import math
-import sys
 import time
 from typing import Callable, Iterable, Optional, Sequence
 
 import torch
 from torch import nn
 
+from .._progress import progress
 from . import amp as _amp
 from .callbacks import Callback, TrainState
 from .distributed import active, all_reduce_sum, gather_objects
@@ -20,12 +20,7 @@ Step = Callable[[nn.Module, object], StepOutput]
 
 
 def _progress(loader, enabled: bool, desc: str, total: Optional[int]):
-    # Bars only on a terminal: in a log file or a pipe they are noise.
-    if not enabled or not sys.stderr.isatty():
-        return loader
-    from tqdm.auto import tqdm
-
-    return tqdm(loader, desc=desc, total=total, leave=False, dynamic_ncols=True)
+    return progress(loader, enabled, desc, total)
 
 
 def _batches(loader, limit: Optional[int]) -> Optional[int]:

@@ -87,7 +87,17 @@ def cosine_schedule(optimizer: torch.optim.Optimizer, epochs: int, steps_per_epo
 
 
 def set_schedule_length(scheduler, epochs: int, steps_per_epoch: int) -> None:
-    """Re-target a loaded cosine schedule to a new run length (resuming with more epochs)."""
-    for f in getattr(scheduler, "lr_lambdas", ()):
+    """Re-target a loaded cosine schedule to a new run length (resuming with more epochs), and set the
+    optimiser's lr to the new schedule's value at the current step."""
+    factors = list(getattr(scheduler, "lr_lambdas", ()))
+    for f in factors:
         if isinstance(f, CosineFactor):
             f.total = max(epochs * steps_per_epoch if getattr(scheduler, "per_step", True) else epochs, 1)
+    # The optimiser still holds the old schedule's last lr (0 at its end), which the next step would
+    # use and the epoch's log would show; LambdaLR computes lr from base_lrs, so set it from there.
+    groups = scheduler.optimizer.param_groups
+    if factors and len(factors) == len(groups):
+        for group, base, f in zip(groups, scheduler.base_lrs, factors):
+            if isinstance(f, CosineFactor):
+                group["lr"] = base * f(scheduler.last_epoch)
+        scheduler._last_lr = [g["lr"] for g in groups]

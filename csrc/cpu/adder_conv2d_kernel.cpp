@@ -66,7 +66,7 @@ at::Tensor forward_impl(const at::Tensor& input, const at::Tensor& weight,
   const ConvGeometry geo = check_geometry(input, weight, stride, padding, dilation, groups, name);
   check_epilogue(scale, geo.O, input, "scale", name);
   check_epilogue(shift, geo.O, input, "shift", name);
-  at::Tensor y = at::empty({geo.N, geo.O, geo.OH, geo.OW}, input.options());
+  at::Tensor y = at::empty({geo.N, output_channels(geo), geo.OH, geo.OW}, input.options());
   if (y.numel() == 0) return y;
   const at::Tensor x = input.contiguous(), w = weight.contiguous();
   const c10::optional<at::Tensor> sc = scale.has_value() ? c10::optional<at::Tensor>(scale->contiguous()) : scale;

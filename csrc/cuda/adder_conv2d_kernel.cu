@@ -86,7 +86,7 @@ at::Tensor forward_impl(const at::Tensor& input, const at::Tensor& weight,
   at::Tensor scale_f, shift_f;
   const float* sc = epilogue_ptr(scale, scale_f);
   const float* sf = epilogue_ptr(shift, shift_f);
-  at::Tensor y = at::empty({s.N, s.O, s.OH, s.OW}, input.options());
+  at::Tensor y = at::empty({s.N, s.C == 0 ? 0 : s.O, s.OH, s.OW}, input.options());  // as conv2d
   if (y.numel() == 0) return y;
   const at::Tensor x = input.contiguous(), w = weight.contiguous();
   cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
@@ -186,7 +186,7 @@ std::tuple<at::Tensor, at::Tensor> adder_conv2d_backward_cuda(
   }
   at::Tensor gw = at::empty({0}, weight.options());
   if (output_mask[1]) {
-    if (s.N == 0) {
+    if (s.N == 0 || s.C == 0) {
       gw = at::zeros(weight.sizes(), weight.options());
     } else if (wgrad_via_cudnn()) {
       gw = grad_weight_cudnn(g, x, w, s, stride, padding, dilation, groups, stream);

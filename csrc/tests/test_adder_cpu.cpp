@@ -109,6 +109,8 @@ int main() {
       make(3, 6, 14, 14, 16, 5, 5, 1, 0, 1, 1), make(1, 2, 3, 600, 3, 1, 3, 1, 1, 1, 1),
       // enough channels to split into chunks at 64 threads, odd counts leaving short last chunks
       make(1, 130, 5, 5, 197, 3, 3, 1, 1, 1, 1), make(2, 67, 4, 6, 131, 1, 1, 1, 0, 1, 1),
+      // no input channels (an empty sum), and a stride far past the input (cost must not grow)
+      make(2, 0, 6, 6, 4, 3, 3, 1, 1, 1, 1),    make(1, 2, 9, 9, 3, 3, 3, int64_t(1) << 40, 1, 1, 1),
   };
   int passed = 0, failed = 0;
   for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512}) {

@@ -12,5 +12,6 @@
 #define ADDERNET_FMA 1
 #define ADDERNET_VBYTES 32
 #include "adder_conv2d_impl.inc"
+#include "adder_conv2d_tapsum.inc"
 #pragma GCC pop_options
 #endif

@@ -11,5 +11,6 @@
 #define ADDERNET_FMA 1
 #define ADDERNET_VBYTES 64
 #include "adder_conv2d_impl.inc"
+#include "adder_conv2d_tapsum.inc"
 #pragma GCC pop_options
 #endif

@@ -9,3 +9,4 @@
 #define ADDERNET_FMA 0
 #define ADDERNET_VBYTES 16
 #include "adder_conv2d_impl.inc"
+#include "adder_conv2d_tapsum.inc"

@@ -1,0 +1,6 @@
+"""``python -m addernet``: the same command line as ``addernet``."""
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,26 @@
+"""Files a run writes get the mode a plain open() would give them: 0666 less the user's umask."""
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+import torch
+
+from addernet.train.checkpoint import save_checkpoint
+from addernet.train.metrics import write_metrics
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_checkpoint_and_metrics_follow_the_umask(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        save_checkpoint({"w": torch.zeros(2)}, str(tmp_path / "last.pt"))
+        write_metrics(str(tmp_path), [{"epoch": 1, "lr": 0.1}])
+        (tmp_path / "plain.txt").write_text("x")  # what open() gives, for comparison
+    finally:
+        os.umask(old)
+    want = 0o666 & ~umask
+    assert stat.S_IMODE((tmp_path / "plain.txt").stat().st_mode) == want
+    for name in ("last.pt", "metrics.json", "metrics.csv"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == want, name
