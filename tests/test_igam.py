@@ -15,10 +15,9 @@ from methods.common import pgd
 from methods.igam import (CropPad, GradientDiscriminator, IGAMStep, TeacherConfig, Upsize, discriminator_loss,
                           finetune_head, input_gradient, l_diff, make_adapter, normalize_gradients,
                           rescale_gamma, robust_teacher, transfer_examples)
-from methods.igam.evaluation import grad_mode_supported
+
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ISSUE_11 = grad_mode_supported()   # issue 11 brings grad_mode and the native double backward together
 
 
 def _lenet(kind="conv", classes=5, seed=0):
@@ -251,8 +250,6 @@ def _ldiff_param_grads(kind, backend):
                     torch.autograd.grad(loss, list(student.parameters()), allow_unused=True)))
 
 
-@pytest.mark.xfail(not ISSUE_11, strict=True, reason="native double backward through the adder op lands with "
-                                                      "issue 11 (LANDED: issue 11)")
 def test_l_diff_reaches_every_student_parameter_on_native_equal_to_reference():
     ref = _ldiff_param_grads("adder", "reference")
     nat = _ldiff_param_grads("adder", "native")
@@ -392,11 +389,23 @@ def test_pgd_stays_inside_the_eps_ball_and_the_pixel_range():
         assert adv.min() >= 0 and adv.max() <= 1
 
 
-@pytest.mark.skipif(ISSUE_11, reason="grad_mode exists: nothing to guard")
-def test_exact_grad_mode_without_issue_11_is_a_clear_error():
+def test_adder_grad_mode_switches_every_layer_and_restores_it():
     from methods.igam import adder_grad_mode
-    with pytest.raises(RuntimeError, match="issue 11"):
-        with adder_grad_mode(_lenet("adder"), "exact"):
+    from methods.igam.evaluation import adder_layers
+    model = _lenet("adder")
+    layers = adder_layers(model)
+    assert layers and all(m.grad_mode == "paper" for m in layers)
+    with adder_grad_mode(model, "exact"):
+        assert all(m.grad_mode == "exact" for m in layers)
+        x, y = _batch(4)
+        # train mode: batch statistics (an untrained adder net's eval-mode BN leaves every ReLU off)
+        g_exact = input_gradient(model.train(), x, y, target="loss")
+    g_paper = input_gradient(model, x, y, target="loss")
+    assert g_paper.abs().sum() > 0
+    assert all(m.grad_mode == "paper" for m in layers)
+    assert not torch.allclose(g_exact, g_paper)   # the two attacks really follow different gradients
+    with pytest.raises(ValueError, match="grad_mode"):
+        with adder_grad_mode(model, "hardtanh"):
             pass
 
 
