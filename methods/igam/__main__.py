@@ -69,7 +69,9 @@ def parser() -> argparse.ArgumentParser:
                    help="students' kind: conv (CE, L_diff, IGAM), adder (CE, IGAM) or both")
     p.add_argument("--students", type=_students, default=None,
                    help="comma list of ce, ldiff, igam (conv students to train; default all three)")
-    p.add_argument("--seeds", type=_seeds, default=None, help="a count (3) or a list (0,1,2)")
+    p.add_argument("--seeds", type=_seeds, default=None,
+                   help="a count (3) or a list (0,1,2); default 3 seeds for conv students and seed 0 for adder "
+                        "students, and a given --seeds applies to both")
     p.add_argument("--epochs", type=_positive(int), default=None, help="student epochs")
     p.add_argument("--teacher-epochs", type=_positive(int), default=None, help="robust teacher epochs")
     p.add_argument("--beta", type=_nonneg, default=None, help="weight of -CE_D (default 2)")
@@ -136,6 +138,8 @@ def main(argv=None) -> int:
             over[name] = getattr(args, name)
     if args.warmup_epochs is not None:
         over["warmup_epochs"] = args.warmup_epochs
+    if args.seeds is not None:
+        over["adder_seeds"] = None     # explicit seeds apply to the adder students too
     if args.no_adapter:
         over["adapter_teacher"] = None
     cfg = dataclasses.replace(cfg, **over)
