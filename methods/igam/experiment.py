@@ -325,6 +325,7 @@ def merge_results(parts: list, cfg: Config) -> dict:
     if len(seen) != len(set(seen)):
         raise ValueError(f"the runs to merge repeat rows: {seen}")
     merged["timing_s"] = {f"part{i}": p.get("timing_s", {}) for i, p in enumerate(parts)}
+    merged["config"] = {f"part{i}": p.get("config") for i, p in enumerate(parts)}
     merged["table"] = results_table(merged, cfg)
     merged["claims"] = claims(merged, cfg.headline_eps)
     return merged
