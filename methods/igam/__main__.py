@@ -1,0 +1,166 @@
+"""``python -m methods.igam``: the IGAM miniature on mnist5k (see ``experiment``)."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+
+from . import experiment
+
+
+def _seeds(text: str) -> tuple:
+    try:
+        if "," in text:
+            seeds = tuple(int(s) for s in text.split(",") if s.strip())
+        else:
+            seeds = tuple(range(int(text)))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds takes a count (3) or a list (0,1,2), got {text!r}") from None
+    if not seeds or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(f"--seeds needs at least one non-negative seed, got {text!r}")
+    return seeds
+
+
+def _students(text: str) -> tuple:
+    names = tuple(s.strip() for s in text.split(",") if s.strip())
+    bad = [n for n in names if n not in experiment.STUDENTS]
+    if not names or bad:
+        raise argparse.ArgumentTypeError(f"--students takes a comma list of {', '.join(experiment.STUDENTS)}, "
+                                         f"got {text!r}")
+    return names
+
+
+def _positive(kind):
+    def parse(text):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
+        if v <= 0:
+            raise argparse.ArgumentTypeError(f"expected a positive value, got {text!r}")
+        return v
+    return parse
+
+
+def _nonneg(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a value >= 0, got {text!r}")
+    return v
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):   # one line on stderr, exit 2
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        sys.exit(2)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m methods.igam", description=__doc__)
+    p.add_argument("--quick", action="store_true", help="one seed, short training, 200 test images (minutes)")
+    p.add_argument("--json", metavar="PATH", help="write {'rows': [...]} here")
+    p.add_argument("--out", metavar="DIR", default="runs/igam", help="table, PNG and teacher cache (default runs/igam)")
+    p.add_argument("--data", default="mnist5k", help="dataset: only the embedded mnist5k is supported")
+    p.add_argument("--data-root", default=None, help="unused: mnist5k is embedded")
+    p.add_argument("--kind", choices=("conv", "adder", "both"), default="both",
+                   help="students' kind: conv (CE, L_diff, IGAM), adder (CE, IGAM) or both")
+    p.add_argument("--students", type=_students, default=None,
+                   help="comma list of ce, ldiff, igam (conv students to train; default all three)")
+    p.add_argument("--seeds", type=_seeds, default=None,
+                   help="a count (3) or a list (0,1,2); default 3 seeds for conv students and seed 0 for adder "
+                        "students, and a given --seeds applies to both")
+    p.add_argument("--epochs", type=_positive(int), default=None, help="student epochs")
+    p.add_argument("--teacher-epochs", type=_positive(int), default=None, help="robust teacher epochs")
+    p.add_argument("--beta", type=_nonneg, default=None, help="weight of -CE_D (default 2)")
+    p.add_argument("--gamma", type=_nonneg, default=None, help="weight of L_diff (default 10, batchmean)")
+    p.add_argument("--warmup-epochs", type=int, default=None, help="plain CE epochs before IGAM switches on")
+    p.add_argument("--eval-samples", type=_positive(int), default=None, help="test images attacked")
+    p.add_argument("--limit-batches", type=_positive(int), default=None, help="batches per epoch (smoke runs)")
+    p.add_argument("--no-adapter", action="store_true", help="skip the run with a 32x32 teacher through an adapter")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=_positive(int), default=None,
+                   help="torch threads (on a shared machine 1 avoids oversubscription stalls)")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--merge", nargs="+", metavar="JSON", default=None,
+                   help="combine the JSON of runs that trained different students into --json, then exit")
+    return p
+
+
+def _merge(args, cfg) -> int:
+    import json
+    import os
+    parts = []
+    for path in args.merge:
+        try:
+            with open(path) as f:
+                parts.append(json.load(f))
+        except (OSError, ValueError) as e:
+            sys.stderr.write(f"python -m methods.igam: error: --merge {path}: {e}\n")
+            return 2
+    if not args.json:
+        sys.stderr.write("python -m methods.igam: error: --merge needs --json for the combined result\n")
+        return 2
+    try:
+        merged = experiment.merge_results(parts, cfg)
+    except ValueError as e:
+        sys.stderr.write(f"python -m methods.igam: error: --merge: {e}\n")
+        return 2
+    from methods.common.report import write_json
+    write_json(args.json, merged)
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+        with open(os.path.join(args.out, "igam_table.md"), "w") as f:
+            f.write(merged["table"] + "\n")
+    print(merged["table"])
+    return 0
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    if args.data != "mnist5k":
+        sys.stderr.write(f"python -m methods.igam: error: --data {args.data!r} is not supported: the miniature "
+                         "runs on the embedded mnist5k\n")
+        return 2
+    if args.warmup_epochs is not None and args.warmup_epochs < 0:
+        sys.stderr.write("python -m methods.igam: error: --warmup-epochs must be >= 0\n")
+        return 2
+    cfg = experiment.quick_config() if args.quick else experiment.Config()
+    if args.merge:
+        return _merge(args, cfg)
+    over = {"kinds": ("conv", "adder") if args.kind == "both" else (args.kind,),
+            "progress": not args.no_progress and sys.stderr.isatty(), "device": args.device,
+            "data_root": args.data_root}
+    for name in ("students", "seeds", "epochs", "beta", "gamma", "eval_samples", "limit_batches"):
+        if getattr(args, name) is not None:
+            over[name] = getattr(args, name)
+    if args.warmup_epochs is not None:
+        over["warmup_epochs"] = args.warmup_epochs
+    if args.seeds is not None:
+        over["adder_seeds"] = None     # explicit seeds apply to the adder students too
+    if args.no_adapter:
+        over["adapter_teacher"] = None
+    cfg = dataclasses.replace(cfg, **over)
+    if args.teacher_epochs is not None:
+        cfg.teacher = dataclasses.replace(cfg.teacher, epochs=args.teacher_epochs)
+        if cfg.adapter_teacher is not None:
+            cfg.adapter_teacher = dataclasses.replace(cfg.adapter_teacher, epochs=args.teacher_epochs)
+    if args.limit_batches is not None:
+        cfg.head_epochs = min(cfg.head_epochs, 1)
+        cfg.transfer_epochs = min(cfg.transfer_epochs, 1)
+    import torch
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    try:
+        torch.device(cfg.device)
+    except RuntimeError as e:
+        sys.stderr.write(f"python -m methods.igam: error: --device {cfg.device!r}: {e}\n")
+        return 2
+    experiment.run(cfg, json_path=args.json, out=args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

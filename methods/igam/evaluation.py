@@ -1,0 +1,130 @@
+"""Robustness evaluation: clean, FGSM, PGD-20 with random start at several eps, and a transfer attack
+from an independently trained model (to catch gradient masking).
+
+For a model with adder layers PGD runs twice: through the paper's surrogate (HardTanh) input
+gradient and with ``grad_mode="exact"`` (the true gradient of the L1 form, issue 11); the lower
+accuracy is reported, since a surrogate gradient may overstate robustness.
+"""
+from __future__ import annotations
+
+import contextlib
+import inspect
+from typing import Iterable, Optional, Sequence
+
+import torch
+from torch import nn
+
+from addernet.nn import AdderConv2d
+from methods.common import fgsm, pgd
+
+GRAD_MODES = ("paper", "exact")
+
+
+def adder_layers(model: nn.Module) -> list[AdderConv2d]:
+    return [m for m in model.modules() if isinstance(m, AdderConv2d)]
+
+
+def grad_mode_supported() -> bool:
+    """Whether AdderConv2d takes grad_mode (issue 11)."""
+    return "grad_mode" in inspect.signature(AdderConv2d.__init__).parameters
+
+
+@contextlib.contextmanager
+def adder_grad_mode(model: nn.Module, mode: str):
+    """Every adder layer of ``model`` uses ``mode`` ('paper' or 'exact') inside the block."""
+    if mode not in GRAD_MODES:
+        raise ValueError(f"grad_mode must be one of {', '.join(map(repr, GRAD_MODES))}, got {mode!r}")
+    layers = adder_layers(model)
+    if not layers or mode == "paper" and not grad_mode_supported():
+        yield model      # no adder layer, or an AdderConv2d that only knows the paper's gradient
+        return
+    if not grad_mode_supported():
+        raise RuntimeError("grad_mode='exact' needs AdderConv2d(grad_mode=...) from issue 11, which this "
+                           "addernet does not have; evaluate with adder_grad_modes=('paper',) and say so")
+    saved = [m.grad_mode for m in layers]
+    try:
+        for m in layers:
+            m.grad_mode = mode
+        yield model
+    finally:
+        for m, g in zip(layers, saved):
+            m.grad_mode = g
+
+
+def set_adder_backend(model: nn.Module, backend: Optional[str]) -> nn.Module:
+    """Pin every adder layer of ``model`` to ``backend`` (None: the global choice)."""
+    for m in adder_layers(model):
+        m.backend = backend
+    return model
+
+
+def _batches(loader, device, limit: Optional[int]):
+    seen = 0
+    for batch in loader:
+        x, y = batch[0].to(device), batch[1].to(device)
+        if limit is not None:
+            if seen >= limit:
+                break
+            x, y = x[: limit - seen], y[: limit - seen]
+        seen += len(y)
+        yield x, y
+
+
+@torch.no_grad()
+def _correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
+    return int((model(x).argmax(1) == y).sum())
+
+
+def transfer_examples(source: nn.Module, loader, *, eps: float, steps: int = 20, seed: int = 0,
+                      device="cpu", limit: Optional[int] = None) -> list:
+    """PGD adversarial examples (x_adv, y) crafted on ``source``, to be replayed on other models."""
+    source = source.to(device).eval()
+    gen = torch.Generator().manual_seed(seed)
+    return [(pgd(source, x, y, eps=eps, steps=steps, random_start=True, generator=gen).detach(), y)
+            for x, y in _batches(loader, device, limit)]
+
+
+def robustness(model: nn.Module, loader, *, eps: Sequence[float] = (0.05, 0.1, 0.15), steps: int = 20,
+               fgsm_eps: float = 0.1, transfer: Optional[Iterable] = None, seed: int = 0, device="cpu",
+               limit: Optional[int] = None, adder_grad_modes: Sequence[str] = GRAD_MODES) -> dict:
+    """Accuracies (fractions) of ``model`` in eval mode: {'clean', 'fgsm', 'pgd': {eps: acc},
+    'transfer' (None without examples), 'pgd_by_mode': {mode: {eps: acc}}}.
+
+    ``transfer``: ``transfer_examples`` output. With adder layers, PGD runs under each of
+    ``adder_grad_modes`` and 'pgd' holds the lowest accuracy of the modes at each eps.
+    """
+    model = model.to(device)
+    was = model.training
+    model.eval()
+    modes = tuple(adder_grad_modes) if adder_layers(model) else ("paper",)
+    if not modes:
+        raise ValueError("adder_grad_modes is empty")
+    try:
+        total = clean = 0
+        fgsm_ok = {m: 0 for m in modes}
+        by_mode = {m: {e: 0 for e in eps} for m in modes}
+        gens = {m: torch.Generator().manual_seed(seed) for m in modes}
+        for x, y in _batches(loader, device, limit):
+            total += len(y)
+            clean += _correct(model, x, y)
+            for m in modes:
+                with adder_grad_mode(model, m):
+                    fgsm_ok[m] += _correct(model, fgsm(model, x, y, eps=fgsm_eps), y)
+                    for e in eps:
+                        x_adv = pgd(model, x, y, eps=e, steps=steps, random_start=True, generator=gens[m])
+                        by_mode[m][e] += _correct(model, x_adv, y)
+        if total == 0:
+            raise ValueError("the evaluation loader is empty")
+        frac = {m: {e: c / total for e, c in d.items()} for m, d in by_mode.items()}
+        out = {"clean": clean / total, "fgsm": min(fgsm_ok.values()) / total,
+               "pgd": {e: min(frac[m][e] for m in modes) for e in eps}, "pgd_by_mode": frac,
+               "samples": total, "transfer": None}
+        if transfer is not None:
+            hit = n = 0
+            for x_adv, y in transfer:
+                hit += _correct(model, x_adv.to(device), y.to(device))
+                n += len(y)
+            out["transfer"] = hit / max(n, 1)
+        return out
+    finally:
+        model.train(was)

@@ -1,0 +1,405 @@
+"""IGAM in miniature on mnist5k, pixel space [0, 1], CPU.
+
+A robust teacher (LeNet-5-BN, PGD adversarial training on digits 0-4) has its logit layer fine-tuned
+on digits 5-9, the target task. Students on 5-9 train three ways (CE only, + L_diff only, full IGAM)
+over seeds; an AdderNet student trains with full IGAM (and with CE, its baseline); one more run has a
+teacher with a different input size (TinyNet at 32x32) reached through an input adapter. Every
+student is evaluated clean, FGSM, PGD-20 at several eps, and by a transfer attack from an
+independently trained CNN. Writes the JSON, a markdown table and a PNG of input gradients.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import torch
+from torch import nn
+
+from addernet.data import ArrayDataset, make_loaders
+from addernet.models import get_model
+from addernet.train import TinyNet, classification_step, fit, seed_everything
+from methods.common.report import save_figure, table_markdown, write_json
+
+from .adapters import make_adapter
+from .evaluation import GRAD_MODES, grad_mode_supported, robustness, set_adder_backend, transfer_examples
+from .gradients import input_gradient
+from .step import IGAMStep
+from .teacher import TeacherConfig, finetune_head, robust_teacher
+
+SOURCE_CLASSES = (0, 1, 2, 3, 4)
+TARGET_CLASSES = (5, 6, 7, 8, 9)
+STUDENTS = ("ce", "ldiff", "igam")
+
+
+@dataclass
+class Config:
+    seeds: tuple = (0, 1, 2)
+    kinds: tuple = ("conv", "adder")
+    eps: tuple = (0.05, 0.1, 0.15)
+    headline_eps: float = 0.1          # FGSM and transfer attacks use it
+    pgd_steps: int = 20
+    batch_size: int = 64
+    epochs: int = 6
+    lr: float = 0.05
+    beta: float = 2.0                  # the official value
+    gamma: float = 1.0                 # [0, 1] pixels, "batchmean" (see gradients.rescale_gamma)
+    reduction: str = "batchmean"
+    target: str = "prob"
+    warmup_epochs: int = 0
+    students: tuple = STUDENTS               # the conv students
+    adder_students: tuple = ("ce", "igam")
+    adder_seeds: Optional[tuple] = (0,)     # None: the same seeds as the conv students
+    adder_epochs: Optional[int] = None      # None: the same epochs
+    adder_backend: Optional[str] = None   # None: native when double backward is there, else reference
+    adder_grad_modes: Optional[tuple] = None   # None: both when grad_mode exists, else ('paper',)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    adapter_teacher: Optional[TeacherConfig] = field(default_factory=lambda: TeacherConfig(
+        model="tinynet", input_size=(1, 32, 32), resize="upsize"))
+    head_epochs: int = 4
+    head_lr: float = 1e-2              # Adam; the official 1e-3 left the head at 67% in 2 epochs here
+    transfer_epochs: int = 6
+    eval_samples: Optional[int] = None
+    limit_batches: Optional[int] = None
+    figure_images: int = 6
+    device: str = "cpu"
+    progress: bool = True
+    data_root: Optional[str] = None
+
+
+def quick_config(**overrides) -> Config:
+    """One seed, fewer epochs and a 200-image evaluation: the pipeline end to end in minutes."""
+    base = Config(seeds=(0,), epochs=3, head_epochs=2, transfer_epochs=3, eval_samples=200, adder_epochs=1,
+                  teacher=TeacherConfig(epochs=3),
+                  adapter_teacher=TeacherConfig(model="tinynet", input_size=(1, 32, 32), resize="upsize",
+                                                epochs=2))
+    return dataclasses.replace(base, **overrides)
+
+
+def _build(name: str, kind: str, num_classes: int, in_channels: int = 1) -> nn.Module:
+    if name == "tinynet":
+        return TinyNet(num_classes=num_classes, kind=kind, in_channels=in_channels)
+    return get_model(name, num_classes=num_classes, kind=kind, in_channels=in_channels)
+
+
+def _loaders(classes, cfg: Config, seed: int, resize: Optional[nn.Module] = None):
+    train, test, _info = make_loaders("mnist5k", cfg.data_root, cfg.batch_size, seed=seed, classes=list(classes),
+                                      normalize=False, augment=False)
+    if resize is None:
+        return train, test
+    # A teacher with another input size learns from its own-size images: the adapter applied once.
+    out = []
+    for loader, shuffle in ((train, True), (test, False)):
+        xs, ys = zip(*[(x, y) for x, y in loader])
+        with torch.no_grad():
+            images = resize(torch.cat(xs))
+        ds = ArrayDataset(images, torch.cat(ys))
+        out.append(torch.utils.data.DataLoader(ds, batch_size=cfg.batch_size, shuffle=shuffle,
+                                               generator=torch.Generator().manual_seed(seed)))
+    return tuple(out)
+
+
+def _adder_setup(cfg: Config):
+    backend = cfg.adder_backend
+    if backend is None:
+        backend = "native" if grad_mode_supported() else "reference"
+    modes = cfg.adder_grad_modes
+    if modes is None:
+        modes = GRAD_MODES if grad_mode_supported() else ("paper",)
+    return backend, tuple(modes)
+
+
+def make_student_step(student: str, teacher: nn.Module, cfg: Config, steps_per_epoch: int,
+                      adapter: Optional[nn.Module] = None) -> Callable:
+    if student == "ce":
+        return classification_step
+    if student not in STUDENTS:
+        raise ValueError(f"student must be one of {', '.join(STUDENTS)}, got {student!r}")
+    return IGAMStep(teacher, beta=cfg.beta if student == "igam" else 0.0, gamma=cfg.gamma, input_size=(1, 28, 28),
+                    reduction=cfg.reduction, target=cfg.target, adapter=adapter,
+                    warmup_steps=cfg.warmup_epochs * steps_per_epoch).to(cfg.device)
+
+
+def train_student(student: str, kind: str, seed: int, teacher: nn.Module, cfg: Config, loaders,
+                  adapter: Optional[nn.Module] = None, log=None) -> nn.Module:
+    seed_everything(seed)
+    model = _build("lenet5_bn", kind, len(TARGET_CLASSES))
+    epochs = cfg.epochs
+    if kind == "adder":
+        # Double backward through the adder op needs issue 11 on the native backend; before it, the
+        # reference backend (differentiable torch ops) trains IGAM students. Evaluation runs natively.
+        if student != "ce":
+            set_adder_backend(model, _adder_setup(cfg)[0])
+        epochs = cfg.adder_epochs or epochs
+    steps = len(loaders[0]) if cfg.limit_batches is None else min(len(loaders[0]), cfg.limit_batches)
+    step = make_student_step(student, teacher, cfg, steps, adapter)
+    extra = dict(callbacks=step.callbacks(), extra_state=step.extra_state()) if isinstance(step, IGAMStep) else {}
+    fit(model, loaders, step=step, epochs=epochs, lr=cfg.lr, device=cfg.device, seed=seed, out=None,
+        progress=cfg.progress, log=log or (lambda _m: None), limit_batches=cfg.limit_batches, **extra)
+    set_adder_backend(model, None)
+    return model.eval()
+
+
+def _pct(v):
+    return None if v is None else round(100.0 * v, 2)
+
+
+def _stats(values):
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return float("nan"), float("nan")
+    return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
+
+
+def grad_cosine(student: nn.Module, teacher: nn.Module, x, y, target="prob", adapter=None) -> float:
+    """Mean per-sample cosine similarity of student and teacher input gradients."""
+    js = input_gradient(student.eval(), x, y, target=target).flatten(1)
+    jt = input_gradient(teacher.eval(), x, y, target=target, adapter=adapter).flatten(1)
+    return float(torch.nn.functional.cosine_similarity(js, jt, dim=1).mean())
+
+
+def run(cfg: Config, *, json_path: Optional[str] = None, out: Optional[str] = None, log=print) -> dict:
+    """The whole miniature; returns {'rows': [...], ...} (accuracies in percent)."""
+    log = log or (lambda _m: None)
+    t_start = time.perf_counter()
+    torch.manual_seed(0)
+    cache = os.path.join(out, "cache") if out else None
+    timing = {}
+
+    # Teacher: robust on 0-4, logit layer fine-tuned on 5-9.
+    t0 = time.perf_counter()
+    src = _loaders(SOURCE_CLASSES, cfg, cfg.teacher.seed)
+    tcfg = dataclasses.replace(cfg.teacher, batch_size=cfg.batch_size, limit_batches=cfg.limit_batches)
+    base = robust_teacher(tcfg, lambda: _build(tcfg.model, tcfg.kind, len(SOURCE_CLASSES)), src,
+                          cache_dir=cache, device=cfg.device, progress=cfg.progress, log=log)
+    tgt = _loaders(TARGET_CLASSES, cfg, 0)
+    teacher = finetune_head(base, tgt, len(TARGET_CLASSES), epochs=cfg.head_epochs, lr=cfg.head_lr, device=cfg.device,
+                            progress=cfg.progress, limit_batches=cfg.limit_batches).to(cfg.device)
+    timing["teacher_s"] = time.perf_counter() - t0
+
+    # Transfer source: an independently trained plain CNN (its own seed).
+    t0 = time.perf_counter()
+    seed_everything(10_000)
+    source = _build("lenet5_bn", "conv", len(TARGET_CLASSES))
+    fit(source, _loaders(TARGET_CLASSES, cfg, 10_000), epochs=cfg.transfer_epochs, lr=cfg.lr, device=cfg.device,
+        seed=10_000, out=None, progress=cfg.progress, log=lambda _m: None, limit_batches=cfg.limit_batches)
+    test = tgt[1]
+    transfer = transfer_examples(source, test, eps=cfg.headline_eps, steps=cfg.pgd_steps, seed=1,
+                                 device=cfg.device, limit=cfg.eval_samples)
+    timing["transfer_source_s"] = time.perf_counter() - t0
+
+    def evaluate(model, seed):
+        modes = _adder_setup(cfg)[1]
+        return robustness(model, test, eps=cfg.eps, steps=cfg.pgd_steps, fgsm_eps=cfg.headline_eps,
+                          transfer=transfer, seed=seed, device=cfg.device, limit=cfg.eval_samples,
+                          adder_grad_modes=modes)
+
+    teacher_eval = evaluate(teacher, 0)
+    x_fig, y_fig = next(iter(test))
+    x_fig, y_fig = x_fig[: cfg.figure_images].to(cfg.device), y_fig[: cfg.figure_images].to(cfg.device)
+    x_cos, y_cos = next(iter(test))
+    x_cos, y_cos = x_cos.to(cfg.device), y_cos.to(cfg.device)
+
+    plan = [(s, "conv") for s in cfg.students] if "conv" in cfg.kinds else []
+    if "adder" in cfg.kinds:
+        plan += [(s, "adder") for s in cfg.adder_students]
+    rows, details, figure_grads = [], [], {}
+    for student, kind in plan:
+        t0 = time.perf_counter()
+        res = []
+        seeds = cfg.seeds if kind == "conv" or cfg.adder_seeds is None else cfg.adder_seeds
+        for seed in seeds:
+            log(f"student {student} ({kind}), seed {seed}")
+            loaders = _loaders(TARGET_CLASSES, cfg, seed)
+            model = train_student(student, kind, seed, teacher, cfg, loaders, log=None)
+            r = evaluate(model, seed)
+            r["grad_cosine"] = grad_cosine(model, teacher, x_cos, y_cos, cfg.target)
+            res.append(r)
+            if seed == cfg.seeds[0] and kind == "conv":
+                figure_grads[student] = input_gradient(model.eval(), x_fig, y_fig, target=cfg.target).cpu()
+        rows.append(_row(student, kind, res, cfg))
+        details.append({"student": student, "kind": kind, "seconds": time.perf_counter() - t0,
+                        "grad_cosine": [r["grad_cosine"] for r in res],
+                        "pgd_by_mode": [{m: {str(e): _pct(a) for e, a in d.items()} for m, d in r["pgd_by_mode"].items()}
+                                        for r in res]})
+        log(_summary_line(rows[-1], cfg))
+
+    adapter_rows = []
+    if cfg.adapter_teacher is not None and "conv" in cfg.kinds:
+        t0 = time.perf_counter()
+        acfg = dataclasses.replace(cfg.adapter_teacher, batch_size=cfg.batch_size, limit_batches=cfg.limit_batches)
+        adapter = make_adapter((1, 28, 28), acfg.input_size, how=acfg.resize).to(cfg.device)
+        a_src = _loaders(SOURCE_CLASSES, cfg, acfg.seed, resize=adapter.cpu())
+        a_base = robust_teacher(acfg, lambda: _build(acfg.model, acfg.kind, len(SOURCE_CLASSES)), a_src,
+                                cache_dir=cache, device=cfg.device, progress=cfg.progress, log=log)
+        a_tgt = _loaders(TARGET_CLASSES, cfg, 0, resize=adapter.cpu())
+        a_teacher = finetune_head(a_base, a_tgt, len(TARGET_CLASSES), epochs=cfg.head_epochs, lr=cfg.head_lr,
+                                  device=cfg.device,
+                                  progress=cfg.progress, limit_batches=cfg.limit_batches).to(cfg.device)
+        adapter = adapter.to(cfg.device)
+        seed = cfg.seeds[0]
+        model = train_student("igam", "conv", seed, a_teacher, cfg, _loaders(TARGET_CLASSES, cfg, seed),
+                              adapter=adapter)
+        r = evaluate(model, seed)
+        r["grad_cosine"] = grad_cosine(model, a_teacher, x_cos, y_cos, cfg.target, adapter=adapter)
+        row = _row("igam", "conv", [r], cfg)
+        adapter_rows.append({**row, "teacher": f"{acfg.model} {acfg.input_size[1]}x{acfg.input_size[2]} "
+                                                f"via {acfg.resize}", "grad_cosine": [r["grad_cosine"]]})
+        timing["adapter_run_s"] = time.perf_counter() - t0
+        log("adapter run: " + _summary_line(row, cfg))
+
+    timing["total_s"] = time.perf_counter() - t_start
+    backend, modes = _adder_setup(cfg)
+    result = {
+        "rows": rows,
+        "adapter_rows": adapter_rows,
+        "teacher": {"clean": _pct(teacher_eval["clean"]), "fgsm": _pct(teacher_eval["fgsm"]),
+                    "transfer": _pct(teacher_eval["transfer"]),
+                    "pgd": {str(e): _pct(a) for e, a in teacher_eval["pgd"].items()}},
+        "details": details,
+        "config": _config_dict(cfg, backend, modes),
+        "timing_s": {k: round(v, 1) for k, v in timing.items()},
+    }
+    result["claims"] = claims(result, cfg.headline_eps)
+    table = results_table(result, cfg)
+    if out:
+        os.makedirs(out, exist_ok=True)
+        with open(os.path.join(out, "igam_table.md"), "w") as f:
+            f.write(table + "\n")
+        if figure_grads:
+            teacher_grads = input_gradient(teacher, x_fig, y_fig, target=cfg.target).cpu()
+            save_figure(gradient_figure(x_fig.cpu(), teacher_grads, figure_grads),
+                        os.path.join(out, "igam_gradients.png"))
+    if json_path:
+        write_json(json_path, result)
+    log(table)
+    return result
+
+
+def claims(result: dict, eps: float = 0.1) -> dict:
+    """The issue's questions, answered from the rows (percent points): is IGAM's PGD accuracy at
+    ``eps`` above CE's by more than the sum of their stds, is its clean accuracy within 5 points,
+    how much of the gain L_diff alone gives, and does the transfer attack agree with PGD (a model
+    that a transfer attack beats harder than white-box PGD does is masking its gradients)."""
+    rows = {(r["student"], r["kind"]): r for r in result["rows"]}
+    key = str(eps)
+    out: dict = {"eps": eps}
+    for kind in ("conv", "adder"):
+        ce, ig, ld = rows.get(("ce", kind)), rows.get(("igam", kind)), rows.get(("ldiff", kind))
+        if not ce or not ig:
+            continue
+        (m_ce, s_ce), (m_ig, s_ig) = _stats(ce["pgd"][key]), _stats(ig["pgd"][key])
+        c = {"pgd_ce": m_ce, "pgd_igam": m_ig, "gain": m_ig - m_ce, "sum_std": s_ce + s_ig,
+             "igam_above_ce_by_more_than_sum_std": (m_ig - m_ce) > (s_ce + s_ig),
+             "clean_drop": _stats(ce["clean"])[0] - _stats(ig["clean"])[0]}
+        c["clean_within_5"] = abs(c["clean_drop"]) <= 5.0
+        if ld:
+            m_ld = _stats(ld["pgd"][key])[0]
+            c["pgd_ldiff"] = m_ld
+            c["ldiff_gain"] = m_ld - m_ce
+            c["ldiff_share_of_gain"] = (m_ld - m_ce) / (m_ig - m_ce) if m_ig != m_ce else None
+        masking = {}
+        for name, row in (("ce", ce), ("ldiff", ld), ("igam", ig)):
+            if row:
+                pgd_m, tr_m = _stats(row["pgd"][key])[0], _stats(row["transfer"])[0]
+                masking[name] = {"pgd": pgd_m, "transfer": tr_m, "transfer_below_pgd": tr_m < pgd_m}
+        c["transfer_vs_pgd"] = masking
+        c["transfer_gain"] = _stats(ig["transfer"])[0] - _stats(ce["transfer"])[0]
+        out[kind] = c
+    return out
+
+
+def merge_results(parts: list, cfg: Config) -> dict:
+    """One result from runs of the same configuration that trained different students (e.g. the conv
+    and the adder students in two processes): rows, adapter rows and details concatenated."""
+    if not parts:
+        raise ValueError("nothing to merge")
+    merged = dict(parts[0])
+    for key in ("rows", "adapter_rows", "details"):
+        merged[key] = [r for p in parts for r in p.get(key, [])]
+    seen = [(r["student"], r["kind"]) for r in merged["rows"]]
+    if len(seen) != len(set(seen)):
+        raise ValueError(f"the runs to merge repeat rows: {seen}")
+    merged["timing_s"] = {f"part{i}": p.get("timing_s", {}) for i, p in enumerate(parts)}
+    merged["config"] = {f"part{i}": p.get("config") for i, p in enumerate(parts)}
+    merged["table"] = results_table(merged, cfg)
+    merged["claims"] = claims(merged, cfg.headline_eps)
+    return merged
+
+
+def _row(student: str, kind: str, res: list, cfg: Config) -> dict:
+    return {"student": student, "kind": kind,
+            "clean": [_pct(r["clean"]) for r in res],
+            "fgsm": [_pct(r["fgsm"]) for r in res],
+            "pgd": {str(e): [_pct(r["pgd"][e]) for r in res] for e in cfg.eps},
+            "transfer": [_pct(r["transfer"]) for r in res]}
+
+
+def _fmt(values) -> str:
+    m, s = _stats(values)
+    return "n/a" if math.isnan(m) else f"{m:.1f} ± {s:.1f}"
+
+
+def _summary_line(row: dict, cfg: Config) -> str:
+    return (f"{row['student']:>5} {row['kind']:>5}: clean {_fmt(row['clean'])}  fgsm {_fmt(row['fgsm'])}  "
+            + "  ".join(f"pgd@{e} {_fmt(row['pgd'][str(e)])}" for e in cfg.eps)
+            + f"  transfer {_fmt(row['transfer'])}")
+
+
+def results_table(result: dict, cfg: Config) -> str:
+    eps_cols = [f"PGD-{cfg.pgd_steps} @{e}" for e in cfg.eps]
+    cols = ["student", "kind", "seeds", "clean", f"FGSM @{cfg.headline_eps}", *eps_cols,
+            f"transfer @{cfg.headline_eps}"]
+    table_rows = []
+    for row in [*result["rows"], *[{**r, "student": f"{r['student']} ({r['teacher']})"} for r in result["adapter_rows"]]]:
+        table_rows.append({"student": row["student"], "kind": row["kind"], "seeds": len(row["clean"]),
+                           "clean": _fmt(row["clean"]), f"FGSM @{cfg.headline_eps}": _fmt(row["fgsm"]),
+                           **{c: _fmt(row["pgd"][str(e)]) for c, e in zip(eps_cols, cfg.eps)},
+                           f"transfer @{cfg.headline_eps}": _fmt(row["transfer"])})
+    t = result["teacher"]
+    table_rows.append({"student": "teacher (robust, head fine-tuned)", "kind": cfg.teacher.kind, "seeds": 1,
+                       "clean": t["clean"], f"FGSM @{cfg.headline_eps}": t["fgsm"],
+                       **{c: t["pgd"][str(e)] for c, e in zip(eps_cols, cfg.eps)},
+                       f"transfer @{cfg.headline_eps}": t["transfer"]})
+    return table_markdown(table_rows, cols)
+
+
+def gradient_figure(images: torch.Tensor, teacher_grads: torch.Tensor, student_grads: dict):
+    """Rows: images; columns: the image, then the input gradients of the teacher and each student,
+    each shown signed on its own symmetric scale (red positive, blue negative)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = {"ce": "plain student (CE)", "ldiff": "student, L_diff only", "igam": "IGAM student"}
+    cols = [("image", images, "gray"), ("robust teacher", teacher_grads, "seismic")]
+    cols += [(names.get(k, k), g, "seismic") for k, g in student_grads.items()]
+    n = images.shape[0]
+    fig, axes = plt.subplots(n, len(cols), figsize=(1.8 * len(cols), 1.8 * n), squeeze=False)
+    for i in range(n):
+        for j, (title, data, cmap) in enumerate(cols):
+            img = data[i, 0].numpy()
+            ax = axes[i, j]
+            if cmap == "gray":
+                ax.imshow(img, cmap=cmap, vmin=0, vmax=1)
+            else:
+                lim = float(abs(img).max()) or 1.0
+                ax.imshow(img, cmap=cmap, vmin=-lim, vmax=lim)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(title, fontsize=8)
+    fig.suptitle("Input gradients d p(true class) / d x (mnist5k digits 5-9)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def _config_dict(cfg: Config, backend: str, modes: tuple) -> dict:
+    d = dataclasses.asdict(cfg)
+    d["adder_backend"], d["adder_grad_modes"] = backend, list(modes)
+    d["threads"] = torch.get_num_threads()
+    return d
