@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from ._extension import native_available
-from .ops import _out_shape
+from ._validation import out_size
 
 
 def u8_out_dtype(scale, shift, relu, out_scale) -> torch.dtype:
@@ -18,6 +18,15 @@ def u8_out_dtype(scale, shift, relu, out_scale) -> torch.dtype:
     if scale is not None or shift is not None or relu:
         return torch.float32
     return torch.int32
+
+
+def _out_shape(input, weight, stride, padding, dilation):
+    # Geometry only: ops._out_shape also asks for input and weight of one float dtype, and this op
+    # takes a float32 input beside uint8 weights (it quantises on the way in).
+    n, _, h, w = input.shape
+    o, _, kh, kw = weight.shape
+    return (n, o, out_size(h, kh, stride[0], padding[0], dilation[0]),
+            out_size(w, kw, stride[1], padding[1], dilation[1]))
 
 
 def _register() -> None:

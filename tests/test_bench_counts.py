@@ -219,7 +219,7 @@ def test_flop_counter_fused_and_conv_parity():
 
 
 def test_energy_arithmetic():
-    t = energy.load_table()
+    t = energy.load_energy_table()
     assert "Horowitz" in t.source and "ISSCC 2014" in t.source
     counts = {"mults": 10, "adds": 20, "acc_adds": 8, "abs": 5, "cmps": 3}
     assert t.energy_pj(counts, "float32") == pytest.approx(10 * 3.7 + (20 + 5 + 3) * 0.9)
@@ -234,7 +234,7 @@ def test_custom_table(tmp_path):
     good = {"source": "my chip", "unit": "pJ", "ops": {"float32": {"add": 1, "mult": 2}}}
     p = tmp_path / "t.json"
     p.write_text(json.dumps(good))
-    t = energy.load_table(str(p))
+    t = energy.load_energy_table(str(p))
     assert t.energy_pj({"mults": 3, "adds": 4}, "float32") == 3 * 2 + 4 * 1
     assert "my chip" in t.citation("float32")
 
@@ -253,16 +253,16 @@ def test_malformed_tables(tmp_path, bad, message):
     p = tmp_path / "bad.json"
     p.write_text(json.dumps(bad))
     with pytest.raises(energy.EnergyTableError, match=message):
-        energy.load_table(str(p))
+        energy.load_energy_table(str(p))
 
 
 def test_unreadable_tables(tmp_path):
     p = tmp_path / "broken.json"
     p.write_text("{not json")
     with pytest.raises(energy.EnergyTableError, match="not valid JSON"):
-        energy.load_table(str(p))
+        energy.load_energy_table(str(p))
     with pytest.raises(energy.EnergyTableError, match="cannot read"):
-        energy.load_table(str(tmp_path / "missing.json"))
+        energy.load_energy_table(str(tmp_path / "missing.json"))
 
 
 # ----------------------------------------------------------------- cost tables: cycles
@@ -272,9 +272,9 @@ def test_shipped_tables_and_units():
     via = cost_table.load_table("via_nano_2000")
     assert via.unit == "cycles" and via.name == "via_nano_2000" and "VIA Nano 2000" in via.source
     assert via.entry("float32") == {"add": 2, "mult": 4}
-    assert energy.load_table().name == "energy_45nm" and energy.load_table().unit == "pJ"
+    assert energy.load_energy_table().name == "energy_45nm" and energy.load_energy_table().unit == "pJ"
     with pytest.raises(energy.EnergyTableError, match="'unit' must be 'pJ' here, got 'cycles'"):
-        energy.load_table(cost_table.SHIPPED["via_nano_2000"])
+        energy.load_energy_table(cost_table.SHIPPED["via_nano_2000"])
     with pytest.raises(cost_table.CostTableError, match="in cycles, not pJ"):
         via.energy_pj({"mults": 1, "adds": 1}, "float32")
     with pytest.raises(cost_table.CostTableError, match="shipped tables: energy_45nm, via_nano_2000"):

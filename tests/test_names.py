@@ -11,9 +11,9 @@ import sys
 import addernet
 
 # Names every module of a kind defines on purpose, with one meaning each: a CLI module's entry
-# points, a report module's renderer, and one op's implementations (a backend each, plus the
+# points, a report module's renderer, and each op's implementations (a backend each, plus the
 # dispatching functional form).
-SHARED_BY_DESIGN = {"main", "run", "add_arguments", "markdown", "adder_conv2d"}
+SHARED_BY_DESIGN = {"main", "run", "add_arguments", "markdown", "adder_conv2d", "adder_conv2d_u8"}
 
 
 def test_each_public_name_is_defined_once():

@@ -97,7 +97,7 @@ def backward(grad_out, x, weight, stride, padding, dilation, groups, need_input=
     return gx, gw_full
 
 
-def exact_backward(grad_out, x, weight, stride, padding, dilation, groups, need_input=True, need_weight=True):
+def backward_exact(grad_out, x, weight, stride, padding, dilation, groups, need_input=True, need_weight=True):
     """The true gradients of the L1 form: sign(W - X) for the input, sign(X - W) for the weight
     (padded taps included: there X is 0)."""
     conf = (stride, padding, dilation, groups)
@@ -117,7 +117,7 @@ class _AdderConv2dFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         x, weight = ctx.saved_tensors
-        fn = exact_backward if ctx.grad_mode == "exact" else backward
+        fn = backward_exact if ctx.grad_mode == "exact" else backward
         gx, gw = fn(
             grad_out, x, weight, *ctx.conf,
             need_input=ctx.needs_input_grad[0], need_weight=ctx.needs_input_grad[1],

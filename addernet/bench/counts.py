@@ -193,7 +193,7 @@ class _Counter:
         note = ""
         if t == "adder_int8":
             ops, epi = _int8_adder(m, x, y)
-            self.layers.append(LayerCount(f"{label}:epilogue", "int8_epilogue", tuple(x.shape), tuple(y.shape), **epi))
+            self.layers.append(LayerOps(f"{label}:epilogue", "int8_epilogue", tuple(x.shape), tuple(y.shape), **epi))
         elif t in ("adder", "conv"):
             ops = _conv_like(m, x, y, adder=t == "adder")
         elif t == "linear":

@@ -17,10 +17,10 @@ EnergyTable = CostTable
 EnergyTableError = CostTableError
 
 
-def validate(data, where: str = "energy table") -> CostTable:
+def validate_energy_table(data, where: str = "energy table") -> CostTable:
     return _validate(data, where, unit="pJ")
 
 
-def load_table(path: str | None = None) -> CostTable:
+def load_energy_table(path: str | None = None) -> CostTable:
     """The energy table in ``path`` (unit pJ), or the default 45 nm table."""
     return _load(path or DEFAULT_TABLE, unit="pJ")

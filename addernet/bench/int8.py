@@ -14,7 +14,7 @@ from .counts import count_ops
 from .energy import EnergyTable
 
 
-def available(device: str) -> str | None:
+def int8_unavailable_reason(device: str) -> str | None:
     """None when the int8 column can be measured here, else why not."""
     from .._extension import native_available
 

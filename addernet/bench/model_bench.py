@@ -26,7 +26,7 @@ from .counts import CONVENTION, count_ops
 from . import int8 as int8_bench
 from .cost_table import SHIPPED, CostTableError
 from .cost_table import load_table as load_cost_table
-from .energy import EnergyTableError, load_table
+from .energy import EnergyTableError, load_energy_table
 from .latency import time_interleaved
 
 # Small enough that a CPU finishes a few timed rounds of each in seconds.
@@ -263,7 +263,7 @@ def bench_model(name: str, kind: str = "both", batch_size: int | None = None, de
         h, w = spec.input_size[1:]  # said now, before any work
         raise BenchError(f"{name} takes {h}x{w} images only (input CxHxW = Cx{h}x{w}), "
                          f"got {'x'.join(map(str, input_size))}")
-    table = load_table(energy_table)
+    table = load_energy_table(energy_table)
     table.entry(dtype)  # an unknown dtype fails now
     extra = [load_cost_table(t) for t in cost_tables]
     for t in extra:
@@ -312,7 +312,7 @@ def _bench(name, kind, batch_size, device, backends_spec, dtype, table, latency,
             notes.append(f"{k}: not counted (no rule for them): {', '.join(c.uncounted)}")
     qmodel = None
     if "adder" in models:
-        why = int8_bench.available(device)
+        why = int8_bench.int8_unavailable_reason(device)
         if why is None:
             qmodel = int8_bench.int8_model(models["adder"], chw, batch)
             result["int8"] = int8_bench.int8_counts(qmodel, chw, table, fold_bn)
@@ -430,7 +430,7 @@ def _check_args(args) -> None:
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: torch sees no CUDA device here; use --device cpu")
     try:
-        table = load_table(args.energy_table)
+        table = load_energy_table(args.energy_table)
     except EnergyTableError as exc:
         raise UsageError(f"--energy-table: {exc}") from None
     if args.dtype not in table.dtypes():
