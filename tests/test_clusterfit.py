@@ -15,6 +15,7 @@ import torch
 from methods.clusterfit import (CFAugment, PseudoLabels, check_pseudo_labels, fit_pca, l2_normalize,
                                 make_pseudo_labels)
 from methods.clusterfit.pseudo_labels import default_sample
+from torchrun_job import run_torchrun
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -221,17 +222,9 @@ def test_cli_user_mistakes_exit_2_with_one_line(args, message):
     assert len(r.stderr.strip().splitlines()) == 1
 
 
-def _free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_features_under_torchrun_match_one_process(tmp_path):
     # Two gloo processes each extract a strided shard of the 1437 digits (719 + 718 rows, so the
     # padding of the gather is exercised) and must hand back exactly the one-process matrix.
-    import signal
     from addernet.train import build_model
     torch.manual_seed(0)
     net = build_model("tinynet", num_classes=10, kind="conv", in_channels=1)
@@ -244,19 +237,7 @@ def test_features_under_torchrun_match_one_process(tmp_path):
     r = _cli(*args, "--out", str(one))
     assert r.returncode == 0, r.stderr[-3000:]
     two = tmp_path / "two.pt"
-    env = dict(os.environ, PYTHONPATH=ROOT, MASTER_ADDR="127.0.0.1", GLOO_SOCKET_IFNAME="lo", OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
-           "--master_addr=127.0.0.1", f"--master_port={_free_port()}", "-m", "methods.clusterfit", *args,
-           "--distributed", "--out", str(two)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
-    try:
-        log, _ = proc.communicate(timeout=600)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        log, _ = proc.communicate()
-        pytest.fail("torchrun timed out:\n" + log[-3000:])
-    assert proc.returncode == 0, log[-5000:]
+    run_torchrun(["-m", "methods.clusterfit", *args, "--distributed", "--out", str(two)], timeout=600, cwd=ROOT)
     a = torch.load(one, weights_only=True)
     b = torch.load(two, weights_only=True)
     assert a["features"].shape == (1437, a["features"].shape[1]) and torch.equal(a["labels"], b["labels"])

@@ -3,9 +3,6 @@ test checks what they wrote. One launch does both checks, because starting torch
 machine is the slow part."""
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
 
 import pytest
@@ -14,6 +11,7 @@ from torch import nn
 
 from addernet import AdderConv2d
 from addernet.data import get_dataset
+from torchrun_job import run_torchrun
 
 STEP_BATCH = 32
 
@@ -106,30 +104,10 @@ def gan_fit(out, rank):
                os.path.join(out, f"gan{rank}.pt"))
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def ddp_out(tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp")
-    env = dict(os.environ, MASTER_ADDR="127.0.0.1", GLOO_SOCKET_IFNAME="lo", OMP_NUM_THREADS="1")
-    # A static rendezvous on 127.0.0.1: --standalone's c10d store may advertise a hostname that a
-    # sandbox cannot resolve.
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
-           "--master_addr=127.0.0.1", f"--master_port={_free_port()}", __file__, str(out)]
-    # Own session, so that a hung run can be killed with its workers, not just the launcher.
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
-    try:
-        log, _ = proc.communicate(timeout=180)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        log, _ = proc.communicate()
-        pytest.fail("torchrun timed out:\n" + log[-3000:])
-    assert proc.returncode == 0, log[-5000:]
+    run_torchrun([__file__, str(out)], timeout=180)
     return out
 
 

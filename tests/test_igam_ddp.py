@@ -2,14 +2,12 @@
 (``worker``); the tests check what they wrote. Double backprop through a DDP-wrapped student must
 give the full batch's update, and every rank's discriminator must stay the same."""
 import os
-import signal
-import socket
-import subprocess
 import sys
 
 import pytest
 import torch
 from torch import nn
+from torchrun_job import run_torchrun
 
 BATCH = 16
 
@@ -70,29 +68,10 @@ def worker(out):
     dist.destroy_process_group()
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def ddp_out(tmp_path_factory):
     out = tmp_path_factory.mktemp("igam_ddp")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, MASTER_ADDR="127.0.0.1", GLOO_SOCKET_IFNAME="lo", OMP_NUM_THREADS="1",
-               PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
-           "--master_addr=127.0.0.1", f"--master_port={_free_port()}", __file__, str(out)]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
-    try:
-        log, _ = proc.communicate(timeout=300)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        log, _ = proc.communicate()
-        pytest.fail("torchrun timed out:\n" + log[-3000:])
-    assert proc.returncode == 0, log[-5000:]
+    run_torchrun([__file__, str(out)], timeout=300)
     return out
 
 
