@@ -28,7 +28,7 @@ paper's runs by name (the CLI, ``addernet train --help``)::
 """
 from .amp import amp_dtype, make_scaler, mixed_precision, optimizer_step, restore_adder_grads
 from .callbacks import Callback, TrainState
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, atomic_write, load_checkpoint, save_checkpoint
 from .config import RECIPES, TrainConfig, resolve
 from .configured import compare
 from .costs import weight_layer_ops
@@ -41,7 +41,7 @@ from .step import StepOutput, classification_step, soft_target_step
 __all__ = [
     "Callback", "CheckpointError", "FitResult", "MetricMeter", "RECIPES", "StepOutput", "TinyNet", "TrainConfig",
     "TrainState",
-    "amp_dtype", "build_model", "build_optimizer", "classification_step", "compare", "cosine_schedule",
+    "amp_dtype", "atomic_write", "build_model", "build_optimizer", "classification_step", "compare", "cosine_schedule",
     "epoch_seed", "evaluate", "fit", "load_checkpoint", "make_scaler", "mixed_precision", "optimizer_step",
     "pick_device", "resolve", "restore_adder_grads", "save_checkpoint", "seed_everything", "set_loader_epoch",
     "soft_target_step", "to_device", "train_one_epoch", "weight_layer_ops",

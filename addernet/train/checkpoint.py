@@ -19,17 +19,19 @@ import torch
 
 
 def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Write to a temp file in the same folder, fsync, then rename over ``path``: a crash at any
-    point leaves either the old file or the new one, never a torn one."""
-    _atomic(path, lambda f: f.write(data))
+    """Write ``data`` to ``path`` atomically (see ``atomic_write``)."""
+    atomic_write(path, lambda f: f.write(data))
 
 
 def save_checkpoint(state: dict, path: str) -> None:
     """``torch.save`` ``state`` to ``path`` atomically (see ``atomic_write_bytes``)."""
-    _atomic(path, lambda f: torch.save(state, f))
+    atomic_write(path, lambda f: torch.save(state, f))
 
 
-def _atomic(path: str, write) -> None:
+def atomic_write(path, write) -> str:
+    """Call ``write(f)`` on a binary temp file in ``path``'s folder, fsync, then rename it over
+    ``path``: a crash at any point leaves either the old file or the new one, never a torn one.
+    The file gets the mode ``open`` would give it (the user's umask). Returns ``path``."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
@@ -48,6 +50,7 @@ def _atomic(path: str, write) -> None:
             pass
         raise
     _fsync_dir(folder)
+    return path
 
 
 def _umask() -> int:

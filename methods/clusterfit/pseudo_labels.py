@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from addernet.train import atomic_write
 from methods.common import kmeans
 
 OFFICIAL_ITERS = 50
@@ -38,12 +39,9 @@ class PseudoLabels:
 
     def save(self, path: str | os.PathLike) -> None:
         """One torch file: {"format", "labels", "centroids", "config"}, written atomically."""
-        path = os.fspath(path)
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        tmp = f"{path}.tmp{os.getpid()}"
-        torch.save({"format": FORMAT, "labels": self.labels.cpu(), "centroids": self.centroids.cpu(),
-                    "config": dict(self.config)}, tmp)
-        os.replace(tmp, path)
+        obj = {"format": FORMAT, "labels": self.labels.cpu(), "centroids": self.centroids.cpu(),
+               "config": dict(self.config)}
+        atomic_write(path, lambda f: torch.save(obj, f))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "PseudoLabels":
