@@ -20,18 +20,7 @@ from torchrun_job import run_torchrun
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_faiss_thread():
-    # faiss's OpenMP threads spin on a shared, oversubscribed machine; one is plenty at these sizes.
-    try:
-        import faiss
-    except ImportError:
-        yield
-        return
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    yield
-    faiss.omp_set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_faiss_thread")
 
 
 def _blobs(n_per, k, d, seed=0):

@@ -17,17 +17,7 @@ BACKENDS = ["torch"] + (["faiss"] if faiss_available() else [])
 needs_faiss = pytest.mark.skipif(not faiss_available(), reason="faiss is not installed")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_faiss_thread():
-    # faiss's OpenMP threads spin on a shared, oversubscribed box (50x slower here); one is plenty for these sizes
-    if not faiss_available():
-        yield
-        return
-    import faiss
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    yield
-    faiss.omp_set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_faiss_thread")
 
 
 def _blobs(n_per, k, d, spread, sep, seed):

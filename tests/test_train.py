@@ -19,13 +19,7 @@ BASE = dict(data="digits", model="tinynet", kind="adder", epochs=4, batch_size=1
             progress=False)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # On a shared 2-core machine, OpenMP's spinning threads make tiny ops many times slower.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_cosine_schedule_values():
