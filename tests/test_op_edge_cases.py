@@ -317,3 +317,31 @@ def test_triton_nan_and_inf_input_gradient_matches_the_reference(shape, where, v
     gx, _ = torch.ops.addernet.triton_adder_conv2d_backward(g, x, w, *args, [True, False])
     assert torch.equal(gx.isnan(), ref.isnan()) and torch.equal(gx.isinf(), ref.isinf())
     torch.testing.assert_close(gx.double(), ref, rtol=1e-4, atol=1e-4, equal_nan=True)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("shape, special", _nan_inf_cases(), ids=lambda c: c[0])
+def test_cuda_nan_and_inf_input_gradient_matches_the_reference(dtype, shape, special):
+    # The CUDA kernel's hardtanh once used fminf/fmaxf, which drop a NaN: the same cases as the CPU's.
+    _, xs, ws, stride, padding, dilation = shape
+    _, where, value = special
+    gen = torch.Generator().manual_seed(0)
+    x, w = torch.randn(xs, generator=gen), torch.randn(ws, generator=gen)
+    g = torch.randn(F.conv2d(x, w, None, stride, padding, dilation).shape, generator=gen)
+    target = {"x": x, "w": w, "g": g}[where]
+    target.view(-1)[target.numel() // 3] = value
+    if where == "x":
+        x[0, 0, 2, 1] = value
+    if dtype == torch.float16 and value == 3e6:
+        pytest.skip("3e6 overflows float16; the float32 case covers it")
+    x, w, g = (t.to(dtype) for t in (x, w, g))
+    args = ([stride] * 2, [padding] * 2, [dilation] * 2, 1)
+    from addernet.backends import reference
+    ref, _ = reference.backward(g.double(), x.double(), w.double(), *args[:3], 1)
+    gx, _ = torch.ops.addernet.adder_conv2d_backward(g.cuda(), x.cuda(), w.cuda(), *args, [True, False])
+    gx = gx.cpu().double()
+    assert torch.equal(gx.isnan(), ref.isnan()) and torch.equal(gx.isinf(), ref.isinf())
+    tol = 2e-4 if dtype == torch.float32 else 2e-2
+    torch.testing.assert_close(gx, ref, rtol=tol, atol=tol * 10, equal_nan=True)

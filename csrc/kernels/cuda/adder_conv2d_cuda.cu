@@ -552,7 +552,10 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MINB)
       for (int j = 0; j < TN; ++j) acc[i][j] = 0.f;
     }
     auto op = [&](float& a_out, float wv, float gv, int i, int j) {
-      const float d = fminf(fmaxf(wv - xr[i][j], -1.f), 1.f);
+      // Compares, not fminf/fmaxf: those return the other operand for a NaN, so a NaN in x or w
+      // would leave the gradient finite where torch's hardtanh (and the CPU kernels) keep NaN.
+      float d = wv - xr[i][j];
+      d = d < -1.f ? -1.f : (d > 1.f ? 1.f : d);
       a_out = fmaf(gv, d, a_out);
     };
     if (ktiles > 0) {
