@@ -29,12 +29,13 @@ E choice_from_env(bool (*read)(E*, const char**), E fallback, const char* var) {
   return out;
 }
 
-// The ISA and the patch algorithm, from the environment, and the thread count at::parallel_for
+// The ISA, the patch algorithm and the forward tap, from the environment, and the thread count at::parallel_for
 // will use, so that small batches split channels to fill it.
 cpu::Options pick_options() {
   cpu::Options opt;
   opt.isa = choice_from_env(cpu::isa_from_env, cpu::Isa::scalar, "ADDERNET_CPU_ISA");
   opt.algo = choice_from_env(cpu::algo_from_env, cpu::Algo::automatic, "ADDERNET_CPU_ALGO");
+  opt.tap = choice_from_env(cpu::tap_from_env, cpu::Tap::identity, "ADDERNET_CPU_TAP");
   opt.threads = at::get_num_threads();
   return opt;
 }

@@ -78,6 +78,21 @@ bool algo_from_env(Algo* out, const char** error) {
   return false;
 }
 
+const char* tap_name(Tap tap) { return tap == Tap::exact ? "exact" : "identity"; }
+
+bool tap_from_env(Tap* out, const char** error) {
+  const char* env = std::getenv("ADDERNET_CPU_TAP");
+  *out = Tap::identity;
+  if (env == nullptr || *env == '\0') return true;
+  for (Tap tap : {Tap::identity, Tap::exact})
+    if (std::strcmp(env, tap_name(tap)) == 0) {
+      *out = tap;
+      return true;
+    }
+  *error = "ADDERNET_CPU_TAP must be one of identity, exact";
+  return false;
+}
+
 #ifdef ADDERNET_X86
 #define ADDERNET_DISPATCH(isa, fn, ...)                              \
   switch (isa) {                                                     \
@@ -104,7 +119,8 @@ int64_t Forward<T>::work_items(const ConvShape& s, const Options& o) {
 template <typename T>
 void Forward<T>::run(const ConvShape& s, const T* x, const void* wp, const T* scale, const T* shift,
                      bool relu, T* y, int64_t begin, int64_t end, const Options& o) {
-  ADDERNET_DISPATCH(o.isa, fwd_run, s, x, wp, scale, shift, relu, y, begin, end, o.algo, o.threads)
+  ADDERNET_DISPATCH(o.isa, fwd_run, s, x, wp, scale, shift, relu, y, begin, end, o.algo, o.threads,
+                    o.tap == Tap::identity)
 }
 template <typename T>
 Algo Forward<T>::choose(const ConvShape& s, const Options& o) { ADDERNET_DISPATCH(o.isa, fwd_algo, s, o.algo) }
