@@ -136,6 +136,12 @@ std::string cpu_info() {
   const char* sep = "";
   for (cpu::Isa isa : {cpu::Isa::scalar, cpu::Isa::avx2, cpu::Isa::avx512})
     if (cpu::isa_supported(isa)) { out << sep << cpu::isa_name(isa); sep = ","; }
+  // What a call made now would run, the environment's choices included (the benchmarks print it).
+  const char* error = "";
+  cpu::Isa isa = cpu::best_isa();
+  cpu::Tap tap = cpu::Tap::identity;
+  out << " runs=" << (cpu::isa_from_env(&isa, &error) ? cpu::isa_name(isa) : "invalid");
+  out << " tap=" << (cpu::tap_from_env(&tap, &error) ? cpu::tap_name(tap) : "invalid");
   out << " threads=" << at::get_num_threads();
   out << " parallel=" << (AT_PARALLEL_OPENMP ? "openmp" : "native");
   return out.str();
