@@ -21,6 +21,18 @@ U = 2.0 ** -24  # float32's unit roundoff
 ALGOS = ("packed", "direct")
 
 
+def _paths(monkeypatch, algos=ALGOS):
+    """Sets the environment for, and yields a name of, every forward path this CPU runs: each ISA,
+    patch algorithm and identity width (the AVX-512 kernels have a 256- and a 512-bit one)."""
+    for isa in _isas():
+        monkeypatch.setenv("ADDERNET_CPU_ISA", isa)
+        for algo in algos:
+            monkeypatch.setenv("ADDERNET_CPU_ALGO", algo)
+            for tap in ("identity256", "identity512") if isa == "avx512" else ("identity",):
+                monkeypatch.setenv("ADDERNET_CPU_TAP", tap)
+                yield f"{isa}/{algo}/{tap}"
+
+
 def _op(x, w, cfg):
     return torch.ops.addernet.adder_conv2d(x, w, list(cfg["stride"]), list(cfg["padding"]),
                                            list(cfg["dilation"]), cfg["groups"])
@@ -106,12 +118,8 @@ def _check_identity(y, x, w, cfg, dtype, ctx):
 def test_identity_tap_within_its_bound_on_the_odd_shape_grid(monkeypatch, name, layout, dtype):
     cfg = GRID[name]
     x, w = _inputs(cfg, dtype, layout, seed=len(name))
-    monkeypatch.setenv("ADDERNET_CPU_TAP", "identity")
-    for isa in _isas():
-        monkeypatch.setenv("ADDERNET_CPU_ISA", isa)
-        for algo in ALGOS:
-            monkeypatch.setenv("ADDERNET_CPU_ALGO", algo)
-            _check_identity(_op(x, w, cfg), x, w, cfg, dtype, f"{name}/{layout}/{isa}/{algo}")
+    for path in _paths(monkeypatch):
+        _check_identity(_op(x, w, cfg), x, w, cfg, dtype, f"{name}/{layout}/{path}")
 
 
 @needs_native
@@ -126,6 +134,8 @@ def test_identity_is_the_default_and_both_taps_agree(monkeypatch):
     exact = _op(x, w, cfg)
     assert not torch.equal(default, exact)  # two different roundings ran
     torch.testing.assert_close(default, exact, rtol=0, atol=1e-4)
+    info = torch.ops.addernet._cpu_info()
+    assert "tap=exact" in info and "identity_bits=" in info
 
 
 @needs_native
@@ -140,19 +150,14 @@ def test_exact_tap_is_kept_for_inputs_far_from_zero_and_close_to_the_weights(mon
     cfg = dict(cfg, padding=(0, 0))  # padded taps would add |w| ~ 1000 to sum|x - w|
     y_ref, S, D = _reference(x, w, cfg)
     K = cfg["c"] * cfg["kh"] * cfg["kw"]
-    for isa in _isas():
-        monkeypatch.setenv("ADDERNET_CPU_ISA", isa)
-        for algo in ALGOS:
-            monkeypatch.setenv("ADDERNET_CPU_ALGO", algo)
-            ctx = f"{isa}/{algo}"
-            monkeypatch.setenv("ADDERNET_CPU_TAP", "exact")
-            err_exact = (_op(x, w, cfg).double() - y_ref).abs()
-            assert bool((err_exact <= exact_bound(D, K)).all()), ctx
-            monkeypatch.setenv("ADDERNET_CPU_TAP", "identity")
-            err_id = (_op(x, w, cfg).double() - y_ref).abs()
-            assert bool((err_id <= identity_bound(S, K)).all()), ctx
-            # The identity's error is real here: past what the exact tap's bound allows.
-            assert bool((err_id > exact_bound(D, K)).any()), ctx
+    for path in _paths(monkeypatch):
+        err_id = (_op(x, w, cfg).double() - y_ref).abs()
+        assert bool((err_id <= identity_bound(S, K)).all()), path
+        # The identity's error is real here: past what the exact tap's bound allows.
+        assert bool((err_id > exact_bound(D, K)).any()), path
+        monkeypatch.setenv("ADDERNET_CPU_TAP", "exact")
+        err_exact = (_op(x, w, cfg).double() - y_ref).abs()
+        assert bool((err_exact <= exact_bound(D, K)).all()), path
 
 
 # -- inf, -inf, NaN and overflow --------------------------------------------------------------------
@@ -190,12 +195,8 @@ def test_non_finite_inputs_give_what_the_exact_tap_gives(monkeypatch, name, wher
     target.view(-1)[target.numel() // 3] = value
     if where == "x":
         x[0, 0, 2, 1] = value  # a second one, in a row the dilated case never reads
-    monkeypatch.setenv("ADDERNET_CPU_TAP", "identity")
-    for isa in _isas():
-        monkeypatch.setenv("ADDERNET_CPU_ISA", isa)
-        for algo in ALGOS:
-            monkeypatch.setenv("ADDERNET_CPU_ALGO", algo)
-            _check_special(_op(x, w, cfg), x, w, cfg, f"{name}/{where}={value}/{isa}/{algo}")
+    for path in _paths(monkeypatch):
+        _check_special(_op(x, w, cfg), x, w, cfg, f"{name}/{where}={value}/{path}")
 
 
 @needs_native
@@ -206,12 +207,8 @@ def test_infinite_partial_sums_fall_back_to_the_exact_tap(monkeypatch):
     pattern = torch.tensor([2e38, 2e38, -2e38, -2e38])
     x = pattern.view(1, 4, 1, 1).expand(3, 4, 5, 6).contiguous()
     w = pattern.view(1, 4, 1, 1).expand(9, 4, 1, 1).contiguous()
-    monkeypatch.setenv("ADDERNET_CPU_TAP", "identity")
-    for isa in _isas():
-        monkeypatch.setenv("ADDERNET_CPU_ISA", isa)
-        for algo in ALGOS:
-            monkeypatch.setenv("ADDERNET_CPU_ALGO", algo)
-            assert torch.equal(_op(x, w, cfg), torch.zeros(3, 9, 5, 6)), f"{isa}/{algo}"
+    for path in _paths(monkeypatch):
+        assert torch.equal(_op(x, w, cfg), torch.zeros(3, 9, 5, 6)), path
 
 
 @needs_native
@@ -220,13 +217,10 @@ def test_a_nan_tile_leaves_the_other_images_on_the_identity_tap(monkeypatch):
     without it."""
     cfg = _cfg(2, 16, 8, 8, 16, 3, 3, padding=(1, 1))
     x, w = _inputs(cfg, torch.float32, "contiguous", seed=5)
-    monkeypatch.setenv("ADDERNET_CPU_TAP", "identity")
-    monkeypatch.setenv("ADDERNET_CPU_ALGO", "direct")  # its tiles are rows of one image
-    for isa in _isas():
-        monkeypatch.setenv("ADDERNET_CPU_ISA", isa)
+    for path in _paths(monkeypatch, algos=("direct",)):  # direct tiles are rows of one image
         clean = _op(x, w, cfg)
         xn = x.clone()
         xn[0, 3, 4, 4] = math.nan
         dirty = _op(xn, w, cfg)
-        assert torch.equal(dirty[1], clean[1]), isa
-        assert bool(dirty[0].isnan().any()), isa
+        assert torch.equal(dirty[1], clean[1]), path
+        assert bool(dirty[0].isnan().any()), path

@@ -25,7 +25,10 @@ from addernet.bench.latency import time_interleaved
 from addernet.bench.shapes import LAYER_SETS
 from addernet.machine import cpu_flags
 
-TAPS = ("identity", "exact")
+
+def _taps(isa: str) -> tuple[str, ...]:
+    # The AVX-512 kernels have the identity at two widths; the others have one.
+    return ("identity256", "identity512", "exact") if isa == "avx512" else ("identity", "exact")
 
 
 def _supported_isas() -> list[str]:
@@ -44,7 +47,7 @@ def _candidates(shape, isas):
 
     out = {"conv": conv}
     for isa in isas:
-        for tap in TAPS:
+        for tap in _taps(isa):
             def adder(isa=isa, tap=tap):
                 os.environ["ADDERNET_CPU_ISA"], os.environ["ADDERNET_CPU_TAP"] = isa, tap
                 with torch.no_grad():
@@ -71,7 +74,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(1 if args.clock == "thread" else args.threads)
     clock = time.thread_time if args.clock == "thread" else time.perf_counter
     saved = {k: os.environ.get(k) for k in ("ADDERNET_CPU_ISA", "ADDERNET_CPU_TAP")}
-    names = [f"{i}/{t}" for i in isas for t in TAPS]
+    names = [f"{i}/{t}" for i in isas for t in _taps(i)]
     print(f"# forward / F.conv2d, float32, {torch.get_num_threads()} thread(s), clock={args.clock}, "
           f"interleaved medians; native: {torch.ops.addernet._cpu_info()}")
     print(f"{'set':<10} {'layer':<18} {'batch':>5} " + " ".join(f"{n:>16}" for n in names) + f" {'conv ms':>8}")

@@ -142,6 +142,7 @@ std::string cpu_info() {
   cpu::Tap tap = cpu::Tap::identity;
   out << " runs=" << (cpu::isa_from_env(&isa, &error) ? cpu::isa_name(isa) : "invalid");
   out << " tap=" << (cpu::tap_from_env(&tap, &error) ? cpu::tap_name(tap) : "invalid");
+  out << " identity_bits=" << (cpu::prefer_256bit() ? 256 : 512);
   out << " threads=" << at::get_num_threads();
   out << " parallel=" << (AT_PARALLEL_OPENMP ? "openmp" : "native");
   return out.str();

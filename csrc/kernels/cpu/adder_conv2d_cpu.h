@@ -51,10 +51,15 @@ bool algo_from_env(Algo* out, const char** error);
 // few ulps of sum(|x| + |w|) where the exact tap's is a few ulps of sum |x - w| (docs/numerics.md).
 // A tile whose sums are not finite (an inf or NaN input, or an overflow) is recomputed with the
 // exact tap, so non-finite inputs give what |x - w| gives. `exact` forces the exact tap everywhere.
-// float64 always runs the exact tap. ADDERNET_CPU_TAP=identity|exact chooses.
-enum class Tap { identity = 0, exact = 1 };
+// float64 always runs the exact tap. ADDERNET_CPU_TAP=identity|exact|identity256|identity512
+// chooses. The AVX-512 kernels have the identity at two widths: `identity` takes 256-bit vectors
+// (with AVX-512VL's 32 registers) on AMD Zen 4, whose 512-bit operations issue as two 256-bit
+// halves, and 512-bit ones elsewhere; identity256/identity512 force one (other ISAs have one width).
+enum class Tap { identity = 0, exact = 1, identity256 = 2, identity512 = 3 };
 const char* tap_name(Tap tap);
 bool tap_from_env(Tap* out, const char** error);
+// The identity width `identity` means on this CPU: true for 256-bit.
+bool prefer_256bit();
 
 // How a call runs: the instruction set, the patch algorithm, and the caller's thread count. Work
 // items split a layer over images and tiles of positions; when those alone would leave threads
