@@ -2,6 +2,7 @@
 
     python benchmarks/floor/tap_ab.py --clock thread --json benchmarks/floor/tap_ab_thread.json
     python benchmarks/floor/tap_ab.py --clock wall --threads 2 --json benchmarks/floor/tap_ab_wall.json
+    python benchmarks/floor/tap_ab.py --merge run1.json run2.json run3.json   # a markdown table
 
 For every layer of benchmarks/bench_ops.py's sets it times, interleaved in one process:
 F.conv2d, and the native forward with each (ISA, tap) pair, the kernel choice switched through the
@@ -15,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import sys
 import time
 
@@ -56,6 +58,27 @@ def _candidates(shape, isas):
     return out
 
 
+def merge(paths: list[str]) -> str:
+    """A markdown table of several runs: per layer and path, the median of the runs' ratios and
+    their range."""
+    runs = []
+    for path in paths:
+        with open(path) as f:
+            runs.append(json.load(f))
+    names = [k[:-len("_ratio")] for k in runs[0]["rows"][0] if k.endswith("_ratio")]
+    meta = runs[0]["meta"]
+    lines = [f"forward / F.conv2d, {meta['threads']} thread(s), clock={meta['clock']}, "
+             f"median (min-max) of {len(runs)} runs; {meta['native']}", "",
+             "| layer (batch) | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for i, row in enumerate(runs[0]["rows"]):
+        cells = []
+        for n in names:
+            v = sorted(r["rows"][i][n + "_ratio"] for r in runs)
+            cells.append(f"{statistics.median(v):.2f} ({v[0]:.2f}-{v[-1]:.2f})")
+        lines.append(f"| {row['set']} {row['layer']} ({row['batch']}) | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sets", default="resnet20:32,resnet20:128,resnet18:8,lenet5_bn:256")
@@ -65,7 +88,11 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=9)
     p.add_argument("--max-seconds", type=float, default=10.0)
     p.add_argument("--json")
+    p.add_argument("--merge", nargs="+", metavar="JSON", help="print a table of these runs instead")
     args = p.parse_args(argv)
+    if args.merge:
+        print(merge(args.merge), end="")
+        return 0
     isas = args.isas.split(",") if args.isas else [i for i in _supported_isas() if i != "scalar"]
     bad = [i for i in isas if i not in _supported_isas()]
     if bad:
