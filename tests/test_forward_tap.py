@@ -28,7 +28,8 @@ def _paths(monkeypatch, algos=ALGOS):
         monkeypatch.setenv("ADDERNET_CPU_ISA", isa)
         for algo in algos:
             monkeypatch.setenv("ADDERNET_CPU_ALGO", algo)
-            for tap in ("identity256", "identity512") if isa == "avx512" else ("identity",):
+            # forced, so that it runs at every K (the default takes the exact tap below 32 taps)
+            for tap in ("identity256", "identity512") if isa == "avx512" else ("identity256",):
                 monkeypatch.setenv("ADDERNET_CPU_TAP", tap)
                 yield f"{isa}/{algo}/{tap}"
 
@@ -127,8 +128,11 @@ def test_identity_is_the_default_and_both_taps_agree(monkeypatch):
     cfg = GRID["odd"]
     x, w = _inputs(cfg, torch.float32, "contiguous", seed=1)
     monkeypatch.delenv("ADDERNET_CPU_TAP", raising=False)
-    default = _op(x, w, cfg)
+    default = _op(x, w, cfg)  # K = 45 taps: the identity, at the width this CPU prefers
+    bits = torch.ops.addernet._cpu_info().split("identity_bits=")[1].split()[0]
     monkeypatch.setenv("ADDERNET_CPU_TAP", "identity")
+    assert torch.equal(default, _op(x, w, cfg))
+    monkeypatch.setenv("ADDERNET_CPU_TAP", f"identity{bits}")
     assert torch.equal(default, _op(x, w, cfg))
     monkeypatch.setenv("ADDERNET_CPU_TAP", "exact")
     exact = _op(x, w, cfg)
@@ -201,12 +205,12 @@ def test_non_finite_inputs_give_what_the_exact_tap_gives(monkeypatch, name, wher
 
 @needs_native
 def test_infinite_partial_sums_fall_back_to_the_exact_tap(monkeypatch):
-    """x = w = (2e38, 2e38, -2e38, -2e38): every |x - w| is 0, but sum x overflows on the way
-    (4e38), and with it the identity's result; the tile must be recomputed exactly: y = 0."""
-    cfg = _cfg(3, 4, 5, 6, 9, 1, 1)
-    pattern = torch.tensor([2e38, 2e38, -2e38, -2e38])
-    x = pattern.view(1, 4, 1, 1).expand(3, 4, 5, 6).contiguous()
-    w = pattern.view(1, 4, 1, 1).expand(9, 4, 1, 1).contiguous()
+    """x = w = (2e38, 2e38, -2e38, -2e38, ...): every |x - w| is 0, but sum x overflows on the
+    way (4e38), and with it the identity's result; the tile must be recomputed exactly: y = 0."""
+    cfg = _cfg(3, 32, 5, 6, 9, 1, 1)
+    pattern = torch.tensor([2e38, 2e38, -2e38, -2e38]).repeat(8)
+    x = pattern.view(1, 32, 1, 1).expand(3, 32, 5, 6).contiguous()
+    w = pattern.view(1, 32, 1, 1).expand(9, 32, 1, 1).contiguous()
     for path in _paths(monkeypatch):
         assert torch.equal(_op(x, w, cfg), torch.zeros(3, 9, 5, 6)), path
 
@@ -224,3 +228,18 @@ def test_a_nan_tile_leaves_the_other_images_on_the_identity_tap(monkeypatch):
         dirty = _op(xn, w, cfg)
         assert torch.equal(dirty[1], clean[1]), path
         assert bool(dirty[0].isnan().any()), path
+
+
+@needs_native
+def test_few_taps_per_output_keep_the_exact_tap_by_default(monkeypatch):
+    """Below 32 taps an output's identity finish costs what its taps save: `identity` runs the
+    exact tap there (bit for bit), and still the identity from 32 taps up."""
+    gen = torch.Generator().manual_seed(11)
+    for c, identity_runs in ((31, False), (32, True)):
+        cfg = _cfg(2, c, 6, 6, 8, 1, 1)
+        x = torch.randn(2, c, 6, 6, generator=gen)
+        w = torch.randn(8, c, 1, 1, generator=gen)
+        monkeypatch.setenv("ADDERNET_CPU_TAP", "identity")
+        default = _op(x, w, cfg)
+        monkeypatch.setenv("ADDERNET_CPU_TAP", "exact")
+        assert torch.equal(default, _op(x, w, cfg)) != identity_runs, c

@@ -52,9 +52,11 @@ bool algo_from_env(Algo* out, const char** error);
 // A tile whose sums are not finite (an inf or NaN input, or an overflow) is recomputed with the
 // exact tap, so non-finite inputs give what |x - w| gives. `exact` forces the exact tap everywhere.
 // float64 always runs the exact tap. ADDERNET_CPU_TAP=identity|exact|identity256|identity512
-// chooses. The AVX-512 kernels have the identity at two widths: `identity` takes 256-bit vectors
-// (with AVX-512VL's 32 registers) on AMD Zen 4, whose 512-bit operations issue as two 256-bit
-// halves, and 512-bit ones elsewhere; identity256/identity512 force one (other ISAs have one width).
+// chooses. `identity` runs the exact tap where an output has fewer than 32 taps (too few to repay
+// the identity's per-output work). The AVX-512 kernels have the identity at two widths: `identity`
+// takes 256-bit vectors (with AVX-512VL's 32 registers) on AMD Zen 4, whose 512-bit operations
+// issue as two 256-bit halves, and 512-bit ones elsewhere. identity256/identity512 force the
+// identity at every K, at that width in the AVX-512 kernels (other ISAs have one width).
 enum class Tap { identity = 0, exact = 1, identity256 = 2, identity512 = 3 };
 const char* tap_name(Tap tap);
 bool tap_from_env(Tap* out, const char** error);
