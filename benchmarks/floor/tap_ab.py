@@ -29,8 +29,8 @@ from addernet.machine import cpu_flags
 
 
 def _taps(isa: str) -> tuple[str, ...]:
-    # The AVX-512 kernels have the identity at two widths; the others have one.
-    return ("identity256", "identity512", "exact") if isa == "avx512" else ("identity", "exact")
+    # The default, then (AVX-512 only: two widths) each width forced, then the exact tap.
+    return ("identity", "identity256", "identity512", "exact") if isa == "avx512" else ("identity", "exact")
 
 
 def _supported_isas() -> list[str]:
