@@ -98,6 +98,10 @@ def main(argv=None) -> int:
     if bad:
         print(f"tap_ab.py: ISA not supported here: {','.join(bad)}", file=sys.stderr)
         return 2
+    unknown = [spec.partition(":")[0] for spec in args.sets.split(",") if spec.partition(":")[0] not in LAYER_SETS]
+    if unknown:
+        print(f"tap_ab.py: unknown layer set {unknown[0]!r}; choose from {', '.join(LAYER_SETS)}", file=sys.stderr)
+        return 2
     torch.set_num_threads(1 if args.clock == "thread" else args.threads)
     clock = time.thread_time if args.clock == "thread" else time.perf_counter
     saved = {k: os.environ.get(k) for k in ("ADDERNET_CPU_ISA", "ADDERNET_CPU_TAP")}
