@@ -201,7 +201,8 @@ def test_algorithm_choice_follows_the_layer_shape(monkeypatch):
 
 
 @needs_native
-@pytest.mark.parametrize("var, value", [("ADDERNET_CPU_ISA", "sse9"), ("ADDERNET_CPU_ALGO", "winograd")])
+@pytest.mark.parametrize("var, value", [("ADDERNET_CPU_ISA", "sse9"), ("ADDERNET_CPU_ALGO", "winograd"),
+                                        ("ADDERNET_CPU_TAP", "fast")])
 def test_unknown_kernel_choice_is_a_clear_error(monkeypatch, var, value):
     monkeypatch.setenv(var, value)
     x, w = _inputs(BASE, torch.float32)

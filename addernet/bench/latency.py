@@ -30,7 +30,7 @@ class Timing:
         return (q[2] - q[0]) / 2 / self.median
 
 
-def _time_once(fn: Callable[[], object], cuda: bool) -> float:
+def _time_once(fn: Callable[[], object], cuda: bool, clock: Callable[[], float] = time.perf_counter) -> float:
     if cuda:
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
@@ -38,9 +38,9 @@ def _time_once(fn: Callable[[], object], cuda: bool) -> float:
         end.record()
         end.synchronize()
         return start.elapsed_time(end) / 1e3
-    t0 = time.perf_counter()
+    t0 = clock()
     fn()
-    return time.perf_counter() - t0
+    return clock() - t0
 
 
 def time_interleaved(
@@ -49,8 +49,12 @@ def time_interleaved(
     warmup: int = 1,
     cuda: bool = False,
     max_seconds: float | None = None,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> dict[str, Timing]:
     """Times each candidate ``repeats`` times, interleaved, after ``warmup`` untimed calls each.
+
+    ``clock`` times host work: wall time by default; ``time.thread_time`` (the calling thread's CPU
+    time, meaningful at 1 thread) is far less disturbed by other jobs on a shared machine.
 
     ``max_seconds`` stops early (keeping at least 3 rounds) when the slowest candidate would
     make the benchmark run too long.
@@ -66,7 +70,7 @@ def time_interleaved(
     for r in range(repeats):
         # Rotate the order each round so no candidate always runs right after the same one.
         for name in names[r % len(names):] + names[: r % len(names)]:
-            out[name].samples.append(_time_once(candidates[name], cuda))
+            out[name].samples.append(_time_once(candidates[name], cuda, clock))
         if max_seconds is not None and r >= 2 and time.perf_counter() - start > max_seconds:
             break
     return out

@@ -109,6 +109,8 @@ def run(args) -> list[dict]:
     rows = []
     print(f"# adder op vs F.conv2d, {args.dtype}, {torch.get_num_threads()} threads, "
           f"medians of interleaved runs, ratio = backend / conv")
+    if "native" in backends:
+        print(f"# native CPU kernels: {torch.ops.addernet._cpu_info()}")
     print(f"{'set':<10} {'layer':<18} {'batch':>5} {'mode':<7} " + " ".join(f"{b + '/conv':>14}" for b in backends)
           + f" {'conv ms':>9}")
     for spec in args.sets.split(","):

@@ -103,6 +103,13 @@ int main() {
   gtaps<__m256, 5, 2, ABS>("ymm 5x2 |x-w| sub+and+fma");
   gtaps<__m256, 6, 2, MIN>("ymm 6x2 min+add");
   gtaps<__m256, 6, 2, MINFMA>("ymm 6x2 min+fma");
+  gtaps<__m256, 5, 2, MINFMA>("ymm 5x2 min+fma");
+#ifdef __AVX512VL__
+  // ymm with AVX-512VL's 32 registers: the identity tap of the AVX-512 build
+  gtaps<__m256, 12, 2, MINFMA>("ymm 12x2 min+fma (32 regs)");
+  gtaps<__m256, 6, 4, MINFMA>("ymm 6x4 min+fma (32 regs)");
+  gtaps<__m256, 8, 2, MINFMA>("ymm 8x2 min+fma (32 regs)");
+#endif
   gtaps<__m512, 12, 2, FMA>("zmm 12x2 fma (conv)");
   gtaps<__m512, 12, 2, ABS>("zmm 12x2 |x-w| sub+and+fma");
   gtaps<__m512, 8, 2, ABS>("zmm 8x2 |x-w| sub+and+fma");

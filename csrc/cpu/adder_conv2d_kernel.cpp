@@ -29,12 +29,13 @@ E choice_from_env(bool (*read)(E*, const char**), E fallback, const char* var) {
   return out;
 }
 
-// The ISA and the patch algorithm, from the environment, and the thread count at::parallel_for
+// The ISA, the patch algorithm and the forward tap, from the environment, and the thread count at::parallel_for
 // will use, so that small batches split channels to fill it.
 cpu::Options pick_options() {
   cpu::Options opt;
   opt.isa = choice_from_env(cpu::isa_from_env, cpu::Isa::scalar, "ADDERNET_CPU_ISA");
   opt.algo = choice_from_env(cpu::algo_from_env, cpu::Algo::automatic, "ADDERNET_CPU_ALGO");
+  opt.tap = choice_from_env(cpu::tap_from_env, cpu::Tap::identity, "ADDERNET_CPU_TAP");
   opt.threads = at::get_num_threads();
   return opt;
 }
@@ -135,6 +136,13 @@ std::string cpu_info() {
   const char* sep = "";
   for (cpu::Isa isa : {cpu::Isa::scalar, cpu::Isa::avx2, cpu::Isa::avx512})
     if (cpu::isa_supported(isa)) { out << sep << cpu::isa_name(isa); sep = ","; }
+  // What a call made now would run, the environment's choices included (the benchmarks print it).
+  const char* error = "";
+  cpu::Isa isa = cpu::best_isa();
+  cpu::Tap tap = cpu::Tap::identity;
+  out << " runs=" << (cpu::isa_from_env(&isa, &error) ? cpu::isa_name(isa) : "invalid");
+  out << " tap=" << (cpu::tap_from_env(&tap, &error) ? cpu::tap_name(tap) : "invalid");
+  out << " identity_bits=" << (cpu::prefer_256bit() ? 256 : 512);
   out << " threads=" << at::get_num_threads();
   out << " parallel=" << (AT_PARALLEL_OPENMP ? "openmp" : "native");
   return out.str();

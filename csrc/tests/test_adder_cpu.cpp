@@ -87,8 +87,8 @@ static bool check(const ConvShape& s, const Options& opt, std::mt19937& rng, dou
   }
   const bool ok = err_y <= tol * scale_y && err_gx <= tol * scale_gx;
   if (!ok)
-    std::printf("FAIL %s %s threads=%ld N%ld C%ld %ldx%ld O%ld k%ldx%ld s%ld,%ld p%ld d%ld g%ld: y err %.3g, gx err %.3g\n",
-                isa_name(opt.isa), algo_name(opt.algo), long(opt.threads), long(s.N), long(s.C), long(s.H), long(s.W), long(s.O), long(s.KH),
+    std::printf("FAIL %s %s tap=%s threads=%ld N%ld C%ld %ldx%ld O%ld k%ldx%ld s%ld,%ld p%ld d%ld g%ld: y err %.3g, gx err %.3g\n",
+                isa_name(opt.isa), algo_name(opt.algo), tap_name(opt.tap), long(opt.threads), long(s.N), long(s.C), long(s.H), long(s.W), long(s.O), long(s.KH),
                 long(s.KW), long(s.SH), long(s.SW), long(s.PH), long(s.DH), long(s.G), err_y / scale_y,
                 err_gx / scale_gx);
   return ok;
@@ -120,14 +120,16 @@ int main() {
     }
     // Small batches split output (and input) channels across work items at 64 threads, where
     // tiles are too few, and at 3, where a few tiles would be dealt unevenly.
+    // Every forward tap (the float64 forward runs the exact one either way).
     for (Algo algo : {Algo::packed, Algo::direct})
       for (int64_t threads : {1, 3, 64})
-        for (const ConvShape& s : shapes) {
-          const Options opt{isa, algo, threads};
-          (check<float>(s, opt, rng, 1e-5) ? passed : failed)++;
-          (check<double>(s, opt, rng, 1e-12) ? passed : failed)++;
-          (check<bf16>(s, opt, rng, 2e-2) ? passed : failed)++;
-        }
+        for (Tap tap : {Tap::identity256, Tap::identity512, Tap::exact})
+          for (const ConvShape& s : shapes) {
+            const Options opt{isa, algo, threads, tap};
+            (check<float>(s, opt, rng, 1e-5) ? passed : failed)++;
+            (check<double>(s, opt, rng, 1e-12) ? passed : failed)++;
+            (check<bf16>(s, opt, rng, 2e-2) ? passed : failed)++;
+          }
   }
   std::printf("%d passed, %d failed\n", passed, failed);
   return failed == 0 ? 0 : 1;

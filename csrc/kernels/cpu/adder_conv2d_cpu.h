@@ -45,6 +45,24 @@ enum class Algo { automatic = 0, packed = 1, direct = 2 };
 const char* algo_name(Algo algo);
 bool algo_from_env(Algo* out, const char** error);
 
+// The float32 forward's tap. `identity` (the default) evaluates sum |x - w| as
+// sum x + sum w - 2 sum min(x, w): a min and an FMA a tap instead of a subtraction, a mask and an
+// add, so it runs at a convolution's FMA rate. Equal in exact arithmetic; its rounding error is a
+// few ulps of sum(|x| + |w|) where the exact tap's is a few ulps of sum |x - w| (docs/numerics.md).
+// A tile whose sums are not finite (an inf or NaN input, or an overflow) is recomputed with the
+// exact tap, so non-finite inputs give what |x - w| gives. `exact` forces the exact tap everywhere.
+// float64 always runs the exact tap. ADDERNET_CPU_TAP=identity|exact|identity256|identity512
+// chooses. `identity` runs the exact tap where an output has fewer than 32 taps (too few to repay
+// the identity's per-output work). The AVX-512 kernels have the identity at two widths: `identity`
+// takes 256-bit vectors (with AVX-512VL's 32 registers) on AMD Zen 4, whose 512-bit operations
+// issue as two 256-bit halves, and 512-bit ones elsewhere. identity256/identity512 force the
+// identity at every K, at that width in the AVX-512 kernels (other ISAs have one width).
+enum class Tap { identity = 0, exact = 1, identity256 = 2, identity512 = 3 };
+const char* tap_name(Tap tap);
+bool tap_from_env(Tap* out, const char** error);
+// The identity width `identity` means on this CPU: true for 256-bit.
+bool prefer_256bit();
+
 // How a call runs: the instruction set, the patch algorithm, and the caller's thread count. Work
 // items split a layer over images and tiles of positions; when those alone would leave threads
 // idle (small batches of small maps), they split output channels too.
@@ -52,11 +70,12 @@ struct Options {
   Isa isa = Isa::scalar;
   Algo algo = Algo::automatic;
   int64_t threads = 1;
+  Tap tap = Tap::identity;
 };
 
 // Forward: y = epilogue(-sum |x - w|), epilogue = relu?(scale[o] * v + shift[o]), either optional.
 // Weights are packed once per call into `wpack` (pack_size elements of the compute type: float
-// for float and bf16 inputs, double for double).
+// for float and bf16 inputs, double for double), with each filter's sum of weights after them.
 template <typename T>
 struct Forward {
   static int64_t pack_size(const ConvShape& s, const Options& opt);

@@ -3,6 +3,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <initializer_list>
+#if defined(__x86_64__) || defined(_M_X64)
+#include <cpuid.h>
+#endif
 
 #include "isa_kernels.h"
 
@@ -78,6 +81,65 @@ bool algo_from_env(Algo* out, const char** error) {
   return false;
 }
 
+const char* tap_name(Tap tap) {
+  switch (tap) {
+    case Tap::exact: return "exact";
+    case Tap::identity256: return "identity256";
+    case Tap::identity512: return "identity512";
+    default: return "identity";
+  }
+}
+
+bool tap_from_env(Tap* out, const char** error) {
+  const char* env = std::getenv("ADDERNET_CPU_TAP");
+  *out = Tap::identity;
+  if (env == nullptr || *env == '\0') return true;
+  for (Tap tap : {Tap::identity, Tap::exact, Tap::identity256, Tap::identity512})
+    if (std::strcmp(env, tap_name(tap)) == 0) {
+      *out = tap;
+      return true;
+    }
+  *error = "ADDERNET_CPU_TAP must be one of identity, exact, identity256, identity512";
+  return false;
+}
+
+// AMD family 0x19 (Zen 3 and Zen 4; of those only Zen 4 has AVX-512) executes a 512-bit operation
+// as two 256-bit halves: measured there, the identity tap runs 1.4x faster in ymm than in zmm
+// (benchmarks/RESULTS.md section 8, 5.4). Other AVX-512 cores (Intel's, AMD Zen 5) have 512-bit
+// pipes, where the wider vectors should win; not measured here.
+bool prefer_256bit() {
+#ifdef ADDERNET_X86
+  static const bool zen4 = [] {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(0, &a, &b, &c, &d)) return false;
+    const bool amd = b == 0x68747541u && d == 0x69746e65u && c == 0x444d4163u;  // "AuthenticAMD"
+    if (!amd || !__get_cpuid(1, &a, &b, &c, &d)) return false;
+    const unsigned base = (a >> 8) & 0xf, family = base == 0xf ? base + ((a >> 20) & 0xff) : base;
+    return family == 0x19;
+  }();
+  return zen4;
+#else
+  return true;
+#endif
+}
+
+// Below this many taps per output, `identity` runs the exact tap: the identity's per-output
+// finish (sum x + sum w - 2 acc, the finiteness check) and per-position sum x cost about what its
+// cheaper taps save. Measured (1 thread): a 16-channel 1x1 layer ran 1.0-1.45x slower with the
+// identity, 32- and 120-channel ones 1.0-1.15x faster.
+constexpr int64_t kIdentityMinTaps = 32;
+
+// fwd_run's tap: 0 exact, 1 the narrow identity (256-bit in the AVX-512 build), 2 the full-width
+// one. identity256/identity512 force the identity whatever K is (the tests use them).
+static int fwd_tap(const ConvShape& s, const Options& o) {
+  switch (o.tap) {
+    case Tap::exact: return 0;
+    case Tap::identity256: return 1;
+    case Tap::identity512: return 2;
+    default: return s.K() < kIdentityMinTaps ? 0 : prefer_256bit() ? 1 : 2;
+  }
+}
+
 #ifdef ADDERNET_X86
 #define ADDERNET_DISPATCH(isa, fn, ...)                              \
   switch (isa) {                                                     \
@@ -104,7 +166,8 @@ int64_t Forward<T>::work_items(const ConvShape& s, const Options& o) {
 template <typename T>
 void Forward<T>::run(const ConvShape& s, const T* x, const void* wp, const T* scale, const T* shift,
                      bool relu, T* y, int64_t begin, int64_t end, const Options& o) {
-  ADDERNET_DISPATCH(o.isa, fwd_run, s, x, wp, scale, shift, relu, y, begin, end, o.algo, o.threads)
+  ADDERNET_DISPATCH(o.isa, fwd_run, s, x, wp, scale, shift, relu, y, begin, end, o.algo, o.threads,
+                    fwd_tap(s, o))
 }
 template <typename T>
 Algo Forward<T>::choose(const ConvShape& s, const Options& o) { ADDERNET_DISPATCH(o.isa, fwd_algo, s, o.algo) }

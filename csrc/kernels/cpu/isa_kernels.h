@@ -13,7 +13,7 @@
   template <typename T> int64_t fwd_items(const ConvShape&, Algo, int64_t);                   \
   template <typename T>                                                                        \
   void fwd_run(const ConvShape&, const T*, const void*, const T*, const T*, bool, T*, int64_t, \
-               int64_t, Algo, int64_t);                                                        \
+               int64_t, Algo, int64_t, int);                                                   \
   template <typename T> int64_t bwdx_pack_size(const ConvShape&, Algo);                       \
   template <typename T> void bwdx_pack(const ConvShape&, const T*, void*, Algo);              \
   template <typename T> Algo bwdx_algo(const ConvShape&, Algo);                               \
