@@ -22,10 +22,11 @@ from torch import nn
 
 from addernet.data import ArrayDataset, make_loaders
 from addernet.models import get_model
-from addernet.train import TinyNet, classification_step, fit, seed_everything
+from addernet.train import TinyNet, build_optimizer, classification_step, fit, seed_everything
 from methods.common.report import save_figure, table_markdown, write_json
 
 from .adapters import make_adapter
+from .schedule import official_lr_schedule, official_warmup_epochs
 from .evaluation import GRAD_MODES, grad_mode_supported, robustness, set_adder_backend, transfer_examples
 from .gradients import input_gradient
 from .step import IGAMStep
@@ -34,6 +35,8 @@ from .teacher import TeacherConfig, finetune_head, robust_teacher
 SOURCE_CLASSES = (0, 1, 2, 3, 4)
 TARGET_CLASSES = (5, 6, 7, 8, 9)
 STUDENTS = ("ce", "ldiff", "igam")
+SCHEDULES = ("cosine", "official")
+OFFICIAL_EPOCHS = 128     # sized to ~50 min of one thread for the conv run (methods/README.md)
 
 
 @dataclass
@@ -51,6 +54,10 @@ class Config:
     reduction: str = "batchmean"
     target: str = "prob"
     warmup_epochs: int = 0
+    # "cosine": the library's cosine lr over the run. "official": the official run script's shape
+    # (schedule.py): lr x0.1 at 1/2 and x0.01 at 3/4 of the steps; warmup_epochs sets when IGAM starts.
+    schedule: str = "cosine"
+    student_batch_size: Optional[int] = None   # None: batch_size (the teacher and transfer source keep it)
     students: tuple = STUDENTS               # the conv students
     adder_students: tuple = ("ce", "igam")
     adder_seeds: Optional[tuple] = (0,)     # None: the same seeds as the conv students
@@ -80,14 +87,28 @@ def quick_config(**overrides) -> Config:
     return dataclasses.replace(base, **overrides)
 
 
+def official_config(quick: bool = False, **overrides) -> Config:
+    """The pre-registered "official-schedule" miniature (methods/README.md, "official schedule"):
+    the official run script's shape scaled to 128 epochs at its batch size 32 (63 steps an epoch):
+    CE alone for 112 epochs, then IGAM (and D, every 5th step: 202 updates) for the last 16, the lr
+    0.05 dropping x0.1 at epoch 64 and again at 96. beta 2, gamma 1 and the evaluation as ``Config``.
+    No adapter run. ``quick``: 8 epochs (7 plain) and ``quick_config``'s sizes, a smoke run."""
+    base = quick_config() if quick else Config()
+    epochs = 8 if quick else OFFICIAL_EPOCHS
+    cfg = dataclasses.replace(base, schedule="official", epochs=epochs, warmup_epochs=official_warmup_epochs(epochs),
+                              student_batch_size=32, adapter_teacher=None, adder_epochs=None)
+    return dataclasses.replace(cfg, **overrides)
+
+
 def _build(name: str, kind: str, num_classes: int, in_channels: int = 1) -> nn.Module:
     if name == "tinynet":
         return TinyNet(num_classes=num_classes, kind=kind, in_channels=in_channels)
     return get_model(name, num_classes=num_classes, kind=kind, in_channels=in_channels)
 
 
-def _loaders(classes, cfg: Config, seed: int, resize: Optional[nn.Module] = None):
-    train, test, _info = make_loaders("mnist5k", cfg.data_root, cfg.batch_size, seed=seed, classes=list(classes),
+def _loaders(classes, cfg: Config, seed: int, resize: Optional[nn.Module] = None, student: bool = False):
+    batch = cfg.student_batch_size if student and cfg.student_batch_size else cfg.batch_size
+    train, test, _info = make_loaders("mnist5k", cfg.data_root, batch, seed=seed, classes=list(classes),
                                       normalize=False, augment=False)
     if resize is None:
         return train, test
@@ -98,7 +119,7 @@ def _loaders(classes, cfg: Config, seed: int, resize: Optional[nn.Module] = None
         with torch.no_grad():
             images = resize(torch.cat(xs))
         ds = ArrayDataset(images, torch.cat(ys))
-        out.append(torch.utils.data.DataLoader(ds, batch_size=cfg.batch_size, shuffle=shuffle,
+        out.append(torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=shuffle,
                                                generator=torch.Generator().manual_seed(seed)))
     return tuple(out)
 
@@ -125,7 +146,10 @@ def make_student_step(student: str, teacher: nn.Module, cfg: Config, steps_per_e
 
 
 def train_student(student: str, kind: str, seed: int, teacher: nn.Module, cfg: Config, loaders,
-                  adapter: Optional[nn.Module] = None, log=None) -> nn.Module:
+                  adapter: Optional[nn.Module] = None, log=None, info: Optional[dict] = None) -> nn.Module:
+    """Train one student; ``info`` (a dict), if given, gets the number of D updates."""
+    if cfg.schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {cfg.schedule!r}")
     seed_everything(seed)
     model = _build("lenet5_bn", kind, len(TARGET_CLASSES))
     epochs = cfg.epochs
@@ -137,9 +161,17 @@ def train_student(student: str, kind: str, seed: int, teacher: nn.Module, cfg: C
         epochs = cfg.adder_epochs or epochs
     steps = len(loaders[0]) if cfg.limit_batches is None else min(len(loaders[0]), cfg.limit_batches)
     step = make_student_step(student, teacher, cfg, steps, adapter)
+    if not 0 <= cfg.warmup_epochs <= epochs:
+        raise ValueError(f"warmup_epochs ({cfg.warmup_epochs}) must be in [0, epochs ({epochs})]")
     extra = dict(callbacks=step.callbacks(), extra_state=step.extra_state()) if isinstance(step, IGAMStep) else {}
+    if cfg.schedule == "official":
+        # fit's own recipe (SGD, momentum 0.9, weight decay 5e-4), with the official lr shape.
+        optimizer = build_optimizer(model, cfg.lr, 0.9, 5e-4)
+        extra.update(optimizer=optimizer, scheduler=official_lr_schedule(optimizer, epochs * steps))
     fit(model, loaders, step=step, epochs=epochs, lr=cfg.lr, device=cfg.device, seed=seed, out=None,
         progress=cfg.progress, log=log or (lambda _m: None), limit_batches=cfg.limit_batches, **extra)
+    if info is not None:
+        info["disc_updates"] = step.disc_updates if isinstance(step, IGAMStep) else 0
     set_adder_backend(model, None)
     return model.eval()
 
@@ -214,9 +246,11 @@ def run(cfg: Config, *, json_path: Optional[str] = None, out: Optional[str] = No
         seeds = cfg.seeds if kind == "conv" or cfg.adder_seeds is None else cfg.adder_seeds
         for seed in seeds:
             log(f"student {student} ({kind}), seed {seed}")
-            loaders = _loaders(TARGET_CLASSES, cfg, seed)
-            model = train_student(student, kind, seed, teacher, cfg, loaders, log=None)
+            loaders = _loaders(TARGET_CLASSES, cfg, seed, student=True)
+            info = {}
+            model = train_student(student, kind, seed, teacher, cfg, loaders, log=None, info=info)
             r = evaluate(model, seed)
+            r["disc_updates"] = info["disc_updates"]
             r["grad_cosine"] = grad_cosine(model, teacher, x_cos, y_cos, cfg.target)
             res.append(r)
             if seed == cfg.seeds[0] and kind == "conv":
@@ -224,6 +258,7 @@ def run(cfg: Config, *, json_path: Optional[str] = None, out: Optional[str] = No
         rows.append(_row(student, kind, res, cfg))
         details.append({"student": student, "kind": kind, "seconds": time.perf_counter() - t0,
                         "grad_cosine": [r["grad_cosine"] for r in res],
+                        "disc_updates": [r["disc_updates"] for r in res],
                         "pgd_by_mode": [{m: {str(e): _pct(a) for e, a in d.items()} for m, d in r["pgd_by_mode"].items()}
                                         for r in res]})
         log(_summary_line(rows[-1], cfg))
@@ -242,7 +277,7 @@ def run(cfg: Config, *, json_path: Optional[str] = None, out: Optional[str] = No
                                   progress=cfg.progress, limit_batches=cfg.limit_batches).to(cfg.device)
         adapter = adapter.to(cfg.device)
         seed = cfg.seeds[0]
-        model = train_student("igam", "conv", seed, a_teacher, cfg, _loaders(TARGET_CLASSES, cfg, seed),
+        model = train_student("igam", "conv", seed, a_teacher, cfg, _loaders(TARGET_CLASSES, cfg, seed, student=True),
                               adapter=adapter)
         r = evaluate(model, seed)
         r["grad_cosine"] = grad_cosine(model, a_teacher, x_cos, y_cos, cfg.target, adapter=adapter)
