@@ -1,6 +1,7 @@
 """IGAM (methods/igam): input gradients, adapters, discriminator, the student step, the frozen teacher,
 attacks, and a CLI smoke run."""
 import copy
+import dataclasses
 import os
 import subprocess
 import sys
@@ -440,6 +441,27 @@ def test_official_config_is_the_preregistered_protocol():
     assert (cfg.schedule, cfg.epochs, cfg.warmup_epochs, cfg.student_batch_size) == ("official", 128, 112, 32)
     assert (cfg.beta, cfg.gamma, cfg.seeds, cfg.adapter_teacher) == (2.0, 1.0, (0, 1, 2), None)
     assert cfg.teacher.batch_size == 64   # the teacher (and its cache) stays the one of the cosine runs
+
+
+@pytest.mark.parametrize("student", ["ce", "igam"])
+def test_shared_warmup_branch_is_the_students_own_run(student, tmp_path):
+    # The official-schedule run trains each seed's plain-CE warm-up once and continues every student
+    # from it: that must be the run the student makes alone, bit for bit (D included).
+    from methods.igam import experiment as E
+    cfg = E.official_config(quick=True, epochs=4, warmup_epochs=3, limit_batches=3, progress=False)
+    loaders = E._loaders(E.TARGET_CLASSES, cfg, 0, student=True)
+    teacher = _lenet(seed=7)
+    alone_info, branch_info = {}, {}
+    alone = E.train_student(student, "conv", 0, teacher, cfg, loaders, info=alone_info)
+    warm = E.train_warmup("conv", 0, cfg, loaders, str(tmp_path / "warm"))
+    branch = E.train_student(student, "conv", 0, teacher, cfg, loaders, info=branch_info, warm_start=warm)
+    a, b = alone.state_dict(), branch.state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert alone_info == branch_info == {"disc_updates": 1 if student == "igam" else 0}
+    with pytest.raises(ValueError, match="warm-up"):
+        E.train_warmup("conv", 0, dataclasses.replace(cfg, warmup_epochs=0), loaders, str(tmp_path / "w0"))
 
 
 # --- CLI ---------------------------------------------------------------------------------------
