@@ -464,6 +464,21 @@ def test_shared_warmup_branch_is_the_students_own_run(student, tmp_path):
         E.train_warmup("conv", 0, dataclasses.replace(cfg, warmup_epochs=0), loaders, str(tmp_path / "w0"))
 
 
+def test_margin_loss_and_strong_pgd():
+    from methods.igam.evaluation import margin_loss, strong_pgd
+    logits = torch.tensor([[2.0, 1.0, -1.0], [0.0, 3.0, 1.0]])
+    assert margin_loss(logits, torch.tensor([0, 2])).item() == pytest.approx((1.0 - 2.0) + (3.0 - 1.0))
+    model = _lenet(seed=3).eval()
+    x, y = _batch(16, seed=5)
+    loader = [(x, y)]
+    clean = (model(x).argmax(1) == y).float().mean().item()
+    strong = strong_pgd(model, loader, eps=0.3, steps=5, restarts=1)
+    assert 0.0 <= strong <= clean
+    assert strong_pgd(model, loader, eps=0.0, steps=2, restarts=1) == pytest.approx(clean)
+    with pytest.raises(ValueError, match="adder"):
+        strong_pgd(_lenet("adder"), loader, eps=0.1)
+
+
 # --- CLI ---------------------------------------------------------------------------------------
 
 def _cli(*args, timeout=600):

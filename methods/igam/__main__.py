@@ -86,6 +86,9 @@ def parser() -> argparse.ArgumentParser:
                         "all but the last 1/8 of --epochs)")
     p.add_argument("--eval-samples", type=_positive(int), default=None, help="test images attacked")
     p.add_argument("--limit-batches", type=_positive(int), default=None, help="batches per epoch (smoke runs)")
+    p.add_argument("--strong-attack", type=_positive(int), nargs=2, metavar=("STEPS", "RESTARTS"), default=None,
+                   help="conv students also face PGD-STEPS on cross-entropy and on the margin loss, RESTARTS "
+                        "random starts each, worst case per image, at eps >= 0.1 (details[].pgd_strong)")
     p.add_argument("--no-adapter", action="store_true", help="skip the run with a 32x32 teacher through an adapter")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=_positive(int), default=None,
@@ -156,6 +159,8 @@ def main(argv=None) -> int:
         return 2
     if args.seeds is not None:
         over["adder_seeds"] = None     # explicit seeds apply to the adder students too
+    if args.strong_attack is not None:
+        over["strong_attack"] = tuple(args.strong_attack)
     if args.no_adapter:
         over["adapter_teacher"] = None
     cfg = dataclasses.replace(cfg, **over)

@@ -29,7 +29,8 @@ from methods.common.report import save_figure, table_markdown, write_json
 
 from .adapters import make_adapter
 from .schedule import official_lr_schedule, official_warmup_epochs
-from .evaluation import GRAD_MODES, grad_mode_supported, robustness, set_adder_backend, transfer_examples
+from .evaluation import (GRAD_MODES, grad_mode_supported, robustness, set_adder_backend, strong_pgd,
+                         transfer_examples)
 from .gradients import input_gradient
 from .step import IGAMStep
 from .teacher import TeacherConfig, finetune_head, robust_teacher
@@ -73,6 +74,9 @@ class Config:
     head_lr: float = 1e-2              # Adam; the official 1e-3 left the head at 67% in 2 epochs here
     transfer_epochs: int = 6
     eval_samples: Optional[int] = None
+    # (steps, restarts): conv students also face PGD of that many steps on cross-entropy and on the
+    # margin loss, worst case per image, at each eps >= headline_eps (details[].pgd_strong).
+    strong_attack: Optional[tuple] = None
     limit_batches: Optional[int] = None
     figure_images: int = 6
     device: str = "cpu"
@@ -316,6 +320,11 @@ def run(cfg: Config, *, json_path: Optional[str] = None, out: Optional[str] = No
                                   warm_start=warm_start(kind, seed, loaders))
             r = evaluate(model, seed)
             r["disc_updates"] = info["disc_updates"]
+            if cfg.strong_attack is not None and kind == "conv":
+                steps, restarts = cfg.strong_attack
+                r["pgd_strong"] = {str(e): _pct(strong_pgd(model, test, eps=e, steps=steps, restarts=restarts,
+                                                           seed=seed, device=cfg.device, limit=cfg.eval_samples))
+                                   for e in cfg.eps if e >= cfg.headline_eps}
             r["grad_cosine"] = grad_cosine(model, teacher, x_cos, y_cos, cfg.target)
             res.append(r)
             if seed == cfg.seeds[0] and kind == "conv":
@@ -324,6 +333,7 @@ def run(cfg: Config, *, json_path: Optional[str] = None, out: Optional[str] = No
         details.append({"student": student, "kind": kind, "seconds": time.perf_counter() - t0,
                         "grad_cosine": [r["grad_cosine"] for r in res],
                         "disc_updates": [r["disc_updates"] for r in res],
+                        **({"pgd_strong": [r["pgd_strong"] for r in res]} if "pgd_strong" in res[0] else {}),
                         "pgd_by_mode": [{m: {str(e): _pct(a) for e, a in d.items()} for m, d in r["pgd_by_mode"].items()}
                                         for r in res]})
         log(_summary_line(rows[-1], cfg))
