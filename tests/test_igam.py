@@ -1,6 +1,7 @@
 """IGAM (methods/igam): input gradients, adapters, discriminator, the student step, the frozen teacher,
 attacks, and a CLI smoke run."""
 import copy
+import dataclasses
 import os
 import subprocess
 import sys
@@ -285,10 +286,12 @@ def test_discriminator_steps_after_every_fifth_student_step_and_not_in_warmup():
     assert step.disc_optimizer.param_groups[0]["momentum"] == 0.5
     decays = {id(p): g["weight_decay"] for g in step.disc_optimizer.param_groups for p in g["params"]}
     assert decays[id(step.discriminator.logit.weight)] == 2e-4 and decays[id(step.discriminator.logit.bias)] == 0
-    assert step.state_dict() == {"steps": 12}
+    assert step.state_dict() == {"steps": 12, "disc_updates": 2}
     fresh = IGAMStep(teacher, beta=1.0, gamma=1.0, input_size=(1, 28, 28))
     fresh.load_state_dict(step.state_dict())
-    assert fresh.steps == 12
+    assert (fresh.steps, fresh.disc_updates) == (12, 2)
+    fresh.load_state_dict({"steps": 7})          # a checkpoint from before the counter
+    assert (fresh.steps, fresh.disc_updates) == (7, 0)
     assert set(step.extra_state()) == {"igam_step", "igam_discriminator", "igam_disc_optimizer"}
 
 
@@ -409,6 +412,73 @@ def test_adder_grad_mode_switches_every_layer_and_restores_it():
             pass
 
 
+def test_official_schedule_drops_the_lr_at_half_and_three_quarters_and_igam_is_on_for_the_last_eighth():
+    from methods.igam.schedule import OfficialFactor, official_lr_schedule, official_warmup_epochs
+    f = OfficialFactor(320)
+    assert [f(t) for t in (0, 159, 160, 239, 240, 319)] == [1.0, 1.0, 0.1, 0.1, 0.01, 0.01]
+    # the official script's epochs: 320k steps, IGAM from step 280k
+    assert official_warmup_epochs(320) == 280 and official_warmup_epochs(128) == 112
+    assert official_warmup_epochs(8) == 7 and official_warmup_epochs(1) == 0
+    with pytest.raises(ValueError, match="epochs"):
+        official_warmup_epochs(0)
+    model = nn.Linear(2, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    sched = official_lr_schedule(opt, 8)
+    lrs = []
+    for _ in range(8):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs == pytest.approx([0.05] * 4 + [0.005] * 2 + [0.0005] * 2)
+    again = official_lr_schedule(torch.optim.SGD(model.parameters(), lr=0.05), 8)
+    again.load_state_dict(sched.state_dict())     # a checkpoint resumes the same schedule
+    assert again.lr_lambdas[0].total == 8 and again.last_epoch == 8
+
+
+def test_official_config_is_the_preregistered_protocol():
+    from methods.igam.experiment import official_config
+    cfg = official_config()
+    assert (cfg.schedule, cfg.epochs, cfg.warmup_epochs, cfg.student_batch_size) == ("official", 128, 112, 32)
+    assert (cfg.beta, cfg.gamma, cfg.seeds, cfg.adapter_teacher) == (2.0, 1.0, (0, 1, 2), None)
+    assert cfg.teacher.batch_size == 64   # the teacher (and its cache) stays the one of the cosine runs
+
+
+@pytest.mark.parametrize("student", ["ce", "igam"])
+def test_shared_warmup_branch_is_the_students_own_run(student, tmp_path):
+    # The official-schedule run trains each seed's plain-CE warm-up once and continues every student
+    # from it: that must be the run the student makes alone, bit for bit (D included).
+    from methods.igam import experiment as E
+    cfg = E.official_config(quick=True, epochs=4, warmup_epochs=3, limit_batches=3, progress=False)
+    loaders = E._loaders(E.TARGET_CLASSES, cfg, 0, student=True)
+    teacher = _lenet(seed=7)
+    alone_info, branch_info = {}, {}
+    alone = E.train_student(student, "conv", 0, teacher, cfg, loaders, info=alone_info)
+    warm = E.train_warmup("conv", 0, cfg, loaders, str(tmp_path / "warm"))
+    branch = E.train_student(student, "conv", 0, teacher, cfg, loaders, info=branch_info, warm_start=warm)
+    a, b = alone.state_dict(), branch.state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert alone_info == branch_info == {"disc_updates": 1 if student == "igam" else 0}
+    with pytest.raises(ValueError, match="warm-up"):
+        E.train_warmup("conv", 0, dataclasses.replace(cfg, warmup_epochs=0), loaders, str(tmp_path / "w0"))
+
+
+def test_margin_loss_and_strong_pgd():
+    from methods.igam.evaluation import margin_loss, strong_pgd
+    logits = torch.tensor([[2.0, 1.0, -1.0], [0.0, 3.0, 1.0]])
+    assert margin_loss(logits, torch.tensor([0, 2])).item() == pytest.approx((1.0 - 2.0) + (3.0 - 1.0))
+    model = _lenet(seed=3).eval()
+    x, y = _batch(16, seed=5)
+    loader = [(x, y)]
+    clean = (model(x).argmax(1) == y).float().mean().item()
+    strong = strong_pgd(model, loader, eps=0.3, steps=5, restarts=1)
+    assert 0.0 <= strong <= clean
+    assert strong_pgd(model, loader, eps=0.0, steps=2, restarts=1) == pytest.approx(clean)
+    with pytest.raises(ValueError, match="adder"):
+        strong_pgd(_lenet("adder"), loader, eps=0.1)
+
+
 # --- CLI ---------------------------------------------------------------------------------------
 
 def _cli(*args, timeout=600):
@@ -441,8 +511,22 @@ def test_cli_smoke(kind, tmp_path):
         assert (tmp_path / "out" / "igam_gradients.png").stat().st_size > 1000
 
 
+def test_cli_official_schedule_smoke(tmp_path):
+    import json
+    path = tmp_path / "igam.json"
+    r = _cli(*SMOKE, "--schedule", "official", "--epochs", "4", "--limit-batches", "3", "--kind", "conv",
+             "--students", "igam", "--json", str(path), "--out", str(tmp_path / "out"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    result = json.loads(path.read_text())
+    assert result["config"]["schedule"] == "official" and result["config"]["warmup_epochs"] == 3
+    assert result["config"]["student_batch_size"] == 32 and result["adapter_rows"] == []
+    # 3 batches an epoch, IGAM on in epoch 4 (steps 9, 10, 11): D steps on step 10 alone (k = 5)
+    assert result["details"][0]["disc_updates"] == [1]
+
+
 def test_cli_user_mistakes_exit_2_with_one_line():
-    for args in (["--data", "cifar10"], ["--seeds", "x"]):
+    for args in (["--data", "cifar10"], ["--seeds", "x"], ["--schedule", "fast"],
+                 ["--epochs", "2", "--warmup-epochs", "3"]):
         r = _cli(*args, timeout=120)
         assert r.returncode == 2, (args, r.stderr)
         assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr

@@ -6,6 +6,7 @@ import dataclasses
 import sys
 
 from . import experiment
+from .schedule import official_warmup_epochs
 
 
 def _seeds(text: str) -> tuple:
@@ -61,6 +62,10 @@ class _Parser(argparse.ArgumentParser):
 def parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m methods.igam", description=__doc__)
     p.add_argument("--quick", action="store_true", help="one seed, short training, 200 test images (minutes)")
+    p.add_argument("--schedule", choices=experiment.SCHEDULES, default="cosine",
+                   help="cosine: the 6-epoch miniature; official: the pre-registered official-schedule run "
+                        f"({experiment.OFFICIAL_EPOCHS} epochs at batch 32, lr x0.1 at 1/2 and 3/4, IGAM on for "
+                        "the last 1/8; see methods/README.md)")
     p.add_argument("--json", metavar="PATH", help="write {'rows': [...]} here")
     p.add_argument("--out", metavar="DIR", default="runs/igam", help="table, PNG and teacher cache (default runs/igam)")
     p.add_argument("--data", default="mnist5k", help="dataset: only the embedded mnist5k is supported")
@@ -76,9 +81,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher-epochs", type=_positive(int), default=None, help="robust teacher epochs")
     p.add_argument("--beta", type=_nonneg, default=None, help="weight of -CE_D (default 2)")
     p.add_argument("--gamma", type=_nonneg, default=None, help="weight of L_diff (default 10, batchmean)")
-    p.add_argument("--warmup-epochs", type=int, default=None, help="plain CE epochs before IGAM switches on")
+    p.add_argument("--warmup-epochs", type=int, default=None,
+                   help="plain CE epochs before IGAM switches on (default 0; with --schedule official, "
+                        "all but the last 1/8 of --epochs)")
     p.add_argument("--eval-samples", type=_positive(int), default=None, help="test images attacked")
     p.add_argument("--limit-batches", type=_positive(int), default=None, help="batches per epoch (smoke runs)")
+    p.add_argument("--strong-attack", type=_positive(int), nargs=2, metavar=("STEPS", "RESTARTS"), default=None,
+                   help="conv students also face PGD-STEPS on cross-entropy and on the margin loss, RESTARTS "
+                        "random starts each, worst case per image, at eps >= 0.1 (details[].pgd_strong)")
     p.add_argument("--no-adapter", action="store_true", help="skip the run with a 32x32 teacher through an adapter")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=_positive(int), default=None,
@@ -127,7 +137,10 @@ def main(argv=None) -> int:
     if args.warmup_epochs is not None and args.warmup_epochs < 0:
         sys.stderr.write("python -m methods.igam: error: --warmup-epochs must be >= 0\n")
         return 2
-    cfg = experiment.quick_config() if args.quick else experiment.Config()
+    if args.schedule == "official":
+        cfg = experiment.official_config(quick=args.quick)
+    else:
+        cfg = experiment.quick_config() if args.quick else experiment.Config()
     if args.merge:
         return _merge(args, cfg)
     over = {"kinds": ("conv", "adder") if args.kind == "both" else (args.kind,),
@@ -138,8 +151,16 @@ def main(argv=None) -> int:
             over[name] = getattr(args, name)
     if args.warmup_epochs is not None:
         over["warmup_epochs"] = args.warmup_epochs
+    elif args.schedule == "official" and args.epochs is not None:
+        over["warmup_epochs"] = official_warmup_epochs(args.epochs)
+    if over.get("warmup_epochs", cfg.warmup_epochs) > over.get("epochs", cfg.epochs):
+        sys.stderr.write(f"python -m methods.igam: error: --warmup-epochs ({over.get('warmup_epochs')}) "
+                         f"exceeds the epochs ({over.get('epochs', cfg.epochs)})\n")
+        return 2
     if args.seeds is not None:
         over["adder_seeds"] = None     # explicit seeds apply to the adder students too
+    if args.strong_attack is not None:
+        over["strong_attack"] = tuple(args.strong_attack)
     if args.no_adapter:
         over["adapter_teacher"] = None
     cfg = dataclasses.replace(cfg, **over)

@@ -13,6 +13,7 @@ import dataclasses
 import math
 import os
 import statistics
+import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -22,11 +23,14 @@ from torch import nn
 
 from addernet.data import ArrayDataset, make_loaders
 from addernet.models import get_model
-from addernet.train import TinyNet, classification_step, fit, seed_everything
+from addernet.train import (TinyNet, build_optimizer, classification_step, fit, load_checkpoint, save_checkpoint,
+                            seed_everything)
 from methods.common.report import save_figure, table_markdown, write_json
 
 from .adapters import make_adapter
-from .evaluation import GRAD_MODES, grad_mode_supported, robustness, set_adder_backend, transfer_examples
+from .schedule import official_lr_schedule, official_warmup_epochs
+from .evaluation import (GRAD_MODES, grad_mode_supported, robustness, set_adder_backend, strong_pgd,
+                         transfer_examples)
 from .gradients import input_gradient
 from .step import IGAMStep
 from .teacher import TeacherConfig, finetune_head, robust_teacher
@@ -34,6 +38,8 @@ from .teacher import TeacherConfig, finetune_head, robust_teacher
 SOURCE_CLASSES = (0, 1, 2, 3, 4)
 TARGET_CLASSES = (5, 6, 7, 8, 9)
 STUDENTS = ("ce", "ldiff", "igam")
+SCHEDULES = ("cosine", "official")
+OFFICIAL_EPOCHS = 128     # sized to ~50 min of one thread for the conv run (methods/README.md)
 
 
 @dataclass
@@ -51,6 +57,10 @@ class Config:
     reduction: str = "batchmean"
     target: str = "prob"
     warmup_epochs: int = 0
+    # "cosine": the library's cosine lr over the run. "official": the official run script's shape
+    # (schedule.py): lr x0.1 at 1/2 and x0.01 at 3/4 of the steps; warmup_epochs sets when IGAM starts.
+    schedule: str = "cosine"
+    student_batch_size: Optional[int] = None   # None: batch_size (the teacher and transfer source keep it)
     students: tuple = STUDENTS               # the conv students
     adder_students: tuple = ("ce", "igam")
     adder_seeds: Optional[tuple] = (0,)     # None: the same seeds as the conv students
@@ -64,6 +74,9 @@ class Config:
     head_lr: float = 1e-2              # Adam; the official 1e-3 left the head at 67% in 2 epochs here
     transfer_epochs: int = 6
     eval_samples: Optional[int] = None
+    # (steps, restarts): conv students also face PGD of that many steps on cross-entropy and on the
+    # margin loss, worst case per image, at each eps >= headline_eps (details[].pgd_strong).
+    strong_attack: Optional[tuple] = None
     limit_batches: Optional[int] = None
     figure_images: int = 6
     device: str = "cpu"
@@ -80,14 +93,28 @@ def quick_config(**overrides) -> Config:
     return dataclasses.replace(base, **overrides)
 
 
+def official_config(quick: bool = False, **overrides) -> Config:
+    """The pre-registered "official-schedule" miniature (methods/README.md, "official schedule"):
+    the official run script's shape scaled to 128 epochs at its batch size 32 (63 steps an epoch):
+    CE alone for 112 epochs, then IGAM (and D, every 5th step: 201 updates) for the last 16, the lr
+    0.05 dropping x0.1 at epoch 64 and again at 96. beta 2, gamma 1 and the evaluation as ``Config``.
+    No adapter run. ``quick``: 8 epochs (7 plain) and ``quick_config``'s sizes, a smoke run."""
+    base = quick_config() if quick else Config()
+    epochs = 8 if quick else OFFICIAL_EPOCHS
+    cfg = dataclasses.replace(base, schedule="official", epochs=epochs, warmup_epochs=official_warmup_epochs(epochs),
+                              student_batch_size=32, adapter_teacher=None, adder_epochs=None)
+    return dataclasses.replace(cfg, **overrides)
+
+
 def _build(name: str, kind: str, num_classes: int, in_channels: int = 1) -> nn.Module:
     if name == "tinynet":
         return TinyNet(num_classes=num_classes, kind=kind, in_channels=in_channels)
     return get_model(name, num_classes=num_classes, kind=kind, in_channels=in_channels)
 
 
-def _loaders(classes, cfg: Config, seed: int, resize: Optional[nn.Module] = None):
-    train, test, _info = make_loaders("mnist5k", cfg.data_root, cfg.batch_size, seed=seed, classes=list(classes),
+def _loaders(classes, cfg: Config, seed: int, resize: Optional[nn.Module] = None, student: bool = False):
+    batch = cfg.student_batch_size if student and cfg.student_batch_size else cfg.batch_size
+    train, test, _info = make_loaders("mnist5k", cfg.data_root, batch, seed=seed, classes=list(classes),
                                       normalize=False, augment=False)
     if resize is None:
         return train, test
@@ -98,7 +125,7 @@ def _loaders(classes, cfg: Config, seed: int, resize: Optional[nn.Module] = None
         with torch.no_grad():
             images = resize(torch.cat(xs))
         ds = ArrayDataset(images, torch.cat(ys))
-        out.append(torch.utils.data.DataLoader(ds, batch_size=cfg.batch_size, shuffle=shuffle,
+        out.append(torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=shuffle,
                                                generator=torch.Generator().manual_seed(seed)))
     return tuple(out)
 
@@ -124,8 +151,55 @@ def make_student_step(student: str, teacher: nn.Module, cfg: Config, steps_per_e
                     warmup_steps=cfg.warmup_epochs * steps_per_epoch).to(cfg.device)
 
 
+def _official_optimizer(model: nn.Module, cfg: Config, total_steps: int) -> dict:
+    if cfg.schedule != "official":
+        return {}
+    # fit's own recipe (SGD, momentum 0.9, weight decay 5e-4), with the official lr shape.
+    optimizer = build_optimizer(model, cfg.lr, 0.9, 5e-4)
+    return dict(optimizer=optimizer, scheduler=official_lr_schedule(optimizer, total_steps))
+
+
+def _steps_per_epoch(loaders, cfg: Config) -> int:
+    return len(loaders[0]) if cfg.limit_batches is None else min(len(loaders[0]), cfg.limit_batches)
+
+
+def train_warmup(kind: str, seed: int, cfg: Config, loaders, folder: str) -> str:
+    """The first ``cfg.warmup_epochs`` of every student of (kind, seed): plain CE with the same init,
+    data order and lr as each student's own run (``IGAMStep`` is plain CE before ``warmup_steps``
+    and D does not train), trained once; returns its checkpoint for ``train_student(warm_start=)``.
+    The branches are the runs each student would have made alone (tests/test_igam.py checks it)."""
+    if cfg.warmup_epochs < 1 or kind != "conv":
+        raise ValueError("a shared warm-up needs warmup_epochs >= 1 and conv students (adder IGAM "
+                         "students train on another backend than their CE baseline)")
+    seed_everything(seed)
+    model = _build("lenet5_bn", kind, len(TARGET_CLASSES))
+    fit(model, (loaders[0], None), step=classification_step, epochs=cfg.epochs, stop_after=cfg.warmup_epochs,
+        lr=cfg.lr, device=cfg.device, seed=seed, out=folder, progress=cfg.progress, log=lambda _m: None,
+        limit_batches=cfg.limit_batches, **_official_optimizer(model, cfg, cfg.epochs * _steps_per_epoch(loaders, cfg)))
+    return os.path.join(folder, "last.pt")
+
+
+def _branch_checkpoint(warm_start: str, extra_state: dict, steps_done: int, path: str) -> str:
+    # The warm-up's checkpoint, with the student's extra state as it stands after the warm-up:
+    # fresh D and D optimiser (D never trains before IGAM is on), the step counter at the switch.
+    ck = load_checkpoint(warm_start)
+    if ck.get("extra"):
+        raise ValueError(f"{warm_start} is not a plain warm-up checkpoint (it has extra state)")
+    extra = {name: obj.state_dict() for name, obj in extra_state.items()}
+    if "igam_step" in extra:
+        extra["igam_step"] = {**extra["igam_step"], "steps": steps_done}
+    ck["extra"] = extra
+    save_checkpoint(ck, path)
+    return path
+
+
 def train_student(student: str, kind: str, seed: int, teacher: nn.Module, cfg: Config, loaders,
-                  adapter: Optional[nn.Module] = None, log=None) -> nn.Module:
+                  adapter: Optional[nn.Module] = None, log=None, info: Optional[dict] = None,
+                  warm_start: Optional[str] = None) -> nn.Module:
+    """Train one student; ``info`` (a dict), if given, gets the number of D updates. ``warm_start``:
+    a ``train_warmup`` checkpoint of the same (kind, seed, cfg) to continue from after the warm-up."""
+    if cfg.schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {cfg.schedule!r}")
     seed_everything(seed)
     model = _build("lenet5_bn", kind, len(TARGET_CLASSES))
     epochs = cfg.epochs
@@ -135,11 +209,25 @@ def train_student(student: str, kind: str, seed: int, teacher: nn.Module, cfg: C
         if student != "ce":
             set_adder_backend(model, _adder_setup(cfg)[0])
         epochs = cfg.adder_epochs or epochs
-    steps = len(loaders[0]) if cfg.limit_batches is None else min(len(loaders[0]), cfg.limit_batches)
+    steps = _steps_per_epoch(loaders, cfg)
     step = make_student_step(student, teacher, cfg, steps, adapter)
+    if not 0 <= cfg.warmup_epochs <= epochs:
+        raise ValueError(f"warmup_epochs ({cfg.warmup_epochs}) must be in [0, epochs ({epochs})]")
     extra = dict(callbacks=step.callbacks(), extra_state=step.extra_state()) if isinstance(step, IGAMStep) else {}
-    fit(model, loaders, step=step, epochs=epochs, lr=cfg.lr, device=cfg.device, seed=seed, out=None,
-        progress=cfg.progress, log=log or (lambda _m: None), limit_batches=cfg.limit_batches, **extra)
+    extra.update(_official_optimizer(model, cfg, epochs * steps))
+    if warm_start is None:
+        fit(model, loaders, step=step, epochs=epochs, lr=cfg.lr, device=cfg.device, seed=seed, out=None,
+            progress=cfg.progress, log=log or (lambda _m: None), limit_batches=cfg.limit_batches, **extra)
+    else:
+        if kind != "conv" or epochs != cfg.epochs:
+            raise ValueError("warm_start continues a conv student's shared warm-up of cfg.epochs")
+        branch = _branch_checkpoint(warm_start, extra.get("extra_state", {}), cfg.warmup_epochs * steps,
+                                    os.path.join(os.path.dirname(warm_start), f"branch-{student}.pt"))
+        fit(model, (loaders[0], None), step=step, epochs=epochs, lr=cfg.lr, device=cfg.device, seed=seed,
+            out=None, resume=branch, progress=cfg.progress, log=log or (lambda _m: None),
+            limit_batches=cfg.limit_batches, **extra)
+    if info is not None:
+        info["disc_updates"] = step.disc_updates if isinstance(step, IGAMStep) else 0
     set_adder_backend(model, None)
     return model.eval()
 
@@ -208,15 +296,35 @@ def run(cfg: Config, *, json_path: Optional[str] = None, out: Optional[str] = No
     if "adder" in cfg.kinds:
         plan += [(s, "adder") for s in cfg.adder_students]
     rows, details, figure_grads = [], [], {}
+    scratch = tempfile.TemporaryDirectory(prefix="igam-warmup-")
+    warm = {}     # seed -> the conv students' shared plain-CE warm-up checkpoint
+
+    def warm_start(kind, seed, loaders):
+        if kind != "conv" or cfg.warmup_epochs < 1:
+            return None
+        if seed not in warm:
+            t = time.perf_counter()
+            warm[seed] = train_warmup(kind, seed, cfg, loaders, os.path.join(scratch.name, f"seed{seed}"))
+            timing[f"warmup_seed{seed}_s"] = time.perf_counter() - t
+        return warm[seed]
+
     for student, kind in plan:
         t0 = time.perf_counter()
         res = []
         seeds = cfg.seeds if kind == "conv" or cfg.adder_seeds is None else cfg.adder_seeds
         for seed in seeds:
             log(f"student {student} ({kind}), seed {seed}")
-            loaders = _loaders(TARGET_CLASSES, cfg, seed)
-            model = train_student(student, kind, seed, teacher, cfg, loaders, log=None)
+            loaders = _loaders(TARGET_CLASSES, cfg, seed, student=True)
+            info = {}
+            model = train_student(student, kind, seed, teacher, cfg, loaders, log=None, info=info,
+                                  warm_start=warm_start(kind, seed, loaders))
             r = evaluate(model, seed)
+            r["disc_updates"] = info["disc_updates"]
+            if cfg.strong_attack is not None and kind == "conv":
+                steps, restarts = cfg.strong_attack
+                r["pgd_strong"] = {str(e): _pct(strong_pgd(model, test, eps=e, steps=steps, restarts=restarts,
+                                                           seed=seed, device=cfg.device, limit=cfg.eval_samples))
+                                   for e in cfg.eps if e >= cfg.headline_eps}
             r["grad_cosine"] = grad_cosine(model, teacher, x_cos, y_cos, cfg.target)
             res.append(r)
             if seed == cfg.seeds[0] and kind == "conv":
@@ -224,10 +332,13 @@ def run(cfg: Config, *, json_path: Optional[str] = None, out: Optional[str] = No
         rows.append(_row(student, kind, res, cfg))
         details.append({"student": student, "kind": kind, "seconds": time.perf_counter() - t0,
                         "grad_cosine": [r["grad_cosine"] for r in res],
+                        "disc_updates": [r["disc_updates"] for r in res],
+                        **({"pgd_strong": [r["pgd_strong"] for r in res]} if "pgd_strong" in res[0] else {}),
                         "pgd_by_mode": [{m: {str(e): _pct(a) for e, a in d.items()} for m, d in r["pgd_by_mode"].items()}
                                         for r in res]})
         log(_summary_line(rows[-1], cfg))
 
+    scratch.cleanup()
     adapter_rows = []
     if cfg.adapter_teacher is not None and "conv" in cfg.kinds:
         t0 = time.perf_counter()
@@ -242,7 +353,7 @@ def run(cfg: Config, *, json_path: Optional[str] = None, out: Optional[str] = No
                                   progress=cfg.progress, limit_batches=cfg.limit_batches).to(cfg.device)
         adapter = adapter.to(cfg.device)
         seed = cfg.seeds[0]
-        model = train_student("igam", "conv", seed, a_teacher, cfg, _loaders(TARGET_CLASSES, cfg, seed),
+        model = train_student("igam", "conv", seed, a_teacher, cfg, _loaders(TARGET_CLASSES, cfg, seed, student=True),
                               adapter=adapter)
         r = evaluate(model, seed)
         r["grad_cosine"] = grad_cosine(model, a_teacher, x_cos, y_cos, cfg.target, adapter=adapter)

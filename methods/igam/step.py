@@ -64,6 +64,7 @@ class IGAMStep:
         self.warmup_steps, self.disc_every = int(warmup_steps), int(disc_every)
         self.disc_weight_decay = float(disc_weight_decay)
         self.steps = 0            # student steps taken (checkpointed)
+        self.disc_updates = 0     # D steps taken (checkpointed; reported by the miniature)
         self._last = None         # (x, y, teacher J) of the latest IGAM step, for D's step
         self.discriminator = None
         self.disc_optimizer = None
@@ -141,6 +142,7 @@ class IGAMStep:
         ce_d.backward()
         _average_gradients(self.discriminator)
         self.disc_optimizer.step()
+        self.disc_updates += 1
         return ce_d.detach(), acc
 
     def callbacks(self) -> list:
@@ -153,10 +155,11 @@ class IGAMStep:
         return state
 
     def state_dict(self) -> dict:
-        return {"steps": self.steps}
+        return {"steps": self.steps, "disc_updates": self.disc_updates}
 
     def load_state_dict(self, state: dict) -> None:
         self.steps = int(state["steps"])
+        self.disc_updates = int(state.get("disc_updates", 0))   # checkpoints from before the counter
         self._last = None
 
 
