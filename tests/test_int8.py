@@ -329,8 +329,7 @@ def test_counts_and_bench_int8_column():
     from addernet.bench.model_bench import bench_model
     from addernet.models import get_model
 
-    # Convolutions at both ends, as this test's counts assume (the all-adder default keeps its first
-    # and last adder layers in float, fused, and the counter has no rule for a fused adder yet).
+    # Convolutions at both ends, as this test's counts assume.
     model = get_model("lenet5_bn", kind="adder", first_layer="conv", last_layer="conv").eval()
     q = addernet.quantize(model, [torch.randn(4, 1, 28, 28)])
     fc, qc = count_ops(model, (1, 1, 28, 28)), count_ops(q, (1, 1, 28, 28))
@@ -342,6 +341,11 @@ def test_counts_and_bench_int8_column():
     assert set(epi) == {"conv2:epilogue", "fc1:epilogue", "fc2:epilogue"}
     # fc2 reads fc1's requantised bytes: scale, shift and ReLU only (84 outputs)
     assert (epi["fc2:epilogue"].mults, epi["fc2:epilogue"].cmps) == (84, 84)
+    # The all-adder default keeps its first and last adder layers in float, fused: counted as adders.
+    allq = addernet.quantize(get_model("lenet5_bn", kind="adder").eval(), [torch.randn(4, 1, 28, 28)])
+    ac = count_ops(allq, (1, 1, 28, 28))
+    assert ac.uncounted == []
+    assert {r.name for r in ac.layers if r.type == "adder"} == {"conv1", "fc3"}
     res = bench_model("lenet5_bn", latency=False)
     assert res["int8"]["quantized_layers"] == ["conv2", "fc1", "fc2"]
     assert res["int8"]["energy_uJ"] < res["counts"]["adder"]["energy_uJ"]
