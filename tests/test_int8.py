@@ -22,6 +22,11 @@ def _isas():
     return info.split("supported=")[1].split()[0].split(",")
 
 
+def _kernel_sets():
+    """(ISA, vector width) pairs: the AVX-512 build runs ymm and zmm loops."""
+    return [(isa, vec) for isa in _isas() for vec in (("ymm", "zmm") if isa == "avx512" else ("",))]
+
+
 def int_reference(x, w, zp, stride, padding, dilation, groups):
     """-sum |qx - qw| in int64, padded taps = zp, walking the kernel taps."""
     x, w = x.long(), w.long()
@@ -66,11 +71,12 @@ def _random_case(cfg, seed):
 
 
 @needs_native
-@pytest.mark.parametrize("isa", _isas())
+@pytest.mark.parametrize("isa, vec", _kernel_sets())
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("i", range(len(GRID)))
-def test_kernels_bit_exact_against_integer_reference(monkeypatch, isa, threads, i):
+def test_kernels_bit_exact_against_integer_reference(monkeypatch, isa, vec, threads, i):
     monkeypatch.setenv("ADDERNET_CPU_ISA", isa)
+    monkeypatch.setenv("ADDERNET_U8_VECTOR", vec)
     cfg = GRID[i]
     x, w, zp, conf = _random_case(cfg, seed=i)
     ref = int_reference(x, w, zp, *conf)
@@ -78,6 +84,9 @@ def test_kernels_bit_exact_against_integer_reference(monkeypatch, isa, threads, 
     torch.set_num_threads(threads)
     try:
         raw = torch.ops.addernet.adder_conv2d_u8(x, w, zp, None, None, *conf)
+        # weights stored channels last are read as they lie (the layers keep them so)
+        raw_cl = torch.ops.addernet.adder_conv2d_u8(x, w.contiguous(memory_format=torch.channels_last), zp,
+                                                    None, None, *conf)
         # random epilogue constants, so that few values fall on a rounding tie of the requantisation
         scale = torch.rand(cfg["o"], generator=torch.Generator().manual_seed(i)) * 4e-3 + 1e-3
         shift = torch.randn(cfg["o"], generator=torch.Generator().manual_seed(i + 1))
@@ -87,6 +96,7 @@ def test_kernels_bit_exact_against_integer_reference(monkeypatch, isa, threads, 
         torch.set_num_threads(old)
     assert raw.dtype == torch.int32 and raw.shape == ref.shape
     assert torch.equal(raw.long(), ref)
+    assert torch.equal(raw_cl, raw)
     want = torch.relu(ref.double() * scale.double().view(1, -1, 1, 1) + shift.double().view(1, -1, 1, 1))
     assert f32.dtype == torch.float32
     torch.testing.assert_close(f32.double(), want, rtol=1e-6, atol=1e-5)
@@ -100,12 +110,13 @@ def test_kernels_bit_exact_against_integer_reference(monkeypatch, isa, threads, 
 
 
 @needs_native
-@pytest.mark.parametrize("isa", _isas())
+@pytest.mark.parametrize("isa, vec", _kernel_sets())
 @pytest.mark.parametrize("c, k", [(512, 3), (4096, 3)])
-def test_vpsadbw_partial_sums_do_not_overflow(monkeypatch, isa, c, k):
+def test_vpsadbw_partial_sums_do_not_overflow(monkeypatch, isa, vec, c, k):
     # All 255 against all 0: every vpsadbw lane gives 8 * 255 = 2040; 16-bit partial sums would
     # wrap after 32 chunks. 512 x 3x3 is ResNet-18's largest patch; 4096 x 3x3 is 8x that.
     monkeypatch.setenv("ADDERNET_CPU_ISA", isa)
+    monkeypatch.setenv("ADDERNET_U8_VECTOR", vec)
     for xv, wv in ((255, 0), (0, 255)):
         x = torch.full((1, c, k, k), xv, dtype=torch.uint8)
         w = torch.full((5, c, k, k), wv, dtype=torch.uint8)
@@ -184,6 +195,16 @@ def test_bad_arguments_are_clear_errors(call, match):
     w = torch.zeros(4, 3, 3, 3, dtype=torch.uint8)
     with pytest.raises(RuntimeError, match=match):
         call(x, w)
+
+
+@needs_native
+def test_bad_vector_width_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("ADDERNET_U8_VECTOR", "xmm")
+    x = torch.zeros(1, 3, 5, 5, dtype=torch.uint8)
+    with pytest.raises(RuntimeError, match="ADDERNET_U8_VECTOR must be ymm or zmm"):
+        torch.ops.addernet.adder_conv2d_u8(x, x[:, :, :3, :3], 0, None, None, [1, 1], [0, 0], [1, 1], 1)
+    monkeypatch.setenv("ADDERNET_U8_VECTOR", "")
+    assert "vector=" in torch.ops.addernet._u8_info()
 
 
 @needs_native
