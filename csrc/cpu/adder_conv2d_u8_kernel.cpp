@@ -84,8 +84,17 @@ at::Tensor adder_conv2d_u8_cpu(const at::Tensor& input, const at::Tensor& weight
                                           stride, padding, dilation, groups, name);
   check_channel_vector(scale, geo.O, "scale", name);
   check_channel_vector(shift, geo.O, "shift", name);
-  const cpu::ConvShape s{geo.N, geo.C, geo.H, geo.W, geo.O, geo.KH, geo.KW, geo.SH, geo.SW,
-                         geo.PH, geo.PW, geo.DH, geo.DW, geo.G, geo.OH, geo.OW};
+  cpu::ConvShape s{geo.N, geo.C, geo.H, geo.W, geo.O, geo.KH, geo.KW, geo.SH, geo.SW,
+                   geo.PH, geo.PW, geo.DH, geo.DW, geo.G, geo.OH, geo.OW};
+  // An unpadded strided 1x1 layer (ResNet's downsampling shortcut) reads one pixel in SH*SW: those
+  // are sliced out first and the layer runs at stride 1, instead of staging (and quantising) the
+  // whole input for a quarter of it.
+  const bool subsample = s.KH == 1 && s.KW == 1 && s.PH == 0 && s.PW == 0 && (s.SH > 1 || s.SW > 1);
+  if (subsample) {
+    s.H = s.OH;
+    s.W = s.OW;
+    s.SH = s.SW = 1;
+  }
   TORCH_CHECK(s.K() <= cpu::kU8MaxK, name, ": a patch of ", s.K(), " taps could overflow the int32 sum (at most ",
               cpu::kU8MaxK, ")");
 
@@ -100,7 +109,11 @@ at::Tensor adder_conv2d_u8_cpu(const at::Tensor& input, const at::Tensor& weight
   if (y.numel() == 0) return y;
   // Weights stored channels last (as QuantAdderConv2d keeps them) are already the packed runs.
   const bool w_cl = weight.is_contiguous(at::MemoryFormat::ChannelsLast) && !weight.is_contiguous();
-  const at::Tensor x = input.contiguous(), w = w_cl ? weight : weight.contiguous();
+  const at::Tensor x = subsample ? input.slice(2, 0, (geo.OH - 1) * geo.SH + 1, geo.SH)
+                                       .slice(3, 0, (geo.OW - 1) * geo.SW + 1, geo.SW)
+                                       .contiguous()
+                                 : input.contiguous();
+  const at::Tensor w = w_cl ? weight : weight.contiguous();
   const at::Tensor sc = scale.has_value() ? scale->contiguous() : at::Tensor();
   const at::Tensor sh = shift.has_value() ? shift->contiguous() : at::Tensor();
   ep.scale = sc.defined() ? sc.data_ptr<float>() : nullptr;
