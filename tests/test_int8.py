@@ -140,15 +140,17 @@ def test_float_input_is_quantised_in_the_op_as_quantize_tensor_does():
 
 @needs_native
 @pytest.mark.parametrize("stride", [(2, 2), (3, 2)])
-def test_strided_1x1_reads_only_the_pixels_it_uses(stride):
-    # An unpadded strided 1x1 layer runs on the subsampled input: uint8 and float inputs alike.
+@pytest.mark.parametrize("c", [24, 6])
+def test_strided_1x1_reads_only_the_pixels_it_uses(stride, c):
+    # An unpadded strided 1x1 layer runs on the subsampled input: uint8 and float inputs alike
+    # (6 channels: staged by the narrow whole-plane transpose).
     g = torch.Generator().manual_seed(5)
-    x = torch.randint(0, 256, (2, 24, 11, 10), dtype=torch.uint8, generator=g)
-    w = torch.randint(0, 256, (7, 24, 1, 1), dtype=torch.uint8, generator=g)
+    x = torch.randint(0, 256, (2, c, 11, 10), dtype=torch.uint8, generator=g)
+    w = torch.randint(0, 256, (7, c, 1, 1), dtype=torch.uint8, generator=g)
     conf = [list(stride), [0, 0], [1, 1], 1]
     want = int_reference(x, w, 9, *conf)
     assert torch.equal(torch.ops.addernet.adder_conv2d_u8(x, w, 9, None, None, *conf).long(), want)
-    xf = torch.randn(2, 24, 11, 10, generator=g)
+    xf = torch.randn(2, c, 11, 10, generator=g)
     got = torch.ops.addernet.adder_conv2d_u8(xf, w, 9, None, None, *conf, input_scale=0.02)
     assert torch.equal(got.long(), int_reference(quantize_tensor(xf, 0.02, 9), w, 9, *conf))
 

@@ -49,6 +49,41 @@ static void transpose_bytes(const uint8_t* src, int64_t ss, int64_t rows, int64_
     for (int64_t x = 0; x < cols; ++x) dst[x * ds + c] = src[c * ss + x];
 }
 
+// The same for fewer than 16 rows (channels) into a contiguous dst (ds = rows), cols >= 16: a 16x16
+// block with zero rows added, each column stored as 16 bytes whose excess the next column's store
+// overwrites; a store that would run past the end of dst writes its rows bytes only.
+static void transpose_narrow(const uint8_t* src, int64_t ss, int64_t rows, int64_t cols, uint8_t* dst) {
+#if defined(__SSE2__)
+  const int64_t end = cols * rows;
+  for (int64_t xb = 0; xb < cols; xb += 16) {
+    const int64_t x0 = xb + 16 <= cols ? xb : cols - 16;
+    __m128i r[16], t[16];
+    for (int i = 0; i < 16; ++i)
+      r[i] = i < rows ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i * ss + x0)) : _mm_setzero_si128();
+    for (int round = 0; round < 4; ++round) {
+      for (int i = 0; i < 8; ++i) {
+        t[2 * i] = _mm_unpacklo_epi8(r[i], r[i + 8]);
+        t[2 * i + 1] = _mm_unpackhi_epi8(r[i], r[i + 8]);
+      }
+      for (int i = 0; i < 16; ++i) r[i] = t[i];
+    }
+    for (int i = 0; i < 16; ++i) {
+      uint8_t* d = dst + (x0 + i) * rows;
+      if (d + 16 <= dst + end) {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(d), r[i]);
+      } else {
+        alignas(16) uint8_t tmp[16];
+        _mm_store_si128(reinterpret_cast<__m128i*>(tmp), r[i]);
+        std::memcpy(d, tmp, size_t(rows));
+      }
+    }
+  }
+#else
+  for (int64_t c = 0; c < rows; ++c)
+    for (int64_t x = 0; x < cols; ++x) dst[x * rows + c] = src[c * ss + x];
+#endif
+}
+
 // Per input row yy, the Cg channels' rows are transposed into the row's channels-last bytes. A float
 // input is first quantised, the whole (group, image) plane in one loop (which the compiler
 // vectorises; a call per row of 8-32 values cost more than the quantising).
@@ -71,6 +106,12 @@ static void stage_planes(const ConvShape& s, const T* x, uint8_t zero_point, uin
     // Only the padding needs the zero point; the rest is overwritten.
     std::memset(dst, zero_point, size_t(s.PH * Wp * Cg));
     std::memset(dst + (s.PH + s.H) * Wp * Cg, zero_point, size_t(s.PH * Wp * Cg));
+    if (s.PW == 0 && Cg < 16 && HW >= 16) {
+      // Unpadded rows follow each other in both layouts: one transpose of the whole plane, so that
+      // few channels still fill 16-byte vectors (LeNet's 6-channel 14-pixel rows would not).
+      transpose_narrow(src, HW, Cg, HW, dst + s.PH * Wp * Cg);
+      continue;
+    }
     for (int64_t yy = 0; yy < s.H; ++yy) {
       uint8_t* out = dst + (yy + s.PH) * Wp * Cg;
       std::memset(out, zero_point, size_t(s.PW * Cg));
