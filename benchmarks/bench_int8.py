@@ -96,7 +96,8 @@ def bench_ops(repeats: int) -> list[dict]:
         x = torch.rand(n, c, h, h)
         w = torch.randn(o, c, k, k) * 0.5
         sc, zp = shared_qparams(min(0.0, w.min().item()), max(1.0, w.max().item()))
-        qx, qw = quantize_tensor(x, sc, zp), quantize_tensor(w, sc, zp)
+        # Weights channels last, as QuantAdderConv2d stores them (the op then packs them by copies).
+        qx, qw = quantize_tensor(x, sc, zp), quantize_tensor(w, sc, zp).contiguous(memory_format=torch.channels_last)
         scale, shift = torch.full((o,), sc), torch.zeros(o)
         conf = ([s, s], [p, p], [1, 1], 1)
         fns = {
@@ -242,7 +243,8 @@ def main(argv=None) -> int:
         args.threads = 1
     torch.set_num_threads(args.threads)
     info = {"clock": args.clock, "cpu": cpu_flags(), "threads": torch.get_num_threads(), "kernels": torch.ops.addernet._cpu_info(),
-            "isa_forced": os.environ.get("ADDERNET_CPU_ISA", "")}
+            "u8_kernels": torch.ops.addernet._u8_info(),
+            "isa_forced": os.environ.get("ADDERNET_CPU_ISA", ""), "u8_vector_forced": os.environ.get("ADDERNET_U8_VECTOR", "")}
     print(info, flush=True)
     if args.what == "ops":
         rows = bench_ops(args.repeats)

@@ -139,6 +139,22 @@ def test_fold_bn():
     assert (add["mults"], add["adds"]) == (bn - stem_bn - fc_bn, bn)
 
 
+def test_fused_adder_layers_count_as_their_folded_originals():
+    # fuse() folds each adder layer's BatchNorm and ReLU into its epilogue: the counts must be those of
+    # the unfused model counted with fold_bn=True, and nothing may go uncounted.
+    model = get_model("lenet5_bn", kind="adder").eval()
+    x = torch.randn(1, 1, 28, 28)
+    fused = addernet.fuse(model, x)
+    assert any(type(m).__name__ == "FusedAdderConv2d" for m in fused.modules())
+    fc, ref = count_ops(fused, x.shape), count_ops(model, x.shape, fold_bn=True)
+    assert fc.uncounted == []
+    assert fc.totals() == ref.totals()
+    assert fc.totals(("adder",))["taps"] == ref.totals(("adder",))["taps"] > 0
+    conv1 = next(r for r in fc.layers if r.name == "conv1")
+    out = 6 * 28 * 28
+    assert (conv1.type, conv1.mults, conv1.cmps, conv1.abs) == ("adder", out, out, out * 25)
+
+
 def test_uncounted_are_listed():
     class Net(nn.Module):
         def __init__(self):

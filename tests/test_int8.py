@@ -22,6 +22,11 @@ def _isas():
     return info.split("supported=")[1].split()[0].split(",")
 
 
+def _kernel_sets():
+    """(ISA, vector width) pairs: the AVX-512 build runs ymm and zmm loops."""
+    return [(isa, vec) for isa in _isas() for vec in (("ymm", "zmm") if isa == "avx512" else ("",))]
+
+
 def int_reference(x, w, zp, stride, padding, dilation, groups):
     """-sum |qx - qw| in int64, padded taps = zp, walking the kernel taps."""
     x, w = x.long(), w.long()
@@ -66,11 +71,12 @@ def _random_case(cfg, seed):
 
 
 @needs_native
-@pytest.mark.parametrize("isa", _isas())
+@pytest.mark.parametrize("isa, vec", _kernel_sets())
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("i", range(len(GRID)))
-def test_kernels_bit_exact_against_integer_reference(monkeypatch, isa, threads, i):
+def test_kernels_bit_exact_against_integer_reference(monkeypatch, isa, vec, threads, i):
     monkeypatch.setenv("ADDERNET_CPU_ISA", isa)
+    monkeypatch.setenv("ADDERNET_U8_VECTOR", vec)
     cfg = GRID[i]
     x, w, zp, conf = _random_case(cfg, seed=i)
     ref = int_reference(x, w, zp, *conf)
@@ -78,6 +84,9 @@ def test_kernels_bit_exact_against_integer_reference(monkeypatch, isa, threads, 
     torch.set_num_threads(threads)
     try:
         raw = torch.ops.addernet.adder_conv2d_u8(x, w, zp, None, None, *conf)
+        # weights stored channels last are read as they lie (the layers keep them so)
+        raw_cl = torch.ops.addernet.adder_conv2d_u8(x, w.contiguous(memory_format=torch.channels_last), zp,
+                                                    None, None, *conf)
         # random epilogue constants, so that few values fall on a rounding tie of the requantisation
         scale = torch.rand(cfg["o"], generator=torch.Generator().manual_seed(i)) * 4e-3 + 1e-3
         shift = torch.randn(cfg["o"], generator=torch.Generator().manual_seed(i + 1))
@@ -87,6 +96,7 @@ def test_kernels_bit_exact_against_integer_reference(monkeypatch, isa, threads, 
         torch.set_num_threads(old)
     assert raw.dtype == torch.int32 and raw.shape == ref.shape
     assert torch.equal(raw.long(), ref)
+    assert torch.equal(raw_cl, raw)
     want = torch.relu(ref.double() * scale.double().view(1, -1, 1, 1) + shift.double().view(1, -1, 1, 1))
     assert f32.dtype == torch.float32
     torch.testing.assert_close(f32.double(), want, rtol=1e-6, atol=1e-5)
@@ -100,12 +110,13 @@ def test_kernels_bit_exact_against_integer_reference(monkeypatch, isa, threads, 
 
 
 @needs_native
-@pytest.mark.parametrize("isa", _isas())
+@pytest.mark.parametrize("isa, vec", _kernel_sets())
 @pytest.mark.parametrize("c, k", [(512, 3), (4096, 3)])
-def test_vpsadbw_partial_sums_do_not_overflow(monkeypatch, isa, c, k):
+def test_vpsadbw_partial_sums_do_not_overflow(monkeypatch, isa, vec, c, k):
     # All 255 against all 0: every vpsadbw lane gives 8 * 255 = 2040; 16-bit partial sums would
     # wrap after 32 chunks. 512 x 3x3 is ResNet-18's largest patch; 4096 x 3x3 is 8x that.
     monkeypatch.setenv("ADDERNET_CPU_ISA", isa)
+    monkeypatch.setenv("ADDERNET_U8_VECTOR", vec)
     for xv, wv in ((255, 0), (0, 255)):
         x = torch.full((1, c, k, k), xv, dtype=torch.uint8)
         w = torch.full((5, c, k, k), wv, dtype=torch.uint8)
@@ -125,6 +136,23 @@ def test_float_input_is_quantised_in_the_op_as_quantize_tensor_does():
     want = torch.ops.addernet.adder_conv2d_u8(qx, w, z, None, None, *conf)
     got = torch.ops.addernet.adder_conv2d_u8(x, w, z, None, None, *conf, input_scale=s)
     assert torch.equal(got, want)
+
+
+@needs_native
+@pytest.mark.parametrize("stride", [(2, 2), (3, 2)])
+@pytest.mark.parametrize("c", [24, 6])
+def test_strided_1x1_reads_only_the_pixels_it_uses(stride, c):
+    # An unpadded strided 1x1 layer runs on the subsampled input: uint8 and float inputs alike
+    # (6 channels: staged by the narrow whole-plane transpose).
+    g = torch.Generator().manual_seed(5)
+    x = torch.randint(0, 256, (2, c, 11, 10), dtype=torch.uint8, generator=g)
+    w = torch.randint(0, 256, (7, c, 1, 1), dtype=torch.uint8, generator=g)
+    conf = [list(stride), [0, 0], [1, 1], 1]
+    want = int_reference(x, w, 9, *conf)
+    assert torch.equal(torch.ops.addernet.adder_conv2d_u8(x, w, 9, None, None, *conf).long(), want)
+    xf = torch.randn(2, c, 11, 10, generator=g)
+    got = torch.ops.addernet.adder_conv2d_u8(xf, w, 9, None, None, *conf, input_scale=0.02)
+    assert torch.equal(got.long(), int_reference(quantize_tensor(xf, 0.02, 9), w, 9, *conf))
 
 
 def test_shared_grid_makes_the_l1_distance_exact():
@@ -184,6 +212,16 @@ def test_bad_arguments_are_clear_errors(call, match):
     w = torch.zeros(4, 3, 3, 3, dtype=torch.uint8)
     with pytest.raises(RuntimeError, match=match):
         call(x, w)
+
+
+@needs_native
+def test_bad_vector_width_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("ADDERNET_U8_VECTOR", "xmm")
+    x = torch.zeros(1, 3, 5, 5, dtype=torch.uint8)
+    with pytest.raises(RuntimeError, match="ADDERNET_U8_VECTOR must be ymm or zmm"):
+        torch.ops.addernet.adder_conv2d_u8(x, x[:, :, :3, :3], 0, None, None, [1, 1], [0, 0], [1, 1], 1)
+    monkeypatch.setenv("ADDERNET_U8_VECTOR", "")
+    assert "vector=" in torch.ops.addernet._u8_info()
 
 
 @needs_native
@@ -329,8 +367,7 @@ def test_counts_and_bench_int8_column():
     from addernet.bench.model_bench import bench_model
     from addernet.models import get_model
 
-    # Convolutions at both ends, as this test's counts assume (the all-adder default keeps its first
-    # and last adder layers in float, fused, and the counter has no rule for a fused adder yet).
+    # Convolutions at both ends, as this test's counts assume.
     model = get_model("lenet5_bn", kind="adder", first_layer="conv", last_layer="conv").eval()
     q = addernet.quantize(model, [torch.randn(4, 1, 28, 28)])
     fc, qc = count_ops(model, (1, 1, 28, 28)), count_ops(q, (1, 1, 28, 28))
@@ -342,6 +379,11 @@ def test_counts_and_bench_int8_column():
     assert set(epi) == {"conv2:epilogue", "fc1:epilogue", "fc2:epilogue"}
     # fc2 reads fc1's requantised bytes: scale, shift and ReLU only (84 outputs)
     assert (epi["fc2:epilogue"].mults, epi["fc2:epilogue"].cmps) == (84, 84)
+    # The all-adder default keeps its first and last adder layers in float, fused: counted as adders.
+    allq = addernet.quantize(get_model("lenet5_bn", kind="adder").eval(), [torch.randn(4, 1, 28, 28)])
+    ac = count_ops(allq, (1, 1, 28, 28))
+    assert ac.uncounted == []
+    assert {r.name for r in ac.layers if r.type == "adder"} == {"conv1", "fc3"}
     res = bench_model("lenet5_bn", latency=False)
     assert res["int8"]["quantized_layers"] == ["conv2", "fc1", "fc2"]
     assert res["int8"]["energy_uJ"] < res["counts"]["adder"]["energy_uJ"]

@@ -18,6 +18,7 @@ from torch import nn
 from torch.func import functional_call
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from ..fuse import FusedAdderConv2d
 from ..nn import AdderConv2d
 from ..quant.layer import QuantAdderConv2d
 
@@ -40,7 +41,10 @@ Counting convention (per input image, inference):
   1 accumulation (32-bit), type 'adder_int8'. Its epilogue, in float32, is a row of its own
   ('int8_epilogue'): scale and shift 1 mult + 1 add per output, ReLU 1 comparison, requantising
   1 mult + 1 add + 2 comparisons (the clamp) per output; quantising a float input 1 mult + 1 add
-  + 2 comparisons per input element and filter group."""
+  + 2 comparisons per input element and filter group.
+- fused adder layer (addernet.fuse, and the float first/last layers of a quantized model): the
+  adder taps, plus its folded BatchNorm as the epilogue's 1 mult + 1 add per output (the layer's
+  bias is inside that shift) and the folded ReLU's 1 comparison per output; type 'adder'."""
 
 # Leaf modules with no arithmetic.
 _FREE = (nn.Identity, nn.Flatten, nn.Unflatten, nn.Dropout, nn.Dropout2d)
@@ -117,6 +121,13 @@ def _int8_adder(m, x, y) -> tuple[dict, dict]:
     return dict(adds=2 * taps, abs=taps, acc_adds=taps, taps=taps), epi
 
 
+def _fused_adder(m, x, y) -> dict:
+    """A FusedAdderConv2d call: the taps, then scale and shift (and ReLU) per output."""
+    out = y.numel()
+    taps = out * (m.in_channels // m.groups) * math.prod(m.kernel_size)
+    return dict(mults=out, adds=2 * taps + out, abs=taps, acc_adds=taps, taps=taps, cmps=out if m.relu else 0)
+
+
 def _linear(m, x, y) -> dict:
     taps = y.numel() * m.in_features
     return dict(mults=taps, adds=taps + (y.numel() if m.bias is not None else 0), acc_adds=taps, taps=taps)
@@ -141,7 +152,7 @@ def _pool(m, x, y, kind: str) -> dict:
 
 
 _TYPES = (
-    (AdderConv2d, "adder"), (QuantAdderConv2d, "adder_int8"), (nn.Conv2d, "conv"), (nn.Conv1d, "conv"), (nn.Linear, "linear"),
+    (AdderConv2d, "adder"), (FusedAdderConv2d, "adder_fused"), (QuantAdderConv2d, "adder_int8"), (nn.Conv2d, "conv"), (nn.Conv1d, "conv"), (nn.Linear, "linear"),
     ((nn.BatchNorm1d, nn.BatchNorm2d), "bn"), (nn.ReLU, "relu"),
     ((nn.MaxPool2d, nn.AdaptiveMaxPool2d), "maxpool"), ((nn.AvgPool2d, nn.AdaptiveAvgPool2d), "avgpool"),
 )
@@ -194,6 +205,8 @@ class _Counter:
         if t == "adder_int8":
             ops, epi = _int8_adder(m, x, y)
             self.layers.append(LayerOps(f"{label}:epilogue", "int8_epilogue", tuple(x.shape), tuple(y.shape), **epi))
+        elif t == "adder_fused":
+            t, ops, note = "adder", _fused_adder(m, x, y), "BatchNorm folded into the epilogue" + (", ReLU" if m.relu else "")
         elif t in ("adder", "conv"):
             ops = _conv_like(m, x, y, adder=t == "adder")
         elif t == "linear":

@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <string>
 
 #include "../adder_conv2d_common.h"
 #include "../kernels/cpu/adder_conv2d_u8.h"
@@ -22,6 +23,24 @@ cpu::Options u8_options(const char* name) {
               std::getenv("ADDERNET_CPU_ISA"), "')");
   opt.threads = at::get_num_threads();
   return opt;
+}
+
+cpu::U8Vec u8_vector(const char* name) {
+  cpu::U8Vec vec = cpu::U8Vec::automatic;
+  const char* error = "";
+  TORCH_CHECK(cpu::u8_vec_from_env(&vec, &error), name, ": ", error, " (ADDERNET_U8_VECTOR='",
+              std::getenv("ADDERNET_U8_VECTOR"), "')");
+  return vec;
+}
+
+// Which kernel set and vector width the uint8 op runs here, for the benchmark tables.
+std::string u8_info() {
+  const cpu::U8Vec vec = u8_vector("_u8_info");
+  const cpu::Isa isa = u8_options("_u8_info").isa;
+  std::string out = std::string("isa=") + cpu::isa_name(isa) + " vector=";
+  if (isa != cpu::Isa::avx512) return out + (isa == cpu::Isa::avx2 ? "ymm" : "portable");
+  const cpu::U8Vec v = vec == cpu::U8Vec::automatic ? cpu::u8_vec_default() : vec;
+  return out + cpu::u8_vec_name(v) + (vec == cpu::U8Vec::automatic ? " (automatic)" : " (forced)");
 }
 
 void check_channel_vector(const c10::optional<at::Tensor>& t, int64_t O, const char* what,
@@ -65,8 +84,17 @@ at::Tensor adder_conv2d_u8_cpu(const at::Tensor& input, const at::Tensor& weight
                                           stride, padding, dilation, groups, name);
   check_channel_vector(scale, geo.O, "scale", name);
   check_channel_vector(shift, geo.O, "shift", name);
-  const cpu::ConvShape s{geo.N, geo.C, geo.H, geo.W, geo.O, geo.KH, geo.KW, geo.SH, geo.SW,
-                         geo.PH, geo.PW, geo.DH, geo.DW, geo.G, geo.OH, geo.OW};
+  cpu::ConvShape s{geo.N, geo.C, geo.H, geo.W, geo.O, geo.KH, geo.KW, geo.SH, geo.SW,
+                   geo.PH, geo.PW, geo.DH, geo.DW, geo.G, geo.OH, geo.OW};
+  // An unpadded strided 1x1 layer (ResNet's downsampling shortcut) reads one pixel in SH*SW: those
+  // are sliced out first and the layer runs at stride 1, instead of staging (and quantising) the
+  // whole input for a quarter of it.
+  const bool subsample = s.KH == 1 && s.KW == 1 && s.PH == 0 && s.PW == 0 && (s.SH > 1 || s.SW > 1);
+  if (subsample) {
+    s.H = s.OH;
+    s.W = s.OW;
+    s.SH = s.SW = 1;
+  }
   TORCH_CHECK(s.K() <= cpu::kU8MaxK, name, ": a patch of ", s.K(), " taps could overflow the int32 sum (at most ",
               cpu::kU8MaxK, ")");
 
@@ -79,7 +107,13 @@ at::Tensor adder_conv2d_u8_cpu(const at::Tensor& input, const at::Tensor& weight
                                                                 : at::kInt;
   at::Tensor y = at::empty({geo.N, geo.O, geo.OH, geo.OW}, input.options().dtype(out_dtype));
   if (y.numel() == 0) return y;
-  const at::Tensor x = input.contiguous(), w = weight.contiguous();
+  // Weights stored channels last (as QuantAdderConv2d keeps them) are already the packed runs.
+  const bool w_cl = weight.is_contiguous(at::MemoryFormat::ChannelsLast) && !weight.is_contiguous();
+  const at::Tensor x = subsample ? input.slice(2, 0, (geo.OH - 1) * geo.SH + 1, geo.SH)
+                                       .slice(3, 0, (geo.OW - 1) * geo.SW + 1, geo.SW)
+                                       .contiguous()
+                                 : input.contiguous();
+  const at::Tensor w = w_cl ? weight : weight.contiguous();
   const at::Tensor sc = scale.has_value() ? scale->contiguous() : at::Tensor();
   const at::Tensor sh = shift.has_value() ? shift->contiguous() : at::Tensor();
   ep.scale = sc.defined() ? sc.data_ptr<float>() : nullptr;
@@ -89,6 +123,7 @@ at::Tensor adder_conv2d_u8_cpu(const at::Tensor& input, const at::Tensor& weight
   ep.out_zero_point = int32_t(out_zero_point);
 
   const cpu::Options opt = u8_options(name);
+  const cpu::U8Vec vec = u8_vector(name);
   const at::TensorOptions bytes = input.options().dtype(at::kByte);
   at::Tensor xs = at::empty({cpu::ForwardU8::stage_size(s)}, bytes);
   at::parallel_for(0, cpu::ForwardU8::stage_items(s), 1, [&](int64_t b, int64_t e) {
@@ -99,9 +134,9 @@ at::Tensor adder_conv2d_u8_cpu(const at::Tensor& input, const at::Tensor& weight
       cpu::ForwardU8::stage(s, x.data_ptr<uint8_t>(), uint8_t(zero_point), xs.data_ptr<uint8_t>(), b, e);
   });
   at::Tensor wp = at::empty({cpu::ForwardU8::pack_size(s, opt)}, bytes);
-  cpu::ForwardU8::pack(s, w.data_ptr<uint8_t>(), wp.data_ptr<uint8_t>(), opt);
+  cpu::ForwardU8::pack(s, w.data_ptr<uint8_t>(), wp.data_ptr<uint8_t>(), opt, w_cl);
   at::parallel_for(0, cpu::ForwardU8::work_items(s, opt), 1, [&](int64_t b, int64_t e) {
-    cpu::ForwardU8::run(s, xs.data_ptr<uint8_t>(), wp.data_ptr<uint8_t>(), ep, y.data_ptr(), b, e, opt);
+    cpu::ForwardU8::run(s, xs.data_ptr<uint8_t>(), wp.data_ptr<uint8_t>(), ep, y.data_ptr(), b, e, opt, vec);
   });
   return y;
 }
@@ -118,6 +153,7 @@ TORCH_LIBRARY_FRAGMENT(addernet, m) {
       "adder_conv2d_u8(Tensor input, Tensor weight, int zero_point, Tensor? scale, Tensor? shift, "
       "int[2] stride, int[2] padding, int[2] dilation, int groups, bool relu=False, "
       "float? out_scale=None, int out_zero_point=0, float? input_scale=None) -> Tensor");
+  m.def("_u8_info() -> str", &u8_info);
 }
 
 TORCH_LIBRARY_IMPL(addernet, CPU, m) { m.impl("adder_conv2d_u8", &adder_conv2d_u8_cpu); }

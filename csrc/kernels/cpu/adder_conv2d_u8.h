@@ -37,6 +37,18 @@ struct U8Epilogue {
   int32_t out_zero_point = 0;
 };
 
+// The vector width of the AVX-512 build's SAD loop: zmm (64 taps a vpsadbw) or ymm under
+// AVX-512VL (32 taps, still 32 registers). Zen 4 runs a zmm instruction as two 256-bit halves, so
+// there a zmm vpsadbw costs two ymm ones, and wastes half of one on every run whose length is not a
+// multiple of 64 (ResNet-20's 48- and 96-byte rows, LeNet's 30): ymm is never slower there.
+// Elsewhere zmm. The other builds have one width.
+enum class U8Vec { automatic = 0, ymm = 1, zmm = 2 };
+const char* u8_vec_name(U8Vec v);
+U8Vec u8_vec_default();  // ymm on AMD family 0x19 (Zen 4, the family's only AVX-512 cores), else zmm
+// ADDERNET_U8_VECTOR=ymm|zmm forces one (tests run both); unset or empty means automatic.
+// Returns false and leaves `out` alone when the variable names neither.
+bool u8_vec_from_env(U8Vec* out, const char** error);
+
 struct ForwardU8 {
   // Staging: the input as [G][N][H + 2PH][W + 2PW][Cg] bytes, padding = zero_point. A float
   // input is quantised on the way, qx = clamp(round_half_even(x / input_scale) + zero_point,
@@ -47,14 +59,16 @@ struct ForwardU8 {
                     int64_t begin, int64_t end);
   static void stage(const ConvShape& s, const float* x, float input_scale, uint8_t zero_point,
                     uint8_t* xs, int64_t begin, int64_t end);
-  // Weights (O, Cg, KH, KW) reordered to channels-last patch rows, padded with zeros (which
-  // the staged patches match with zeros, adding nothing).
+  // Weights (O, Cg, KH, KW) reordered to channels-last patch rows, each run padded with zeros to
+  // 32 bytes (which the kernels' masked patch loads match with zeros, adding nothing).
   static int64_t pack_size(const ConvShape& s, const Options& opt);
-  static void pack(const ConvShape& s, const uint8_t* w, uint8_t* wpack, const Options& opt);
+  // channels_last: w is stored (O, KH, KW, Cg), as torch's channels_last memory format keeps it.
+  static void pack(const ConvShape& s, const uint8_t* w, uint8_t* wpack, const Options& opt,
+                   bool channels_last = false);
   static int64_t work_items(const ConvShape& s, const Options& opt);
   // y is int32, float or uint8 NCHW, as ep.kind says.
   static void run(const ConvShape& s, const uint8_t* xs, const uint8_t* wpack, const U8Epilogue& ep,
-                  void* y, int64_t begin, int64_t end, const Options& opt);
+                  void* y, int64_t begin, int64_t end, const Options& opt, U8Vec vec = U8Vec::automatic);
 };
 
 }  // namespace cpu
