@@ -400,3 +400,85 @@ def test_bfloat16_second_order_runs_through_float32():
         assert a.dtype == torch.bfloat16
         # bf16 keeps 8 bits: one rounding of each result, and of the sums the VJPs add up.
         torch.testing.assert_close(a.double(), b, rtol=2 ** -6, atol=2 ** -6 * b.abs().max().item())
+
+
+# ---------------------------------------------------------------------------------------------
+# The first-order backward computes only the gradients the running backward will use.
+
+class _BackwardMasks(torch.utils._python_dispatch.TorchDispatchMode):
+    """Records the output_mask of every adder backward op called under it."""
+
+    def __init__(self):
+        super().__init__()
+        self.masks = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        schema = func._schema
+        if "adder_conv2d" in schema.name and schema.name.endswith("_backward"):
+            names = [a.name for a in schema.arguments]
+            mask = kwargs["output_mask"] if kwargs and "output_mask" in kwargs else args[names.index("output_mask")]
+            self.masks.append(list(mask))
+        return func(*args, **(kwargs or {}))
+
+
+ASKS = {
+    "grad-x": lambda y, x, w: torch.autograd.grad(y, x),
+    "grad-w": lambda y, x, w: torch.autograd.grad(y, w),
+    "grad-xw": lambda y, x, w: torch.autograd.grad(y, (x, w)),
+    "backward": lambda y, x, w: y.backward(),
+    "backward-inputs-x": lambda y, x, w: y.backward(inputs=[x]),
+    "backward-inputs-w": lambda y, x, w: y.backward(inputs=[w]),
+}
+
+
+def _leaf_grads(ask, backend, x, w, grad_mode, eta):
+    x, w = (t.detach().requires_grad_() for t in (x, w))
+    wt = w if eta is None else addernet.nn.grad_scale.adaptive_scale(w, eta)
+    y = AF.adder_conv2d(x, wt, None, *conf(GRID[1]), backend=backend, grad_mode=grad_mode)
+    y = y.pow(2).sum()
+    out = ASKS[ask](y, x, w)
+    if out is None:  # .backward(): read the leaves
+        return x.grad, w.grad
+    asked = {"grad-x": (x,), "grad-w": (w,), "grad-xw": (x, w)}[ask]
+    got = dict(zip(map(id, asked), out))
+    return got.get(id(x)), got.get(id(w))
+
+
+@pytest.mark.parametrize("eta", [None, 0.2], ids=["leaf-weight", "eta-scaled"])
+@pytest.mark.parametrize("grad_mode", ["paper", "exact"])
+@pytest.mark.parametrize("ask", list(ASKS))
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "reference"])
+def test_unused_gradients_are_skipped_and_used_ones_kept(backend, ask, grad_mode, eta):
+    dtype = torch.float32 if backend == "triton" else torch.float64
+    x, w = away_from_kinks(GRID[1], dtype=dtype)
+    with _BackwardMasks() as rec:
+        got = _leaf_grads(ask, backend, x, w, grad_mode, eta)
+    want = _leaf_grads(ask, "reference", x, w, grad_mode, eta)
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == torch.float32 else dict(rtol=1e-9, atol=1e-12)
+    for name, g, r in zip("xw", got, want):
+        assert (g is None) == (r is None), name
+        if r is not None:
+            torch.testing.assert_close(g, r, **tol, msg=lambda m: f"{name}: {m}")
+    # What the engine will use, and only that, was computed.
+    used = [got[0] is not None, got[1] is not None]
+    assert rec.masks == [used], rec.masks
+
+
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "reference"])
+def test_penalty_first_pass_skips_the_weight_gradient(backend):
+    # The IGAM/gradient-penalty first pass, d ce / dx with create_graph=True: no weight gradient,
+    # and the second pass still reaches the weight (through the backward op's own derivative).
+    dtype = torch.float32 if backend == "triton" else torch.float64
+    x, w = away_from_kinks(GRID[0], dtype=dtype)
+    grads = {}
+    for b in (backend, "reference"):
+        xx, ww = (t.detach().requires_grad_() for t in (x, w))
+        with _BackwardMasks() as rec:
+            y = AF.adder_conv2d(xx, ww, None, *conf(GRID[0]), backend=b)
+            gx, = torch.autograd.grad(y.pow(2).sum(), xx, create_graph=True)
+            grads[b] = torch.autograd.grad(gx.pow(2).sum(), (xx, ww))
+        if b != "reference":  # the first pass; the second reaches y (through gx's g = 2y) for both
+            assert rec.masks == [[True, False], [True, True]], rec.masks
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == torch.float32 else dict(rtol=1e-9, atol=1e-12)
+    for g, r in zip(grads[backend], grads["reference"]):
+        torch.testing.assert_close(g, r, **tol)
