@@ -102,7 +102,7 @@ def _register() -> None:
 
     def backward(ctx, grad_output):
         input, weight = ctx.saved_tensors
-        mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1]]
+        mask = [grad2.engine_will_use(ctx, 0), grad2.engine_will_use(ctx, 1)]
         gi, gw = torch.ops.addernet.adder_conv2d_backward(
             grad_output.contiguous(), input, weight, *ctx.conf, mask
         )
@@ -147,7 +147,7 @@ def _register_fused_autograd() -> None:
         gz = grad if scale is None else grad * scale.view(1, -1, 1, 1)
         gx = gw = gs = gb = None
         if needs[0] or needs[1]:
-            mask = [needs[0], needs[1]]
+            mask = [grad2.engine_will_use(ctx, 0), grad2.engine_will_use(ctx, 1)]
             gx, gw = torch.ops.addernet.adder_conv2d_backward(gz.contiguous(), input, weight, *ctx.conf, mask)
             gx, gw = (gx if mask[0] else None), (gw if mask[1] else None)
         if scale is not None and needs[2]:

@@ -279,7 +279,17 @@ def _isas():
     return torch.ops.addernet._cpu_info().split("supported=")[1].split()[0].split(",")
 
 
-TAP_CFGS = GRID + [
+# Layers whose one patch is the whole input (LeNet's fc layers): the native tap sums' dense path.
+# K not a multiple of any vector width, output channels not of the micro-tile, groups, batch 0.
+DENSE = [
+    dict(n=7, c=6, h=5, w=4, o=10, kh=5, kw=4, stride=(2, 3), padding=(0, 0), dilation=(1, 1), groups=2),
+    dict(n=3, c=150, h=1, w=1, o=7, kh=1, kw=1, stride=(1, 1), padding=(0, 0), dilation=(2, 2), groups=1),
+    dict(n=4, c=3, h=1, w=1, o=5, kh=1, kw=1, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1),
+    dict(n=0, c=4, h=2, w=2, o=3, kh=2, kw=2, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1),
+]
+DENSE_IDS = ["groups2-5x4", "1x1-K150", "1x1-K3", "batch0"]
+
+TAP_CFGS = GRID + DENSE + [
     # K past one cache block, channels not a multiple of any register block, many positions
     dict(n=3, c=40, h=7, w=6, o=13, kh=3, kw=3, stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=1),
     dict(n=1, c=6, h=12, w=12, o=16, kh=5, kw=5, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1),
@@ -400,3 +410,141 @@ def test_bfloat16_second_order_runs_through_float32():
         assert a.dtype == torch.bfloat16
         # bf16 keeps 8 bits: one rounding of each result, and of the sums the VJPs add up.
         torch.testing.assert_close(a.double(), b, rtol=2 ** -6, atol=2 ** -6 * b.abs().max().item())
+
+
+# ---------------------------------------------------------------------------------------------
+# The first-order backward computes only the gradients the running backward will use.
+
+class _BackwardMasks(torch.utils._python_dispatch.TorchDispatchMode):
+    """Records the output_mask of every adder backward op called under it."""
+
+    def __init__(self):
+        super().__init__()
+        self.masks = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        schema = func._schema
+        if "adder_conv2d" in schema.name and schema.name.endswith("_backward"):
+            names = [a.name for a in schema.arguments]
+            mask = kwargs["output_mask"] if kwargs and "output_mask" in kwargs else args[names.index("output_mask")]
+            self.masks.append(list(mask))
+        return func(*args, **(kwargs or {}))
+
+
+ASKS = {
+    "grad-x": lambda y, x, w: torch.autograd.grad(y, x),
+    "grad-w": lambda y, x, w: torch.autograd.grad(y, w),
+    "grad-xw": lambda y, x, w: torch.autograd.grad(y, (x, w)),
+    "backward": lambda y, x, w: y.backward(),
+    "backward-inputs-x": lambda y, x, w: y.backward(inputs=[x]),
+    "backward-inputs-w": lambda y, x, w: y.backward(inputs=[w]),
+}
+
+
+def _leaf_grads(ask, backend, x, w, grad_mode, eta):
+    x, w = (t.detach().requires_grad_() for t in (x, w))
+    wt = w if eta is None else addernet.nn.grad_scale.adaptive_scale(w, eta)
+    y = AF.adder_conv2d(x, wt, None, *conf(GRID[1]), backend=backend, grad_mode=grad_mode)
+    y = y.pow(2).sum()
+    out = ASKS[ask](y, x, w)
+    if out is None:  # .backward(): read the leaves
+        return x.grad, w.grad
+    asked = {"grad-x": (x,), "grad-w": (w,), "grad-xw": (x, w)}[ask]
+    got = dict(zip(map(id, asked), out))
+    return got.get(id(x)), got.get(id(w))
+
+
+@pytest.mark.parametrize("eta", [None, 0.2], ids=["leaf-weight", "eta-scaled"])
+@pytest.mark.parametrize("grad_mode", ["paper", "exact"])
+@pytest.mark.parametrize("ask", list(ASKS))
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "reference"])
+def test_unused_gradients_are_skipped_and_used_ones_kept(backend, ask, grad_mode, eta):
+    dtype = torch.float32 if backend == "triton" else torch.float64
+    x, w = away_from_kinks(GRID[1], dtype=dtype)
+    with _BackwardMasks() as rec:
+        got = _leaf_grads(ask, backend, x, w, grad_mode, eta)
+    want = _leaf_grads(ask, "reference", x, w, grad_mode, eta)
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == torch.float32 else dict(rtol=1e-9, atol=1e-12)
+    for name, g, r in zip("xw", got, want):
+        assert (g is None) == (r is None), name
+        if r is not None:
+            torch.testing.assert_close(g, r, **tol, msg=lambda m: f"{name}: {m}")
+    # What the engine will use, and only that, was computed.
+    used = [got[0] is not None, got[1] is not None]
+    assert rec.masks == [used], rec.masks
+
+
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "reference"])
+def test_penalty_first_pass_skips_the_weight_gradient(backend):
+    # The IGAM/gradient-penalty first pass, d ce / dx with create_graph=True: no weight gradient,
+    # and the second pass still reaches the weight (through the backward op's own derivative).
+    dtype = torch.float32 if backend == "triton" else torch.float64
+    x, w = away_from_kinks(GRID[0], dtype=dtype)
+    grads = {}
+    for b in (backend, "reference"):
+        xx, ww = (t.detach().requires_grad_() for t in (x, w))
+        with _BackwardMasks() as rec:
+            y = AF.adder_conv2d(xx, ww, None, *conf(GRID[0]), backend=b)
+            gx, = torch.autograd.grad(y.pow(2).sum(), xx, create_graph=True)
+            grads[b] = torch.autograd.grad(gx.pow(2).sum(), (xx, ww))
+        if b != "reference":  # the first pass; the second reaches y (through gx's g = 2y) for both
+            assert rec.masks == [[True, False], [True, True]], rec.masks
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == torch.float32 else dict(rtol=1e-9, atol=1e-12)
+    for g, r in zip(grads[backend], grads["reference"]):
+        torch.testing.assert_close(g, r, **tol)
+
+
+@needs_native
+@pytest.mark.parametrize("layout", ["contiguous", "non-contiguous", "channels_last"])
+@pytest.mark.parametrize("grad_mode", ["paper", "exact"])
+@pytest.mark.parametrize("cfg", DENSE, ids=DENSE_IDS)
+def test_dense_layers_second_order_matches_the_formulas(cfg, grad_mode, layout):
+    x, w = away_from_kinks(cfg)
+    if layout == "channels_last":
+        x, w = x.to(memory_format=torch.channels_last), w.to(memory_format=torch.channels_last)
+    elif layout == "non-contiguous":
+        x = torch.cat([x, x], 1)[:, ::2]
+        w = torch.cat([w, w], 0)[::2]
+        assert not x.is_contiguous() or x.numel() == 0
+    y = AF.adder_conv2d(x, w, None, *conf(cfg), backend="reference")
+    gen = torch.Generator().manual_seed(1)
+    g, hx, hw = (torch.randn(t.shape, generator=gen, dtype=torch.float64) for t in (y, x, w))
+    xr, wr = x.detach().requires_grad_(), w.detach().requires_grad_()  # detach keeps the strides
+    y = AF.adder_conv2d(xr, wr, None, *conf(cfg), backend="native", grad_mode=grad_mode)
+    got_first = torch.autograd.grad(y, (xr, wr), g)
+    if grad_mode == "exact":
+        want_first = exact_gradients(x, w, g, *conf(cfg))
+    else:
+        y = AF.adder_conv2d(xr, wr, None, *conf(cfg), backend="reference")
+        want_first = torch.autograd.grad(y, (xr, wr), g)
+    for name, a, b in zip(("gX", "gW"), got_first, want_first):
+        scale = max(1.0, b.abs().max().item()) if b.numel() else 1.0
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-10 * scale, msg=lambda m: f"{name}: {m}")
+    got = second_order_vjps("native", cfg, x, w, g, hx, hw, grad_mode)
+    want = second_order(x, w, g, hx, hw, *conf(cfg), grad_mode=grad_mode)
+    for name, a, b in zip(("dG", "dX", "dW"), got, want):
+        scale = max(1.0, b.abs().max().item()) if b.numel() else 1.0
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-10 * scale, msg=lambda m: f"{name}: {m}")
+
+
+@needs_native
+@pytest.mark.parametrize("cfg", DENSE, ids=DENSE_IDS)
+def test_dense_layers_gradgradcheck(cfg):
+    x, w = away_from_kinks(cfg)
+    x.requires_grad_()
+    w.requires_grad_()
+    fn = lambda x, w: AF.adder_conv2d(x, w, None, *conf(cfg), backend="native")  # noqa: E731
+    assert torch.autograd.gradgradcheck(fn, (x, w), eps=1e-6, atol=1e-6, rtol=1e-5, fast_mode=cfg["n"] > 0)
+
+
+@needs_native
+def test_dense_tap_sums_pass_opcheck():
+    cfg = DENSE[0]
+    x, w = away_from_kinks(cfg)
+    y = AF.adder_conv2d(x, w, None, *conf(cfg), backend="reference")
+    g, a, b = torch.randn_like(y), torch.randn_like(x), torch.randn_like(w)
+    args = [list(cfg["stride"]), list(cfg["padding"]), list(cfg["dilation"]), cfg["groups"]]
+    ops = torch.ops.addernet
+    torch.library.opcheck(ops.adder_conv2d_tapsum_output.default, (a, b, x, w, *args, "hardtanh"))
+    torch.library.opcheck(ops.adder_conv2d_tapsum_input.default, (g, x, w, *args, "mask"))
+    torch.library.opcheck(ops.adder_conv2d_tapsum_weight.default, (g, a, x, w, *args, "sign"))

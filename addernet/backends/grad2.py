@@ -83,6 +83,25 @@ def exact_vjp(prims, g, x, w, hx, hw, conf, needs):
     return prims.tapsum_output(hx, None if hw is None else -hw, x, w, *conf, "sign"), None, None
 
 
+def engine_will_use(ctx, i: int) -> bool:
+    """Whether the autograd engine will use input ``i``'s gradient in the running backward.
+
+    ``ctx.needs_input_grad`` only says the input requires grad. ``autograd.grad(ce, x)`` (the first
+    pass of a gradient penalty) needs no weight gradient, and computing one is not only wasted: with
+    create_graph=True the second pass then differentiates through it with a zero upstream gradient.
+    The engine knows which nodes it will run (torch.utils.checkpoint asks it the same way). Any doubt
+    (no graph task, a leaf captured by ``autograd.grad``, a ctx without ``next_functions``) answers
+    True: an unused gradient costs time, a missing one would be wrong.
+    """
+    if not ctx.needs_input_grad[i]:
+        return False
+    try:
+        node = ctx.next_functions[i][0]
+        return node is None or bool(torch._C._will_engine_execute_node(node))
+    except (AttributeError, IndexError, RuntimeError, TypeError):
+        return True
+
+
 def _sum(terms):
     if not terms:
         return None
@@ -159,7 +178,7 @@ def define_exact(name: str, forward, prims):
 
     def backward(ctx, grad_output):
         input, weight = ctx.saved_tensors
-        mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1]]
+        mask = [engine_will_use(ctx, 0), engine_will_use(ctx, 1)]
         gi, gw = bwd(grad_output, input, weight, *ctx.conf, mask)
         return (gi if mask[0] else None), (gw if mask[1] else None), None, None, None, None
 

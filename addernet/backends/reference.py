@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .grad2 import engine_will_use
+
 # Upper bound on the broadcast temporary (elements): 32M float32 = 128 MiB.
 _CHUNK_ELEMS = 1 << 25
 
@@ -120,7 +122,7 @@ class _AdderConv2dFunction(torch.autograd.Function):
         fn = backward_exact if ctx.grad_mode == "exact" else backward
         gx, gw = fn(
             grad_out, x, weight, *ctx.conf,
-            need_input=ctx.needs_input_grad[0], need_weight=ctx.needs_input_grad[1],
+            need_input=engine_will_use(ctx, 0), need_weight=engine_will_use(ctx, 1),
         )
         return gx, gw, None, None, None, None, None
 

@@ -256,7 +256,7 @@ def _setup_context(ctx, inputs, output):
 
 def _backward(ctx, grad_output):
     x, weight = ctx.saved_tensors
-    mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1]]
+    mask = [grad2.engine_will_use(ctx, 0), grad2.engine_will_use(ctx, 1)]
     gx, gw = torch.ops.addernet.triton_adder_conv2d_backward(
         grad_output, x, weight, *ctx.conf, mask
     )

@@ -28,7 +28,8 @@ struct TapSums {
   static void input(const ConvShape& s, const T* g, const T* x, const T* wpack, T* out, TapFn fn,
                     int64_t begin, int64_t end, const Options& opt);
   // The weight sum splits positions into weight_chunks(s) chunks; item (chunk, group) writes its
-  // group's rows of partial[chunk] (O x K), which the caller sums over chunks.
+  // group's rows of partial[chunk] (O x K), which the caller sums over chunks. Where a layer's one
+  // patch is its whole input (dense), there is one chunk and items split output channels.
   static int64_t weight_chunks(const ConvShape& s, const Options& opt);
   static int64_t weight_items(const ConvShape& s, const Options& opt);
   static void weight(const ConvShape& s, const T* g, const T* a, const T* x, const T* w, T* partial,

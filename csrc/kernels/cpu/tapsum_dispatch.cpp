@@ -15,6 +15,7 @@
   template <typename T>                                                                           \
   void tsi_run(const ConvShape&, const T*, const T*, const T*, T*, TapFn, int64_t, int64_t);     \
   template <typename T> int64_t tsw_chunks(const ConvShape&, int64_t);                           \
+  template <typename T> int64_t tsw_items(const ConvShape&, int64_t);                            \
   template <typename T>                                                                           \
   void tsw_run(const ConvShape&, const T*, const T*, const T*, const T*, T*, TapFn, int64_t, int64_t, \
                int64_t);                                                                          \
@@ -74,7 +75,7 @@ int64_t TapSums<T>::weight_chunks(const ConvShape& s, const Options& o) {
 }
 template <typename T>
 int64_t TapSums<T>::weight_items(const ConvShape& s, const Options& o) {
-  return weight_chunks(s, o) * s.G;
+  ADDERNET_TAPSUM_DISPATCH(o.isa, tsw_items, s, o.threads)
 }
 template <typename T>
 void TapSums<T>::weight(const ConvShape& s, const T* g, const T* a, const T* x, const T* w, T* partial,
