@@ -59,6 +59,9 @@ GRID = [
     dict(n=1, c=300, h=5, w=5, o=9, k=(3, 3), stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=1),
     dict(n=2, c=12, h=9, w=9, o=8, k=(3, 3), stride=(2, 2), padding=(3, 3), dilation=(3, 3), groups=2),
     dict(n=0, c=3, h=5, w=5, o=4, k=(3, 3), stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=1),
+    # 81 short runs (4 bytes a tap, dilated along the width), 2592 padded bytes: two k blocks of
+    # one-chunk runs, so the short-run kernel adds into sums it stored (not just stores them).
+    dict(n=2, c=4, h=20, w=20, o=8, k=(9, 9), stride=(1, 1), padding=(0, 0), dilation=(1, 2), groups=1),
 ]
 
 
