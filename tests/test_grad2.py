@@ -329,14 +329,16 @@ def test_native_tap_sums_match_the_reference(monkeypatch, isa, cfg):
 
 
 @needs_native
-def test_tap_sum_ops_pass_opcheck():
-    cfg = GRID[1]
+@pytest.mark.parametrize("which", ["im2col", "dense"])
+def test_tap_sum_ops_pass_opcheck(which):
+    # "dense": a layer whose one patch is the whole input (LeNet's fc layers) takes its own kernels.
+    cfg = GRID[1] if which == "im2col" else DENSE[0]
     x, w = away_from_kinks(cfg)
     y = AF.adder_conv2d(x, w, None, *conf(cfg), backend="reference")
     g, a, b = torch.randn_like(y), torch.randn_like(x), torch.randn_like(w)
     args = [list(cfg["stride"]), list(cfg["padding"]), list(cfg["dilation"]), cfg["groups"]]
     ops = torch.ops.addernet
-    for fn in ("hardtanh",):
+    for fn in ("hardtanh", "mask", "sign"):
         torch.library.opcheck(ops.adder_conv2d_tapsum_output.default, (a, b, x, w, *args, fn))
         torch.library.opcheck(ops.adder_conv2d_tapsum_output.default, (a, None, x, w, *args, fn))
         torch.library.opcheck(ops.adder_conv2d_tapsum_input.default, (g, x, w, *args, fn))
@@ -535,16 +537,3 @@ def test_dense_layers_gradgradcheck(cfg):
     w.requires_grad_()
     fn = lambda x, w: AF.adder_conv2d(x, w, None, *conf(cfg), backend="native")  # noqa: E731
     assert torch.autograd.gradgradcheck(fn, (x, w), eps=1e-6, atol=1e-6, rtol=1e-5, fast_mode=cfg["n"] > 0)
-
-
-@needs_native
-def test_dense_tap_sums_pass_opcheck():
-    cfg = DENSE[0]
-    x, w = away_from_kinks(cfg)
-    y = AF.adder_conv2d(x, w, None, *conf(cfg), backend="reference")
-    g, a, b = torch.randn_like(y), torch.randn_like(x), torch.randn_like(w)
-    args = [list(cfg["stride"]), list(cfg["padding"]), list(cfg["dilation"]), cfg["groups"]]
-    ops = torch.ops.addernet
-    torch.library.opcheck(ops.adder_conv2d_tapsum_output.default, (a, b, x, w, *args, "hardtanh"))
-    torch.library.opcheck(ops.adder_conv2d_tapsum_input.default, (g, x, w, *args, "mask"))
-    torch.library.opcheck(ops.adder_conv2d_tapsum_weight.default, (g, a, x, w, *args, "sign"))

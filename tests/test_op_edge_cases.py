@@ -151,21 +151,26 @@ def _nan_inf_cases():
     return [(s, v) for s in shapes for v in values]
 
 
+def _with_special_value(xs, ws, stride, padding, dilation, where, value, *, seed, dtype=torch.float32):
+    """Random x, w and an upstream g with ``value`` in ``where`` (x also in a row the dilated case never reads)."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(xs, generator=gen, dtype=dtype)
+    w = torch.randn(ws, generator=gen, dtype=dtype)
+    g = torch.randn(F.conv2d(x, w, None, stride, padding, dilation).shape, generator=gen, dtype=dtype)
+    target = {"x": x, "w": w, "g": g}[where]
+    target.view(-1)[target.numel() // 3] = value
+    if where == "x":
+        x[0, 0, 2, 1] = value
+    return x, w, g
+
+
 @needs_native
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("shape, special", _nan_inf_cases(), ids=lambda c: c[0])
 def test_nan_and_inf_input_gradient_matches_the_reference(monkeypatch, dtype, shape, special):
     _, xs, ws, stride, padding, dilation = shape
     _, where, value = special
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn(xs, generator=gen, dtype=dtype)
-    w = torch.randn(ws, generator=gen, dtype=dtype)
-    y_shape = F.conv2d(x, w, None, stride, padding, dilation).shape
-    g = torch.randn(y_shape, generator=gen, dtype=dtype)
-    target = {"x": x, "w": w, "g": g}[where]
-    target.view(-1)[target.numel() // 3] = value
-    if where == "x":
-        x[0, 0, 2, 1] = value  # a second one, in a row the dilated case never reads
+    x, w, g = _with_special_value(xs, ws, stride, padding, dilation, where, value, seed=0, dtype=dtype)
     args = ([stride] * 2, [padding] * 2, [dilation] * 2, 1)
     from addernet.backends import reference
     ref_gx, _ = reference.backward(g.double(), x.double(), w.double(), *args[:3], 1)
@@ -305,13 +310,7 @@ def test_triton_nan_and_inf_input_gradient_matches_the_reference(shape, where, v
     from addernet.backends import reference
 
     xs, ws, stride, padding, dilation = shape
-    gen = torch.Generator().manual_seed(1)
-    x, w = torch.randn(xs, generator=gen), torch.randn(ws, generator=gen)
-    g = torch.randn(F.conv2d(x, w, None, stride, padding, dilation).shape, generator=gen)
-    target = {"x": x, "w": w, "g": g}[where]
-    target.view(-1)[target.numel() // 3] = value
-    if where == "x":
-        x[0, 0, 2, 1] = value  # in a row the dilated case never reads
+    x, w, g = _with_special_value(xs, ws, stride, padding, dilation, where, value, seed=1)
     args = ([stride] * 2, [padding] * 2, [dilation] * 2, 1)
     ref, _ = reference.backward(g.double(), x.double(), w.double(), *args)
     gx, _ = torch.ops.addernet.triton_adder_conv2d_backward(g, x, w, *args, [True, False])
@@ -327,16 +326,9 @@ def test_cuda_nan_and_inf_input_gradient_matches_the_reference(dtype, shape, spe
     # The CUDA kernel's hardtanh once used fminf/fmaxf, which drop a NaN: the same cases as the CPU's.
     _, xs, ws, stride, padding, dilation = shape
     _, where, value = special
-    gen = torch.Generator().manual_seed(0)
-    x, w = torch.randn(xs, generator=gen), torch.randn(ws, generator=gen)
-    g = torch.randn(F.conv2d(x, w, None, stride, padding, dilation).shape, generator=gen)
-    target = {"x": x, "w": w, "g": g}[where]
-    target.view(-1)[target.numel() // 3] = value
-    if where == "x":
-        x[0, 0, 2, 1] = value
     if dtype == torch.float16 and value == 3e6:
         pytest.skip("3e6 overflows float16; the float32 case covers it")
-    x, w, g = (t.to(dtype) for t in (x, w, g))
+    x, w, g = (t.to(dtype) for t in _with_special_value(xs, ws, stride, padding, dilation, where, value, seed=0))
     args = ([stride] * 2, [padding] * 2, [dilation] * 2, 1)
     from addernet.backends import reference
     ref, _ = reference.backward(g.double(), x.double(), w.double(), *args[:3], 1)
