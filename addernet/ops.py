@@ -95,20 +95,7 @@ def _register() -> None:
         torch.library.register_autograd(f"addernet::adder_conv2d_{name}", _third_order_refused)
 
     # Autograd: the backward is an op of its own, so it too is traceable and opcheck-able.
-    def setup_context(ctx, inputs, output):
-        input, weight, stride, padding, dilation, groups = inputs
-        ctx.save_for_backward(input, weight)
-        ctx.conf = (stride, padding, dilation, groups)
-
-    def backward(ctx, grad_output):
-        input, weight = ctx.saved_tensors
-        mask = [grad2.engine_will_use(ctx, 0), grad2.engine_will_use(ctx, 1)]
-        gi, gw = torch.ops.addernet.adder_conv2d_backward(
-            grad_output.contiguous(), input, weight, *ctx.conf, mask
-        )
-        return (gi if mask[0] else None), (gw if mask[1] else None), None, None, None, None
-
-    torch.library.register_autograd("addernet::adder_conv2d", backward, setup_context=setup_context)
+    grad2.register_first_order_autograd("addernet::adder_conv2d", torch.ops.addernet.adder_conv2d_backward)
 
     # The backward is differentiable too (double backward: IGAM, gradient penalties): its
     # vector-Jacobian products are in backends/grad2.py, built from the three tap sums.

@@ -116,6 +116,25 @@ def _upstream(grads, mask):
     return tuple(h if m else None for h, m in zip(grads, mask))
 
 
+def register_first_order_autograd(op, backward_op):
+    """Makes ``op`` (x, w, stride, padding, dilation, groups) -> y differentiable through
+    ``backward_op`` (g, x, w, stride, padding, dilation, groups, mask) -> (gX, gW), asking it only
+    for the gradients the running backward will use (``engine_will_use``)."""
+
+    def setup_context(ctx, inputs, output):
+        x, w, stride, padding, dilation, groups = inputs
+        ctx.save_for_backward(x, w)
+        ctx.conf = (stride, padding, dilation, groups)
+
+    def backward(ctx, grad_output):
+        x, w = ctx.saved_tensors
+        mask = [engine_will_use(ctx, 0), engine_will_use(ctx, 1)]
+        gx, gw = backward_op(grad_output.contiguous(), x, w, *ctx.conf, mask)
+        return (gx if mask[0] else None), (gw if mask[1] else None), None, None, None, None
+
+    torch.library.register_autograd(op, backward, setup_context=setup_context)
+
+
 def register_backward_autograd(op, prims, vjp=paper_vjp):
     """Makes ``op`` (g, x, w, stride, padding, dilation, groups, mask) -> (gX, gW) differentiable."""
 
@@ -171,17 +190,6 @@ def define_exact(name: str, forward, prims):
         gw = weight.new_empty(weight.shape) if output_mask[1] else weight.new_empty((0,))
         return gi, gw
 
-    def setup_context(ctx, inputs, output):
-        input, weight, stride, padding, dilation, groups = inputs
-        ctx.save_for_backward(input, weight)
-        ctx.conf = (stride, padding, dilation, groups)
-
-    def backward(ctx, grad_output):
-        input, weight = ctx.saved_tensors
-        mask = [engine_will_use(ctx, 0), engine_will_use(ctx, 1)]
-        gi, gw = bwd(grad_output, input, weight, *ctx.conf, mask)
-        return (gi if mask[0] else None), (gw if mask[1] else None), None, None, None, None
-
-    fwd.register_autograd(backward, setup_context=setup_context)
+    register_first_order_autograd(fwd, bwd)
     register_backward_autograd(bwd, prims, vjp=exact_vjp)
     return fwd

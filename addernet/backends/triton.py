@@ -248,24 +248,9 @@ def _backward_impl(
     return gx, gw
 
 
-def _setup_context(ctx, inputs, output):
-    x, weight, stride, padding, dilation, groups = inputs
-    ctx.save_for_backward(x, weight)
-    ctx.conf = (stride, padding, dilation, groups)
-
-
-def _backward(ctx, grad_output):
-    x, weight = ctx.saved_tensors
-    mask = [grad2.engine_will_use(ctx, 0), grad2.engine_will_use(ctx, 1)]
-    gx, gw = torch.ops.addernet.triton_adder_conv2d_backward(
-        grad_output, x, weight, *ctx.conf, mask
-    )
-    return (gx if mask[0] else None), (gw if mask[1] else None), None, None, None, None
-
-
 triton_adder_conv2d = _define("addernet::triton_adder_conv2d", _forward)
 triton_adder_conv2d_backward = _define("addernet::triton_adder_conv2d_backward", _backward_impl)
-triton_adder_conv2d.register_autograd(_backward, setup_context=_setup_context)
+grad2.register_first_order_autograd(triton_adder_conv2d, triton_adder_conv2d_backward)
 grad2.register_backward_autograd(triton_adder_conv2d_backward, _reference)
 triton_adder_conv2d_exact = grad2.define_exact(
     "addernet::triton_adder_conv2d_exact",
