@@ -7,16 +7,10 @@
 #include <vector>
 
 #include "../kernels/cpu/adder_conv2d_u8.h"
+#include "odd_shapes.h"
 
 using namespace addernet::cpu;
-
-static ConvShape make(int64_t N, int64_t C, int64_t H, int64_t W, int64_t O, int64_t KH, int64_t KW,
-                      int64_t S, int64_t P, int64_t D, int64_t G) {
-  ConvShape s{N, C, H, W, O, KH, KW, S, S + (KH != KW ? 1 : 0), P, P, D, D, G, 0, 0};
-  s.OH = (H + 2 * s.PH - s.DH * (KH - 1) - 1) / s.SH + 1;
-  s.OW = (W + 2 * s.PW - s.DW * (KW - 1) - 1) / s.SW + 1;
-  return s;
-}
+using addernet::cpu::test::make;
 
 // -sum |qx - qw| with padded taps holding the zero point, in 64-bit integers.
 static std::vector<int64_t> naive(const ConvShape& s, const std::vector<uint8_t>& x,
@@ -125,22 +119,15 @@ static bool worst_case(int64_t C, int64_t KH, const Options& opt, bool input_max
 
 int main() {
   std::mt19937 rng(1234);
-  const ConvShape shapes[] = {
-      make(2, 3, 7, 9, 5, 3, 3, 1, 1, 1, 1),    make(1, 16, 8, 8, 16, 3, 3, 1, 1, 1, 1),
-      make(3, 4, 11, 5, 13, 2, 3, 2, 0, 1, 1),  make(2, 6, 9, 9, 6, 3, 3, 1, 2, 2, 3),
-      make(1, 8, 5, 5, 8, 1, 1, 2, 0, 1, 2),    make(2, 70, 6, 6, 7, 3, 3, 1, 1, 1, 1),
-      make(1, 5, 17, 19, 29, 5, 3, 1, 2, 1, 1), make(0, 3, 5, 5, 4, 3, 3, 1, 1, 1, 1),
-      make(1, 4, 4, 4, 4, 3, 3, 1, 1, 1, 4),    make(37, 6, 4, 4, 10, 4, 4, 1, 0, 1, 1),
-      make(5, 3, 6, 5, 4, 3, 3, 1, 1, 1, 1),    make(3, 2, 9, 10, 3, 3, 2, 3, 2, 1, 1),
-      make(3, 6, 14, 14, 16, 5, 5, 1, 0, 1, 1), make(1, 2, 3, 600, 3, 1, 3, 1, 1, 1, 1),
-      make(1, 130, 5, 5, 197, 3, 3, 1, 1, 1, 1), make(2, 67, 4, 6, 131, 1, 1, 1, 0, 1, 1),
+  std::vector<ConvShape> shapes = test::odd_shapes();
+  shapes.insert(shapes.end(), {
       // k blocks: 300 channels x 9 taps = 2700 bytes, more than one 2048-byte block
       make(2, 300, 5, 5, 9, 3, 3, 1, 1, 1, 1),  make(1, 12, 9, 9, 8, 3, 3, 2, 3, 3, 2),
       // staging's 16x16 transposed blocks and their edges (35 channels, 21 columns); 1x1 stride 2
       make(2, 35, 9, 21, 8, 3, 3, 1, 1, 1, 1),  make(2, 32, 18, 17, 10, 1, 1, 2, 0, 1, 1),
       // a run longer than one k block (3000 bytes), cut in two pieces
       make(1, 3000, 2, 2, 5, 1, 1, 1, 0, 1, 1),
-  };
+  });
   int passed = 0, failed = 0;
   for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512}) {
     if (!isa_supported(isa)) {
