@@ -43,7 +43,7 @@ def _configs(interp: dict, gpu: list[tuple[dict, int, int]]) -> list[triton.Conf
 
 
 # GPU candidates: a spread of tile shapes that compile for sm_80 and sm_90, in every dtype, without
-# spilling (tests/triton_compile_check.py compiles them and reads the cubins; the float32 weight
+# spilling (tests/backends/triton_compile_check.py compiles them and reads the cubins; the float32 weight
 # gradient's tl.dot runs on FMAs and needed 8 warps for its larger tiles). They were not timed (no
 # GPU was at hand), so the autotuner has the final say.
 _FWD_CONFIGS = _configs(

@@ -167,7 +167,7 @@ def train_warmup(kind: str, seed: int, cfg: Config, loaders, folder: str) -> str
     """The first ``cfg.warmup_epochs`` of every student of (kind, seed): plain CE with the same init,
     data order and lr as each student's own run (``IGAMStep`` is plain CE before ``warmup_steps``
     and D does not train), trained once; returns its checkpoint for ``train_student(warm_start=)``.
-    The branches are the runs each student would have made alone (tests/test_igam.py checks it)."""
+    The branches are the runs each student would have made alone (tests/methods/test_igam.py checks it)."""
     if cfg.warmup_epochs < 1 or kind != "conv":
         raise ValueError("a shared warm-up needs warmup_epochs >= 1 and conv students (adder IGAM "
                          "students train on another backend than their CE baseline)")

@@ -11,7 +11,7 @@ from methods.bownet import (BoWHead, BoWNet, BoWStep, BoWTeacher, Perturbation, 
                             bow_targets, build_vocabulary, drop_border, no_decay_parameters, pool_codes,
                             rotate_batch, squared_distances)
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers.paths import ROOT  # noqa: E402
 
 
 def _fmap_words(n=4, c=6, h=5, w=5, k=9, seed=0):

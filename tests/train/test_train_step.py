@@ -14,7 +14,7 @@ from addernet.data import make_loaders
 from addernet.train import (Callback, StepOutput, TrainConfig, build_model, build_optimizer, classification_step,
                             cosine_schedule, evaluate, fit, load_checkpoint, mixed_precision, restore_adder_grads,
                             set_loader_epoch, soft_target_step, train_one_epoch)
-from train_steps import AdversarialStep, make_discriminator
+from helpers.train_steps import AdversarialStep, make_discriminator
 
 EPOCHS, LIMIT = 3, 4
 
@@ -357,7 +357,7 @@ def test_docs_example_runs(tmp_path, monkeypatch):
     import pathlib
     import re
 
-    doc = (pathlib.Path(__file__).parents[1] / "docs" / "training.md").read_text()
+    doc = (pathlib.Path(__file__).parents[2] / "docs" / "training.md").read_text()
     section = doc[doc.index("## Writing your own step"):]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     assert 15 <= len(code.strip().splitlines()) <= 25

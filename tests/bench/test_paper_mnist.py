@@ -13,7 +13,7 @@ import addernet
 from addernet.models import get_model
 from addernet.nn import AdderConv2d
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers.paths import ROOT  # noqa: E402
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 import paper_mnist_grads as pg  # noqa: E402
 

@@ -18,7 +18,7 @@ from methods.igam import (CropPad, GradientDiscriminator, IGAMStep, TeacherConfi
                           rescale_gamma, robust_teacher, transfer_examples)
 
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers.paths import ROOT  # noqa: E402
 
 
 def _lenet(kind="conv", classes=5, seed=0):

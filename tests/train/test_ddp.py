@@ -11,7 +11,7 @@ from torch import nn
 
 from addernet import AdderConv2d
 from addernet.data import get_dataset
-from torchrun_job import run_torchrun
+from helpers.torchrun_job import run_torchrun
 
 STEP_BATCH = 32
 
@@ -87,7 +87,7 @@ class LocalMetrics:
 def gan_fit(out, rank):
     from addernet.data import make_loaders
     from addernet.train import build_model, build_optimizer, fit
-    from train_steps import AdversarialStep, make_discriminator
+    from helpers.train_steps import AdversarialStep, make_discriminator
 
     train, _, _ = make_loaders("digits", None, 32, seed=0, distributed=True)
     _, test, info = make_loaders("digits", None, 64)  # every rank the whole test set: the mean is unchanged

@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 from torch import nn
-from torchrun_job import run_torchrun
+from helpers.torchrun_job import run_torchrun
 
 BATCH = 16
 

@@ -224,7 +224,7 @@ def test_bench_library_refuses_batch_size_zero():
 
 def test_subprocess_shows_no_traceback(tmp_path):
     """The console path end to end: a real process, its exit status and its stderr."""
-    root = str(pathlib.Path(__file__).resolve().parents[1])
+    root = str(pathlib.Path(__file__).resolve().parents[2])
     env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
     p = subprocess.run([sys.executable, "-m", "addernet.cli", "train", "--lr", "nan", "--out", str(tmp_path)],
                        capture_output=True, text=True, env=env, timeout=120)

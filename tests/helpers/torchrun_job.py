@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers.paths import ROOT, TESTS
 
 
 def _free_port() -> int:
@@ -20,7 +20,7 @@ def run_torchrun(args, *, timeout: float, cwd=None) -> str:
     """Runs ``torchrun --nproc_per_node=2 ARGS`` on loopback and returns its output; fails the test
     on a non-zero exit or after ``timeout`` seconds, killing the workers with the launcher."""
     env = dict(os.environ, MASTER_ADDR="127.0.0.1", GLOO_SOCKET_IFNAME="lo", OMP_NUM_THREADS="1",
-               PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+               PYTHONPATH=os.pathsep.join([ROOT, TESTS, os.environ.get("PYTHONPATH", "")]))
     # A static rendezvous on 127.0.0.1: --standalone's c10d store may advertise a hostname that a
     # sandbox cannot resolve.
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",

@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from adder_reference import adder_forward_backward
+from helpers.adder_reference import adder_forward_backward
 from test_op import _isas, needs_native
 
 U = 2.0 ** -24  # float32's unit roundoff

@@ -1,7 +1,7 @@
 """The Triton kernels lower to cubins for sm_80 and sm_90 without spilling registers.
 
 No GPU runs the CI tests, and the interpreter they use skips Triton's compiler altogether, so this
-compiles every kernel ahead of time for named targets (tests/triton_compile_check.py) in a
+compiles every kernel ahead of time for named targets (tests/backends/triton_compile_check.py) in a
 subprocess with TRITON_INTERPRET unset: lowering errors, tl.dot shape and dtype limits and
 register spills show up here rather than on the first GPU.
 """

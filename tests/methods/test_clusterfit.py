@@ -1,7 +1,7 @@
 """methods.clusterfit: pseudo-labels (shape, range, file), the features' normalisation and PCA, the
 noisy labels N_pre trains on, N_cf's augmentation, and seconds-long CLI runs in both kinds.
 (k-means recovery, faiss/torch agreement by ARI and the probe on separable features are tested
-once, in tests/test_methods_common.py.)"""
+once, in tests/methods/test_methods_common.py.)"""
 import json
 import math
 import os
@@ -15,9 +15,9 @@ import torch
 from methods.clusterfit import (CFAugment, PseudoLabels, check_pseudo_labels, fit_pca, l2_normalize,
                                 make_pseudo_labels)
 from methods.clusterfit.pseudo_labels import default_sample
-from torchrun_job import run_torchrun
+from helpers.torchrun_job import run_torchrun
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers.paths import ROOT  # noqa: E402
 
 
 pytestmark = pytest.mark.usefixtures("one_faiss_thread")

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 import addernet
 from addernet import functional as AF
-from adder_reference import exact_gradients, second_order
+from helpers.adder_reference import exact_gradients, second_order
 
 BACKENDS = addernet.backends.available()
 NATIVE = "native" in BACKENDS

@@ -2,7 +2,7 @@
 named target, and cuobjdump reports each cubin's registers and spills. This catches what the interpreter cannot
 (lowering errors, tl.dot shapes and dtypes, register pressure) on the machines CI runs on.
 
-    python tests/triton_compile_check.py [--all] [--cuobjdump PATH]
+    python tests/backends/triton_compile_check.py [--all] [--cuobjdump PATH]
 
 Run it without TRITON_INTERPRET: the interpreter replaces the kernels' JIT functions. Every
 autotune config is compiled in float32 for sm_90; the first two configs in float16 and bfloat16
@@ -22,7 +22,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 

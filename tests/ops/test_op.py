@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 import addernet
 from addernet import functional as AF
-from adder_reference import adder_forward_backward
+from helpers.adder_reference import adder_forward_backward
 
 CPU_BACKENDS = [b for b in ("native", "reference") if b in addernet.backends.available()]
 NATIVE = "native" in addernet.backends.available()
