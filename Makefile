@@ -9,7 +9,7 @@ BUILD_STAMP := $(VENV)/.build-stamp
 NATIVE_SOURCES := $(shell find csrc -type f) setup.py pyproject.toml
 NVCC := $(shell command -v nvcc 2>/dev/null)
 
-.PHONY: demo test build pytest native-test cuda-check bench clean
+.PHONY: demo test build pytest native-test cuda-check cuda-emu-asan bench clean
 
 $(DEPS_STAMP): requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,15 @@ else
 	@echo "ptxas report: build/cuda/ptxas_report.txt"
 	csrc/tests/check_cuda_binding.sh $(NVCC) $(PY) build/cuda/libaddernet_cuda_kernels.a build/cuda/binding
 endif
+
+# The emulated CUDA kernel test (csrc/tests/emu, run by native-test when the CUDA headers exist)
+# built with AddressSanitizer + UBSan instead of the shared-memory checks: out-of-bounds global
+# and shared accesses, undefined behaviour. Needs no GPU; not part of `make test` (see README).
+cuda-emu-asan:
+	cmake -S . -B build/emu-asan -G Ninja -DCMAKE_MAKE_PROGRAM=$(abspath $(VENV))/bin/ninja -DADDERNET_CUDA_EMU_SANITIZE=address,undefined >/dev/null
+	cmake --build build/emu-asan --target test_emu_kernels cuda_emu_test_cuda_kernels
+	build/emu-asan/cuda_emu_test_cuda_kernels
+	build/emu-asan/test_emu_kernels --tapsum-max-blocks 1500
 
 bench: build
 	$(PY) benchmarks/bench_ops.py --json benchmarks/bench_ops.json
