@@ -130,7 +130,7 @@ def _with_backend(be: str | None, fn):
     return run
 
 
-def _model_fns(model: nn.Module, x: torch.Tensor, classes: int):
+def model_fns(model: nn.Module, x: torch.Tensor, classes: int):
     """(inference, training step) closures for one model."""
     target = torch.randint(0, classes, (x.shape[0],), device=x.device)
     # A small lr keeps the weights (and so the kernels' speed) where they started.
@@ -326,7 +326,7 @@ def _bench(name, kind, batch_size, device, backends_spec, dtype, table, latency,
     fns = {"fwd": {}, "train": {}}
     for k, m in models.items():
         m.to(device)
-        fwd, train = _model_fns(m, x, classes)
+        fwd, train = model_fns(m, x, classes)
         for be in (names if k == "adder" else [None]):
             fns["fwd"][be or "conv"] = _with_backend(be, fwd)
             fns["train"][be or "conv"] = _with_backend(be, train)
