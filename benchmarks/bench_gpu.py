@@ -44,7 +44,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from addernet import backends  # noqa: E402
 from addernet.backends import reference  # noqa: E402
 from addernet.bench.latency import time_interleaved  # noqa: E402
 from addernet.bench.model_bench import peak_memory, resolve_backends  # noqa: E402
