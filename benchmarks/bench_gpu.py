@@ -228,12 +228,13 @@ def _free_bytes(device) -> float:
     return torch.cuda.mem_get_info()[0] if device == "cuda" else float("inf")
 
 
-def contenders(s, device, names: list[str], include_slow: bool) -> tuple[dict, dict, dict]:
-    """(forward, forward+backward, skipped) candidates of one layer shape."""
+def contenders(s, device, names: list[str], left_out: dict, include_slow: bool) -> tuple[dict, dict, dict]:
+    """(forward, forward+backward, skipped) candidates of one layer shape; ``left_out``: the
+    backends that cannot run here, with the reason."""
     free = _free_bytes(device)
     oh, ow = s.out_hw
     cols_bytes = s.batch * s.cin * s.kernel ** 2 * oh * ow * 4
-    skipped, timed = {}, [b for b in names if b == "native"]
+    skipped, timed = dict(left_out), [b for b in names if b == "native"]
     for be in ("triton", "reference"):
         if be not in names:
             continue
@@ -293,6 +294,9 @@ def _probe(runners: dict, device) -> dict:
 def bench(log, device: str, sets, budget_s: float, reps: int, target_ms: float) -> tuple[list, list]:
     names, notes = resolve_backends(None, device, 0)
     log(f"backends timed: {names}" + "".join(f"; {n}" for n in notes))
+    left_out = dict(n.split(": ", 1) for n in notes)  # each note is 'backend: why'
+    left_out.update({be: "unavailable" for be in ("native", "triton", "reference")
+                     if be not in names and be not in left_out})
     shapes = [(net, s) for net, batch in sets for s in LAYER_SETS[net](batch)]
     rows, problems = [], []
     t_end = time.perf_counter() + budget_s
@@ -300,7 +304,7 @@ def bench(log, device: str, sets, budget_s: float, reps: int, target_ms: float) 
         remaining = t_end - time.perf_counter()
         case_s = max(2.0, remaining / (len(shapes) - i))
         try:
-            fwd, fb, skipped = contenders(s, device, names, include_slow=remaining > budget_s * 0.25)
+            fwd, fb, skipped = contenders(s, device, names, left_out, include_slow=remaining > budget_s * 0.25)
         except Exception as exc:
             problems.append(f"{net} {s.name}: setup failed: {exc}")
             log(problems[-1])

@@ -42,6 +42,9 @@ def test_dry_run_checks_every_shape_and_times_every_contender(tmp_path, capsys):
         for contender in ("cudnn fp32", "cudnn tf32", "native wgrad=cudnn", "native wgrad=kernel", "reference"):
             assert (s.name, "fwd+bwd", contender) in timed
     assert all(r["ms"] > 0 and r["vs_cudnn_fp32"] > 0 for r in res["timings"] if "ms" in r)
+    # Triton is not timed on a CPU: a row says why rather than a blank.
+    assert all(r["skipped"] for r in res["timings"] if r["contender"] == "triton")
+    assert {r["layer"] for r in res["timings"] if r["contender"] == "triton"} == {s.name for s in LAYER_SETS["tiny"]()}
     table = (tmp_path / "gpu_results.md").read_text()
     assert table.count("| tiny |") == len(LAYER_SETS["tiny"]()) and "ERROR" not in table
     assert "bench_gpu: ok" in capsys.readouterr().out
