@@ -59,10 +59,20 @@ class Groups:
     def ratios(self, group: str, baseline: str) -> dict:
         """The interleaved harness over the group's candidates, run once: medians and ratios to ``baseline``."""
         if group not in self.interleaved:
+            # max_seconds: the reference backend takes seconds a call at the paper's shapes; at
+            # least 3 rounds run whatever the limit.
             t = time_interleaved(self.candidates[group], repeats=self.setup.repeats, warmup=0 if self.setup.tiny else 1,
-                                 cuda=self.setup.device == "cuda")
+                                 cuda=self.setup.device == "cuda", max_seconds=None if self.setup.tiny else 20.0)
             base = t[baseline].median
             self.interleaved[group] = {
                 name: {"median_s": v.median, "spread": v.spread, "rounds": len(v.samples),
                        f"ratio_to_{baseline}": v.median / base} for name, v in t.items()}
         return self.interleaved[group]
+
+
+def case_id(*parts) -> str:
+    """A test id that ``-k`` can match word by word: 'resnet20-16to32at32_3x3s2-b32-fwd-native'."""
+    text = "-".join(str(p) for p in parts)
+    for old, new in (("->", "to"), ("@", "at"), ("/", "s"), (" ", "_"), (",", ""), (":", "")):
+        text = text.replace(old, new)
+    return text

@@ -58,5 +58,6 @@ def _build(name, batch, mode, adders, device):
 def test_model(model_case, bench_setup, compare):
     name, batch, mode, cand, taps = model_case
     adders = bench_setup.adder_backends(taps)
-    compare(f"model {mode} {name}, batch {batch}", lambda: _build(name, batch, mode, adders, bench_setup.device), "conv",
-            cand, model=name, batch=batch, input_shape=list(model_spec(name).input_size), mode=mode, dtype="float32")
+    compare(f"model {mode} {name}, batch {batch}", lambda: _build(name, batch, mode, adders, bench_setup.device),
+            "conv", cand, model=name, batch=batch, input_shape=list(model_spec(name).input_size), mode=mode,
+            dtype="float32")

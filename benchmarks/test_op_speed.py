@@ -4,7 +4,7 @@ import pytest
 
 from addernet.bench.op_table import candidates
 from addernet.bench.shapes import LAYER_SETS
-from suite import SIZES, setup_of
+from suite import SIZES, case_id, setup_of
 
 MODES = ("fwd", "fwdbwd")
 
@@ -14,7 +14,8 @@ def _cases(setup):
         for shape in LAYER_SETS[set_name](batch):
             for mode in MODES:
                 for name in ("conv", *setup.adder_backends(shape.taps)):
-                    yield pytest.param((set_name, shape, mode, name), id=f"{set_name}-{shape.name}-b{batch}-{mode}-{name}")
+                    yield pytest.param((set_name, shape, mode, name),
+                                       id=case_id(set_name, shape.name, f"b{batch}", mode, name))
 
 
 def pytest_generate_tests(metafunc):

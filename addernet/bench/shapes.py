@@ -71,7 +71,8 @@ def _lenet(batch: int) -> list[LayerShape]:
 
 def _tiny(batch: int) -> list[LayerShape]:
     # Dry runs and CI: every code path of a benchmark in milliseconds; no timing claim rests on them.
-    return [LayerShape("tiny 4->8@8 3x3", batch, 4, 8, 8, 3, 1, 1), LayerShape("tiny 8->8@6 1x1/2", batch, 8, 8, 6, 1, 2)]
+    return [LayerShape("tiny 4->8@8 3x3", batch, 4, 8, 8, 3, 1, 1),
+            LayerShape("tiny 8->8@6 1x1/2", batch, 8, 8, 6, 1, 2)]
 
 
 LAYER_SETS = {
