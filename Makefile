@@ -60,7 +60,7 @@ cuda-emu-asan:
 	build/emu-asan/test_emu_kernels --tapsum-max-blocks 1500
 
 bench: build
-	$(PY) benchmarks/bench_ops.py --json benchmarks/bench_ops.json
+	$(PY) benchmarks/bench_ops.py --json benchmarks/results/bench_ops.json
 
 clean:
 	rm -rf build $(VENV) addernet/_C*.so *.egg-info
