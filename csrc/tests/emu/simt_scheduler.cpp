@@ -112,6 +112,12 @@ ucontext_t g_sched;
 void* g_sched_sp;
 #endif
 std::vector<Fiber> g_fibers;
+// Frees the fiber stacks at exit, before g_fibers goes (LeakSanitizer checks after that).
+struct StackReleaser {
+  ~StackReleaser() {
+    for (Fiber& f : g_fibers) std::free(f.stack);
+  }
+} g_stack_releaser;
 Fiber* g_cur = nullptr;
 void (*g_thunk)(void*) = nullptr;
 void* g_ctx = nullptr;
