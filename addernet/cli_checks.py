@@ -135,6 +135,8 @@ def _can_write_in(folder: str) -> bool:
 
 def check_out_dir(path: str, flag: str = "--out") -> None:
     """``path`` is a folder, or can be made one, and files can be written in it."""
+    if not str(path).strip():
+        raise UsageError(f"{flag} is empty; give a folder path")
     if os.path.exists(path) and not os.path.isdir(path):
         raise UsageError(f"{flag} {path} is a file, not a folder; give a folder path")
     base = _existing_ancestor(path)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 
@@ -90,7 +91,7 @@ def config_from_args(args) -> TrainConfig:
 
 # What a run leaves in its folder (and in adder/, conv/ with --kind both): what marks a folder as
 # holding a run, and the only files --overwrite removes.
-RUN_FILES = ("last.pt", "metrics.json", "metrics.csv", "curves.png", "summary.json", "summary.md", "compare.png")
+RUN_FILES = ("last.pt", "previous.pt", "metrics.json", "metrics.csv", "curves.png", "summary.json", "summary.md", "compare.png")
 _RUN_MARKERS = ("last.pt", "metrics.json", "summary.json")
 
 
@@ -102,14 +103,6 @@ def existing_run(out: str) -> str | None:
             if os.path.isfile(path):
                 return path
     return None
-
-
-def _remove_run(out: str) -> None:
-    for sub in ("", "adder", "conv"):
-        for name in RUN_FILES:
-            path = os.path.join(out, sub, name)
-            if os.path.isfile(path):
-                os.remove(path)
 
 
 def check_run_args(cfg: TrainConfig, overwrite: bool = False) -> None:
@@ -164,19 +157,29 @@ def _loaders(cfg: TrainConfig):
 
 def run(args) -> int:
     from . import distributed
-    from .checkpoint import CheckpointError
+    from .checkpoint import WRITE_ERRNOS, CheckpointError, CheckpointWriteError
     from .config import resolve
     from .configured import compare
     from .fit import fit
+    from .staging import discard, stage_folder, swap_in
 
     prog = "addernet train"
+    stage = None
     try:
         cfg = resolve(config_from_args(args))
         check_run_args(cfg, args.overwrite)
         # Under torchrun the loaders need the process group; fit builds them after joining it.
         kw = {} if cfg.distributed else {"loaders": _loaders(cfg)}
-        if args.overwrite and os.environ.get("RANK", "0") == "0" and existing_run(cfg.out):
-            _remove_run(cfg.out)  # only once the data has loaded: a refused run leaves the old one alone
+        if kw:
+            from .preflight import check_config_run
+
+            check_config_run(cfg, kw["loaders"])
+        final, stage = cfg.out, None
+        if args.overwrite and existing_run(cfg.out):
+            # The new run goes beside the old one and is swapped in when it is complete (staging.py).
+            stage = stage_folder(cfg.out, clear=distributed.is_main())
+            cfg = dataclasses.replace(cfg, out=stage)
+            stage = stage if distributed.is_main() else None  # rank 0 swaps, as it writes
     except (UsageError, ValueError) as e:
         return report(prog, e)
     try:
@@ -192,12 +195,23 @@ def run(args) -> int:
                 from .summary import format_table
 
                 print(f"\n{format_table([res.summary_row()])}")
+        if stage is not None:
+            swap_in(stage, final, RUN_FILES)
+            files = [os.path.join(final, os.path.relpath(f, stage)) for f in files]
+            stage = None
         if distributed.is_main() and files:
             print("wrote:\n" + "\n".join(f"  {f}" for f in files))
     except CheckpointError as e:
         return report(prog, f"{e}; use another --out, or --overwrite to start again")
     except FloatingPointError as e:
         return report(prog, f"{e} (--lr)")
+    except OSError as e:  # a full disk or an I/O error while writing: the machine's, so exit 1
+        if e.errno not in WRITE_ERRNOS:
+            raise
+        report(prog, e if isinstance(e, CheckpointWriteError) else f"could not write {e.filename}: {e.strerror}")
+        return 1
     finally:
+        if stage is not None:  # interrupted or failed: the run in --out was never touched
+            discard(stage)
         distributed.cleanup()
     return 0

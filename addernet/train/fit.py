@@ -20,7 +20,9 @@ from torch import nn
 from . import amp as _amp
 from . import distributed as _dist
 from .callbacks import Callback, TrainState
-from .checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import (LAST, PREVIOUS, WRITE_ERRNOS, CheckpointError, CheckpointWriteError, load_checkpoint,
+                         rng_state, save_run_checkpoint, set_rng_state, verified)
+from .checkpoint_checks import check_run_checkpoint, config_mismatch
 from .costs import weight_layer_ops
 from .loop import Step, _batches, evaluate, train_one_epoch
 from .metrics import write_metrics
@@ -123,10 +125,12 @@ def fit(model_or_config=None, loaders=None, *, model: Optional[nn.Module] = None
     result holder), saved in every checkpoint and restored on resume; modules in it are moved to
     the device. ``info`` (a DatasetInfo) adds operation counts to the summary.
 
-    ``out``: the run folder (rank 0 writes): ``last.pt`` after every epoch, atomically;
+    ``out``: the run folder (rank 0 writes): ``last.pt`` after every epoch, atomically, with the one
+    before kept as ``previous.pt`` (a write that fails raises ``CheckpointWriteError`` and leaves both);
     ``metrics.json``/``.csv`` (one row per epoch: lr, ``train_<metric>``, ``test_<metric>``,
     epoch_seconds); ``curves.png``, ``summary.json``/``.md`` at the end. None writes nothing.
-    ``resume``: True (``out/last.pt``, fresh start if absent) or a checkpoint path. Resume is bit for
+    ``resume``: True or a run folder (its ``last.pt``; fresh start if the folder holds none) or a
+    checkpoint path. The checkpoint's SHA-256 and structure are checked first. Resume is bit for
     bit with ``num_workers=0`` loaders: model, optimiser, schedule, scaler, extra state, history and
     every RNG state come from the checkpoint, and the data order is re-seeded from (seed, epoch).
     ``seed`` seeds everything at the start. ``distributed``: join the torchrun process group, wrap
@@ -194,15 +198,22 @@ def _check_extra(extra_state: Optional[dict]) -> dict:
     return extra
 
 
-def _resume_path(resume, out: Optional[str]) -> Optional[str]:
+def _resume_path(resume, out: Optional[str]) -> tuple[Optional[str], bool]:
+    """(checkpoint path, whether a missing one means a fresh start): a folder's last.pt, or its
+    previous.pt if only that is left (a crash between the two renames of a filesystem without
+    hard links)."""
     if resume in (False, None, ""):
-        return None
+        return None, False
     if resume is True:
         if out is None:
             raise ValueError("resume=True reads out/last.pt: give out, or resume=<checkpoint path>")
-        return os.path.join(out, "last.pt")
-    path = os.fspath(resume)
-    return os.path.join(path, "last.pt") if os.path.isdir(path) else path
+        folder = out
+    else:
+        folder = os.fspath(resume)
+        if not os.path.isdir(folder):
+            return folder, False
+    last, prev = os.path.join(folder, LAST), os.path.join(folder, PREVIOUS)
+    return (prev if not os.path.exists(last) and os.path.exists(prev) else last), True
 
 
 def train_run(model: nn.Module, train_loader, test_loader, info, *, env, device, step, eval_step, optimizer,
@@ -239,13 +250,13 @@ def train_run(model: nn.Module, train_loader, test_loader, info, *, env, device,
     scaler = _amp.make_scaler(device, dtype)
 
     start_epoch, history, global_step = 0, [], 0
-    path = _resume_path(resume, out)
+    path, fresh_if_missing = _resume_path(resume, out)
     if path is not None:
         if os.path.exists(path):
             start_epoch, history, global_step = _restore(path, run_config, must_match, env, model, optimizer,
                                                          scheduler, scaler, extra, epochs, limit_batches, steps)
             say(f"resumed from {path} after epoch {start_epoch}")
-        elif resume is True:
+        elif fresh_if_missing:
             say(f"no checkpoint at {path}: starting from scratch")
         else:
             raise FileNotFoundError(f"resume checkpoint {path} not found")
@@ -289,10 +300,9 @@ def train_run(model: nn.Module, train_loader, test_loader, info, *, env, device,
         history.append(row)
         rngs = _dist.gather_objects(rng_state())
         if env.is_main and out is not None:
-            save_checkpoint(_state(run_config, epoch + 1, state.global_step, history, model, optimizer, scheduler,
-                                   scaler, extra, rngs), os.path.join(out, "last.pt"))
-            write_metrics(out, history)
-            written.append("last.pt")
+            _write_epoch(out, history, _state(run_config, epoch + 1, state.global_step, history, model, optimizer,
+                                              scheduler, scaler, extra, rngs))
+            written.append(LAST)
         say(f"{tag} epoch {epoch + 1}/{epochs}  {describe(row)}")
         _dist.barrier()
 
@@ -305,6 +315,24 @@ def train_run(model: nn.Module, train_loader, test_loader, info, *, env, device,
         written += ["metrics.json", "metrics.csv", "curves.png", "summary.json", "summary.md"]
         result.files = [os.path.join(out, name) for name in dict.fromkeys(written)]
     return result
+
+
+def _write_epoch(out: str, history: list, state: dict) -> None:
+    """last.pt (keeping previous.pt), then the metrics. A full disk or an I/O error raises
+    ``CheckpointWriteError`` saying what is intact: the atomic writes leave the old files whole."""
+    try:
+        save_run_checkpoint(state, out)
+        write_metrics(out, history)
+    except OSError as e:
+        if e.errno not in WRITE_ERRNOS:
+            raise
+        done = len(history) - 1
+        kept = (f"the checkpoint and metrics of epoch {done} in {out} are intact; free space and resume with "
+                f"--resume (fit(..., resume=True))" if done else f"nothing was written to {out} before it")
+        err = CheckpointWriteError(f"could not write epoch {len(history)}'s checkpoint in {out}: "
+                                   f"{e.strerror or e}; {kept}")
+        err.errno = e.errno
+        raise err from e
 
 
 def describe(row: dict) -> str:
@@ -330,14 +358,12 @@ def _state(run_config, epoch, global_step, history, model, optimizer, scheduler,
 def _restore(path, run_config, must_match, env, model, optimizer, scheduler, scaler, extra, epochs,
              limit_batches, steps) -> tuple[int, list, int]:
     ck = load_checkpoint(path, map_location="cpu")
-    lacking = [k for k in ("model", "config", "epoch", "history", "rng") if k not in ck]
-    if lacking:
-        raise CheckpointError(f"checkpoint {path} is not a training run's (no {', '.join(lacking)})")
+    check_run_checkpoint(ck, path, model=model, optimizer=optimizer)
+    if not verified(ck):
+        warnings.warn(f"{path} has no SHA-256 (written before addernet kept one): its content cannot be "
+                      "verified, only its structure", stacklevel=4)
     saved = ck["config"]
-    diff = [k for k in must_match if saved.get(k) != run_config.get(k)]
-    if diff:
-        raise CheckpointError(f"{path} was trained with a different " + ", ".join(
-            f"{k} ({saved.get(k)!r}, now {run_config.get(k)!r})" for k in diff))
+    config_mismatch(path, saved, run_config, must_match)
     saved_extra = ck.get("extra") or {}
     missing, unknown = sorted(set(extra) - set(saved_extra)), sorted(set(saved_extra) - set(extra))
     if missing or unknown:
