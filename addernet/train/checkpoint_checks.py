@@ -58,6 +58,9 @@ def checkpoint_problems(ck: dict, *, model=None, optimizer=None) -> list[str]:
     for key in ("scheduler", "scaler"):
         if ck.get(key) is not None and not isinstance(ck[key], dict):
             out.append(f"{key} is a {type(ck[key]).__name__}, not a state dict")
+    resumed = ck.get("resumed_at", [])
+    if not (isinstance(resumed, list) and all(_is_int(e) and 0 <= e for e in resumed)):
+        out.append(f"resumed_at is {resumed!r}: must be a list of epochs (whole numbers of at least 0)")
     if "extra" in ck and not (isinstance(ck["extra"], dict) and all(isinstance(v, dict) for v in ck["extra"].values())):
         out.append("extra is not a dict of state dicts")
     return out

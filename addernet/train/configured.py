@@ -130,6 +130,7 @@ def compare(config: TrainConfig, log: Optional[Callable[[str], None]] = print, *
         device = next(results["adder"].model.parameters()).device
         table = write_summary(cfg.out, rows, _header(cfg, device))
         plot_compare({k: r.history for k, r in results.items() if r.history}, os.path.join(cfg.out, "compare.png"),
-                     title=f"{cfg.model} on {cfg.data}: adder vs conv")
+                     title=f"{cfg.model} on {cfg.data}: adder vs conv",
+                     resumed_at={k: r.resumed_at for k, r in results.items()})
         files += [os.path.join(cfg.out, name) for name in ("summary.json", "summary.md", "compare.png")]
     return {**results, "rows": rows, "table": table, "files": files}

@@ -43,6 +43,7 @@ class FitResult:
     ops: dict                   # weight_layer_ops per image ({} without a DatasetInfo)
     params: int
     files: list = field(default_factory=list)   # the paths this call wrote, in order
+    resumed_at: list = field(default_factory=list)  # epochs after which the run was resumed
 
     @property
     def final(self) -> dict:
@@ -178,7 +179,16 @@ def fit(model_or_config=None, loaders=None, *, model: Optional[nn.Module] = None
                      extra_state=extra_state, amp=amp, seed=seed, resume=resume, progress=progress, log=log,
                      limit_batches=limit_batches, stop_after=stop_after, lr=lr, momentum=momentum,
                      weight_decay=weight_decay, schedule=schedule, distributed=distributed,
-                     run_config=run_config, must_match=("seed", "model"), tag=type(model).__name__)
+                     run_config=run_config, must_match=("seed", "model"), tag=type(model).__name__,
+                     title=_fit_title(type(model).__name__, info, epochs, seed, lr if optimizer is None else None))
+
+
+def _fit_title(tag: str, info, epochs, seed, lr) -> str:
+    """What the curves of fit(model, loaders) show: the model, the data (if loaders carry a
+    DatasetInfo), the epochs, the seed and the default recipe's lr."""
+    data = f" on {info.name}" if info is not None and getattr(info, "name", None) else ""
+    recipe = f", SGD lr {lr:g} cosine" if lr is not None else ""
+    return f"{tag}{data}: {epochs} epoch{'s' * (epochs != 1)}, seed {seed}{recipe}"
 
 
 def _split_loaders(loaders):
@@ -249,12 +259,14 @@ def train_run(model: nn.Module, train_loader, test_loader, info, *, env, device,
     dtype = _amp.amp_dtype(amp, device.type)
     scaler = _amp.make_scaler(device, dtype)
 
-    start_epoch, history, global_step = 0, [], 0
+    start_epoch, history, global_step, resumed_at = 0, [], 0, []
     path, fresh_if_missing = _resume_path(resume, out)
     if path is not None:
         if os.path.exists(path):
-            start_epoch, history, global_step = _restore(path, run_config, must_match, env, model, optimizer,
-                                                         scheduler, scaler, extra, epochs, limit_batches, steps)
+            start_epoch, history, global_step, resumed_at = _restore(
+                path, run_config, must_match, env, model, optimizer, scheduler, scaler, extra, epochs,
+                limit_batches, steps)
+            resumed_at = [*resumed_at, start_epoch]
             say(f"resumed from {path} after epoch {start_epoch}")
         elif fresh_if_missing:
             say(f"no checkpoint at {path}: starting from scratch")
@@ -300,16 +312,16 @@ def train_run(model: nn.Module, train_loader, test_loader, info, *, env, device,
         history.append(row)
         rngs = _dist.gather_objects(rng_state())
         if env.is_main and out is not None:
-            _write_epoch(out, history, _state(run_config, epoch + 1, state.global_step, history, model, optimizer,
-                                              scheduler, scaler, extra, rngs))
+            _write_epoch(out, history, {**_state(run_config, epoch + 1, state.global_step, history, model, optimizer,
+                                                 scheduler, scaler, extra, rngs), "resumed_at": resumed_at})
             written.append(LAST)
         say(f"{tag} epoch {epoch + 1}/{epochs}  {describe(row)}")
         _dist.barrier()
 
-    result = FitResult(model, history, config, out, ops, params)
+    result = FitResult(model, history, config, out, ops, params, resumed_at=resumed_at)
     if env.is_main and history and out is not None:
         write_metrics(out, history)
-        plot_curves(history, os.path.join(out, "curves.png"), title=title or tag)
+        plot_curves(history, os.path.join(out, "curves.png"), title=title or tag, resumed_at=resumed_at)
         write_summary(out, [result.summary_row()], header or {"model": tag, "epochs": epochs, "seed": seed,
                                                                "device": str(device)})
         written += ["metrics.json", "metrics.csv", "curves.png", "summary.json", "summary.md"]
@@ -356,7 +368,7 @@ def _state(run_config, epoch, global_step, history, model, optimizer, scheduler,
 
 
 def _restore(path, run_config, must_match, env, model, optimizer, scheduler, scaler, extra, epochs,
-             limit_batches, steps) -> tuple[int, list, int]:
+             limit_batches, steps) -> tuple[int, list, int, list]:
     ck = load_checkpoint(path, map_location="cpu")
     check_run_checkpoint(ck, path, model=model, optimizer=optimizer)
     if not verified(ck):
@@ -393,4 +405,5 @@ def _restore(path, run_config, must_match, env, model, optimizer, scheduler, sca
                       "the random stream will differ from an uninterrupted run", stacklevel=4)
     set_rng_state(rngs[env.rank] if env.rank < len(rngs) else rngs[0])
     epoch = int(ck["epoch"])
-    return epoch, list(ck["history"]), int(ck.get("global_step", epoch * (steps or 0)))
+    return (epoch, list(ck["history"]), int(ck.get("global_step", epoch * (steps or 0))),
+            [int(e) for e in ck.get("resumed_at", [])])
