@@ -6,9 +6,9 @@ import dataclasses
 import os
 import sys
 
-from ..cli_checks import (UsageError, check_device, check_in_dir, check_out_dir, nonneg_float, nonneg_int,
-                          positive_float, positive_int, report, seed_int)
-from .config import KIND_CHOICES, TrainConfig, recipe_help
+from .checks import (UsageError, check_device, check_in_dir, check_out_dir, nonneg_float, nonneg_int,
+                     positive_float, positive_int, report, seed_int)
+from ..train.config import KIND_CHOICES, TrainConfig, recipe_help
 
 _DESCRIPTION = """Train an AdderNet model, its CNN twin, or both, with the AdderNet paper's recipe.
 
@@ -23,7 +23,7 @@ multi-GPU (one process per GPU, rank 0 writes the files):
 
 
 def add_train_parser(sub) -> argparse.ArgumentParser:
-    from .model_factory import model_names
+    from ..train.model_factory import model_names
 
     p = sub.add_parser("train", help="train an AdderNet and/or its CNN twin (the paper's recipes)",
                        description=_DESCRIPTION, epilog=_EPILOG,
@@ -91,7 +91,8 @@ def config_from_args(args) -> TrainConfig:
 
 # What a run leaves in its folder (and in adder/, conv/ with --kind both): what marks a folder as
 # holding a run, and the only files --overwrite removes.
-RUN_FILES = ("last.pt", "previous.pt", "metrics.json", "metrics.csv", "curves.png", "summary.json", "summary.md", "compare.png")
+RUN_FILES = ("last.pt", "previous.pt", "metrics.json", "metrics.csv", "curves.png", "summary.json", "summary.md",
+             "compare.png")
 _RUN_MARKERS = ("last.pt", "metrics.json", "summary.json")
 
 
@@ -109,8 +110,8 @@ def check_run_args(cfg: TrainConfig, overwrite: bool = False) -> None:
     """Everything about a resolved config that can be known wrong before any work; raises UsageError."""
     import torch
 
-    from .amp import amp_dtype
-    from .fit import pick_device
+    from ..train.amp import amp_dtype
+    from ..train.fit import pick_device
 
     check_device(cfg.device)
     if cfg.amp:
@@ -156,12 +157,12 @@ def _loaders(cfg: TrainConfig):
 
 
 def run(args) -> int:
-    from . import distributed
-    from .checkpoint import WRITE_ERRNOS, CheckpointError, CheckpointWriteError
-    from .config import resolve
-    from .configured import compare
-    from .fit import fit
-    from .staging import discard, stage_folder, swap_in
+    from ..train import distributed
+    from ..train.checkpoint import WRITE_ERRNOS, CheckpointError, CheckpointWriteError
+    from ..train.config import resolve
+    from ..train.configured import compare
+    from ..train.fit import fit
+    from ..train.staging import discard, stage_folder, swap_in
 
     prog = "addernet train"
     stage = None
@@ -171,7 +172,7 @@ def run(args) -> int:
         # Under torchrun the loaders need the process group; fit builds them after joining it.
         kw = {} if cfg.distributed else {"loaders": _loaders(cfg)}
         if kw:
-            from .preflight import check_config_run
+            from ..train.preflight import check_config_run
 
             check_config_run(cfg, kw["loaders"])
         final, stage = cfg.out, None
@@ -192,7 +193,7 @@ def run(args) -> int:
             res = fit(cfg, **kw)
             files = res.files
             if distributed.is_main() and res.history:
-                from .summary import format_table
+                from ..train.summary import format_table
 
                 print(f"\n{format_table([res.summary_row()])}")
         if stage is not None:
