@@ -125,6 +125,8 @@ def check_run_args(cfg: TrainConfig, overwrite: bool = False) -> None:
     if cfg.distributed and ("RANK" not in os.environ or "WORLD_SIZE" not in os.environ):
         raise UsageError("--distributed needs the processes torchrun starts: python -m torch.distributed.run "
                          "--nproc_per_node=N -m addernet.cli train --distributed ...")
+    if cfg.data_root is not None:  # even where the data is embedded: a wrong path is a mistake to say
+        check_in_dir(cfg.data_root, "--data-root")
     if cfg.data not in ("mnist5k", "digits"):
         if cfg.data_root is None:
             raise UsageError(f"--data {cfg.data} is read from local files and never downloaded: "
