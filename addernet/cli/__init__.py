@@ -36,7 +36,7 @@ def _op_check() -> float:
 
 
 # The demo's training job: LeNet-5-BN adder vs CNN on the embedded mnist5k, a few epochs.
-# 10 epochs reach the plateau (~98% for both kinds, benchmarks/results_train.md) in about 35 s on
+# 10 epochs reach the plateau (~98% for both kinds, benchmarks/results/results_train.md) in about 35 s on
 # 2 idle cores, and in 2-4 minutes when other jobs share them.
 DEMO_EPOCHS = 10
 
