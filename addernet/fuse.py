@@ -22,7 +22,7 @@ from . import backends
 from .functional import resolve_padding
 from .nn import AdderConv2d
 
-__all__ = ["fuse", "FusedAdderConv2d"]
+__all__ = ["DataFlow", "FusedAdderConv2d", "data_flow", "fuse"]
 
 
 class FusedAdderConv2d(nn.Module):
@@ -70,15 +70,16 @@ class FusedAdderConv2d(nn.Module):
 
 # ------------------------------------------------------------------------------ data flow
 
-class _Flow:
-    """Who consumes what each module produced: consumers[name] lists ('module', name) / ('op', name)."""
+class DataFlow:
+    """Who consumes what each module produced: consumers[name] lists ('module', name) / ('op', name);
+    calls[name] counts the module's calls. ``fuse`` and ``quantize`` decide what follows what from it."""
 
     def __init__(self):
         self.consumers: dict[str, list[tuple[str, str]]] = defaultdict(list)
         self.calls: dict[str, int] = defaultdict(int)
 
 
-def _flow_from_fx(model: nn.Module) -> _Flow:
+def _flow_from_fx(model: nn.Module) -> DataFlow:
     import torch.fx
 
     class Tracer(torch.fx.Tracer):
@@ -86,7 +87,7 @@ def _flow_from_fx(model: nn.Module) -> _Flow:
             return isinstance(m, AdderConv2d) or super().is_leaf_module(m, qualname)
 
     graph = Tracer().trace(model)
-    flow = _Flow()
+    flow = DataFlow()
     for node in graph.nodes:
         if node.op != "call_module":
             continue
@@ -101,13 +102,13 @@ def _flow_from_fx(model: nn.Module) -> _Flow:
 _NOT_CONSUMING = {"size", "dim", "numel", "__len__", "is_contiguous", "__get__", "__format__", "__bool__"}
 
 
-def _flow_from_run(model: nn.Module, example_input) -> _Flow:
+def data_flow(model: nn.Module, example_input) -> DataFlow:
     """Runs the model once, recording which module or op reads each module's output.
 
     Tensors are keyed by (id, version), so an in-place ReLU's output is not mistaken for its input;
     every tensor is kept alive during the run so that ids are not reused.
     """
-    flow = _Flow()
+    flow = DataFlow()
     producer: dict[tuple[int, int], str] = {}
     alive: list[torch.Tensor] = []
     active: list[str] = []
@@ -162,11 +163,6 @@ def _flow_from_run(model: nn.Module, example_input) -> _Flow:
 
 # ------------------------------------------------------------------------------ fusion
 
-def _set(model: nn.Module, name: str, module: nn.Module) -> None:
-    parent, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, child, module)
-
-
 def fuse(model: nn.Module, example_input=None, inplace: bool = False) -> nn.Module:
     """Folds every eval-mode BatchNorm2d (and a following nn.ReLU) that only an adder layer feeds.
 
@@ -176,7 +172,7 @@ def fuse(model: nn.Module, example_input=None, inplace: bool = False) -> nn.Modu
     if model.training:
         raise ValueError("fuse() folds BatchNorm running statistics, which only eval mode uses: call model.eval() first")
     if example_input is not None:
-        flow = _flow_from_run(model, example_input)
+        flow = data_flow(model, example_input)
     else:
         try:
             flow = _flow_from_fx(model)
@@ -209,10 +205,10 @@ def fuse(model: nn.Module, example_input=None, inplace: bool = False) -> nn.Modu
         after_bn = flow.consumers.get(bn_name, [])
         if len(after_bn) == 1 and after_bn[0][0] == "module" and single(after_bn[0][1], nn.ReLU) is not None:
             relu_name = after_bn[0][1]
-        _set(model, name, FusedAdderConv2d(adder, bn, relu=relu_name is not None))
-        _set(model, bn_name, nn.Identity())
+        model.set_submodule(name, FusedAdderConv2d(adder, bn, relu=relu_name is not None))
+        model.set_submodule(bn_name, nn.Identity())
         if relu_name is not None:
-            _set(model, relu_name, nn.Identity())
+            model.set_submodule(relu_name, nn.Identity())
         fused.append((name, bn_name, relu_name))
     model.fused_layers = fused
     return model

@@ -84,3 +84,45 @@ def test_addernet_has_no_import_cycle():
     graph = {name: _imported(name, path, mods) for name, path in mods.items()}
     assert len(graph) > 50 and graph["addernet.train.configured"]  # the walk sees the package and its imports
     assert _cycles(graph) == []
+
+
+def _private_imports(path: Path, name: str, mods: dict) -> list[tuple[str, str]]:
+    """(module, private name) for each ``from addernet.X import _y`` in ``path`` where ``_y`` is a
+    function, class or value of X rather than a module of its own (private modules are the
+    backends' business: archops)."""
+    package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom):
+            base = ".".join(package[:len(package) - node.level + 1] + ([node.module] if node.module else [])) \
+                if node.level else node.module
+            for a in node.names:
+                if (base or "").startswith("addernet") and a.name.startswith("_") and not a.name.startswith("__") \
+                        and f"{base}.{a.name}" not in mods:
+                    out.append((base, a.name))
+    return out
+
+
+def test_no_area_takes_another_areas_private_names():
+    # quantize once took fuse's _flow_from_run and _set; they are fuse.data_flow and set_submodule.
+    mods = _modules()
+    area = lambda m: m.split(".")[1] if m.count(".") else ""  # noqa: E731
+    taken = [(name, base, priv) for name, path in mods.items() for base, priv in _private_imports(path, name, mods)
+             if area(base) != area(name)]
+    assert not taken, taken
+
+
+
+def test_methods_use_only_addernets_public_names():
+    # shared/DESIGN.md: a method never reaches into addernet's private modules or names.
+    reached = []
+    for path in sorted((Path(ROOT) / "methods").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").startswith("addernet"):
+                names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names if a.name.startswith("addernet")]
+            else:
+                continue
+            reached += [(path.name, n) for n in names if any(p.startswith("_") for p in n.split("."))]
+    assert not reached, reached

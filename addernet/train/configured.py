@@ -17,7 +17,7 @@ from .config import TrainConfig, resolve
 from .engine import FitResult, Hooks, Record, run_epochs
 from .model_factory import build_model
 from .plots import plot_compare
-from .runtime import kind_of, plan_schedule, split_loaders, start_run
+from .runtime import _kind_of, _split_loaders, plan_schedule, start_run
 from .step import classification_step
 from .summary import write_summary
 
@@ -55,7 +55,7 @@ def fit_config(config: TrainConfig, *, model: Optional[nn.Module] = None, loader
     if loaders is None:
         loaders = make_loaders(cfg.data, cfg.data_root, cfg.batch_size, cfg.num_workers, seed=cfg.seed,
                                distributed=cfg.distributed)
-    train_loader, test_loader, info = split_loaders(loaders)
+    train_loader, test_loader, info = _split_loaders(loaders)
     if cfg.distributed and test_loader is not None:
         test_loader = _exact_test_shard(test_loader, env, cfg.batch_size, cfg.num_workers)
     if model is None:
@@ -82,7 +82,7 @@ def _label_with(cfg: TrainConfig, model: nn.Module, info) -> TrainConfig:
     """The config as it describes the caller's ``model``: its kind, and the config's model name only
     if the model has the architecture that name builds (else its class name), so that the log, the
     summary and the checkpoint name what was trained."""
-    kind = kind_of(model)
+    kind = _kind_of(model)
     same = False
     if info is not None:
         try:

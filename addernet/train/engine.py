@@ -22,7 +22,7 @@ from .loop import Step, evaluate, train_one_epoch
 from .metrics import write_metrics
 from .optim import set_schedule_length
 from .plots import plot_curves
-from .runtime import Run, Schedule, kind_of, set_loader_epoch
+from .runtime import Run, Schedule, _kind_of, set_loader_epoch
 from .step import classification_step
 from .summary import write_summary
 
@@ -47,7 +47,7 @@ class FitResult:
         h, cfg = self.history, self.config
         accs = [r["test_acc"] for r in h if "test_acc" in r]
         return {
-            "kind": cfg.kind if cfg is not None else kind_of(self.model),
+            "kind": cfg.kind if cfg is not None else _kind_of(self.model),
             "model": cfg.model if cfg is not None else type(self.model).__name__,
             "data": cfg.data if cfg is not None else None, "epochs": len(h),
             "test_acc": h[-1].get("test_acc") if h else None,
@@ -168,7 +168,7 @@ def run_epochs(model: nn.Module, loaders: tuple, run: Run, schedule: Schedule, h
                                    scaler, extra, rngs), os.path.join(out, "last.pt"))
             write_metrics(out, history)
             written.append("last.pt")
-        say(f"{tag} epoch {epoch + 1}/{epochs}  {describe(row)}")
+        say(f"{tag} epoch {epoch + 1}/{epochs}  {describe_epoch(row)}")
         _dist.barrier()
 
     result = FitResult(model, history, record.config, out, ops, params)
@@ -201,7 +201,7 @@ def _resume_path(resume, out: Optional[str]) -> Optional[str]:
     return os.path.join(path, "last.pt") if os.path.isdir(path) else path
 
 
-def describe(row: dict) -> str:
+def describe_epoch(row: dict) -> str:
     """One log line's worth of an epoch row: accuracies in percent, the rest to 4 digits."""
     parts = [f"lr {row['lr']:.4g}"]
     for k, v in row.items():

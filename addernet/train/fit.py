@@ -16,7 +16,7 @@ from .config import TrainConfig
 from .configured import fit_config
 from .engine import FitResult, Hooks, Log, Record, run_epochs
 from .loop import Step
-from .runtime import plan_schedule, split_loaders, start_run
+from .runtime import _split_loaders, plan_schedule, start_run
 from .step import classification_step
 
 # The keywords fit(TrainConfig) takes from the config; giving them too would be two answers.
@@ -79,7 +79,7 @@ def fit(model_or_config=None, loaders=None, *, model: Optional[nn.Module] = None
         raise TypeError("fit(model, loaders, ...) needs epochs=")
     hooks = Hooks(step, eval_step, callbacks, extra_state)
     run = start_run(device, amp, seed, distributed)
-    loaders = split_loaders(loaders)
+    loaders = _split_loaders(loaders)
     model = model.to(run.device)
     plan = plan_schedule(model, loaders[0], int(epochs), optimizer=optimizer, scheduler=scheduler, lr=lr,
                          momentum=momentum, weight_decay=weight_decay, schedule=schedule,

@@ -118,7 +118,7 @@ def set_loader_epoch(loader, seed: int, epoch: int, rank: int = 0) -> None:
         g.manual_seed(epoch_seed(seed, epoch, rank))
 
 
-def split_loaders(loaders) -> tuple:
+def _split_loaders(loaders) -> tuple:
     """(train, test, info) from (train, test) or (train, test, info); test and info may be None."""
     loaders = tuple(loaders)
     if len(loaders) == 2:
@@ -128,6 +128,6 @@ def split_loaders(loaders) -> tuple:
     raise ValueError(f"loaders must be (train, test) or (train, test, info), got {len(loaders)} items")
 
 
-def kind_of(model: nn.Module) -> str:
+def _kind_of(model: nn.Module) -> str:
     """'adder' when ``model`` holds an adder layer, else 'conv'."""
     return "adder" if any(isinstance(m, AdderConv2d) for m in model.modules()) else "conv"
