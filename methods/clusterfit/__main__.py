@@ -79,8 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     fe.add_argument("--layer", default="features")
     fe.add_argument("--pca", type=int, default=None, help="project to this many dimensions first")
     fe.add_argument("--whiten", action="store_true")
-    fe.add_argument("--crop", type=float, default=None, help="random-crop side fraction before extraction "
-                    "(VISSL: 0.875)")
+    fe.add_argument("--crop", type=float, default=None, help="crop side fraction before extraction "
+                    "(VISSL: 0.875, a centre crop in its ImageNet config)")
+    fe.add_argument("--crop-mode", choices=("center", "random"), default="center",
+                    help="centre crop (VISSL's ImageNet extraction) or random crop (its RotNet config)")
     fe.add_argument("--out", required=True, help="features file (.pt)")
 
     cl = sub.add_parser("cluster", help="k-means of saved features into pseudo-labels")
@@ -216,12 +218,14 @@ def cmd_features(args):
     model, meta = _load_model(args.checkpoint)
     train, _, _ = plain_loaders(args.data, args.data_root, args.batch_size, args.workers)
     feats, labels, pca = cluster_features(model, train, layer=args.layer, device=device, pca=args.pca,
-                                          whiten=args.whiten, crop=args.crop, seed=args.seed,
+                                          whiten=args.whiten, crop=args.crop, crop_mode=args.crop_mode,
+                                          seed=args.seed,
                                           progress=_progress(args))
     if _is_main():
         torch.save({"format": "clusterfit-features/1", "features": feats, "labels": labels,
                     "config": {"checkpoint": args.checkpoint, "layer": args.layer, "pca": args.pca,
-                               "crop": args.crop, "data": args.data, "model": meta["model"], "kind": meta["kind"]}},
+                               "crop": args.crop, "crop_mode": args.crop_mode, "data": args.data,
+                               "model": meta["model"], "kind": meta["kind"]}},
                    args.out)
         print(f"{tuple(feats.shape)} features -> {args.out}")
     _finish_dist(args)
