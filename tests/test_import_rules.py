@@ -36,9 +36,12 @@ def _imported(name: str, path: Path, mods: dict) -> set[str]:
         for target in targets:
             while target not in mods and "." in target:
                 target = target.rsplit(".", 1)[0]
-            # A module's own packages run before it does: importing them back is not a circle.
-            if target in mods and target != name and not name.startswith(target + "."):
-                found.add(target)
+            # Importing a.b.c runs a/__init__ and a/b/__init__ first: they are imported too. But a
+            # module's own packages run before it does: importing them back is not a circle.
+            while target in mods:
+                if target != name and not name.startswith(target + "."):
+                    found.add(target)
+                target = target.rsplit(".", 1)[0] if "." in target else ""
     return found
 
 

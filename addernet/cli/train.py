@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 from .checks import (UsageError, check_device, check_in_dir, check_out_dir, nonneg_float, nonneg_int,
                      positive_float, positive_int, report, seed_int)
