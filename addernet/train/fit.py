@@ -11,6 +11,7 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
+from .._deprecated import moved_to
 from .callbacks import Callback
 from .config import TrainConfig
 from .configured import fit_config
@@ -89,3 +90,8 @@ def fit(model_or_config=None, loaders=None, *, model: Optional[nn.Module] = None
                   "amp": str(amp), "model": type(model).__name__}
     record = Record(out, resume, run_config, ("seed", "model"), type(model).__name__, log, progress)
     return run_epochs(model, loaders, run, plan, hooks, record)
+
+
+# The run's helpers moved to runtime.py (fit and fit_config share them there); these stay a release.
+__getattr__ = moved_to("addernet.train.runtime", __name__, ("epoch_seed", "pick_device", "seed_everything",
+                                                           "set_loader_epoch"))
