@@ -29,7 +29,8 @@ from .energy import load_energy_table
 from .latency import time_interleaved
 
 # Small enough that a CPU finishes a few timed rounds of each in seconds.
-BATCH = {"lenet5_bn": 32, "resnet20": 32, "resnet32": 32, "vgg_small": 8, "resnet18": 2, "resnet50": 1}
+BATCH = {"lenet5_bn": 32, "resnet20": 32, "resnet32": 32, "vgg_small": 8, "resnet18": 2, "resnet50": 1,
+         "tinynet": 64}
 # The reference backend (unfold + broadcast) is timed by default only below this many adder taps
 # per batch: above it one call takes seconds. Naming it in --backends times it anyway.
 REFERENCE_TAPS_LIMIT = 2e8
