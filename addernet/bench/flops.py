@@ -20,7 +20,6 @@ import math
 
 import torch
 
-from .._extension import native_available
 
 _registered = False
 
@@ -52,11 +51,11 @@ def register() -> bool:
     """Registers the formulas once; returns whether they are registered. Without the native
     extension the ops do not exist, and this does nothing."""
     global _registered
-    if _registered or not native_available():
+    ops = torch.ops.addernet
+    if _registered or not hasattr(ops, "adder_conv2d_fused"):
         return _registered
     from torch.utils.flop_counter import flop_registry, register_flop_formula
 
-    ops = torch.ops.addernet
     if ops.adder_conv2d in flop_registry:  # registered by another copy of this module
         _registered = True
         return True
