@@ -24,6 +24,11 @@ import torch
 _registered = False
 
 
+def ops_built() -> bool:
+    """Whether the ``torch.ops.addernet`` ops these formulas count exist (a backend registered them)."""
+    return hasattr(torch.ops.addernet, "adder_conv2d_fused")
+
+
 def _taps(x_shape, w_shape, out_shape) -> int:
     # The weight's dim 1 is already C / groups, so grouping needs no special case.
     return out_shape[0] * out_shape[1] * math.prod(out_shape[2:]) * math.prod(w_shape[1:])
@@ -51,11 +56,11 @@ def register() -> bool:
     """Registers the formulas once; returns whether they are registered. Without the native
     extension the ops do not exist, and this does nothing."""
     global _registered
-    ops = torch.ops.addernet
-    if _registered or not hasattr(ops, "adder_conv2d_fused"):
+    if _registered or not ops_built():
         return _registered
     from torch.utils.flop_counter import flop_registry, register_flop_formula
 
+    ops = torch.ops.addernet
     if ops.adder_conv2d in flop_registry:  # registered by another copy of this module
         _registered = True
         return True
