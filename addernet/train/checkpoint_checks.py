@@ -15,7 +15,7 @@ import torch
 
 from .checkpoint import CheckpointError
 
-# The fields fit writes (see fit._state); the ones a run cannot resume without come first.
+# The fields fit writes (see engine._state); the ones a run cannot resume without come first.
 _REQUIRED = ("model", "config", "epoch", "history", "rng")
 _MT_WORDS = 624  # numpy's and python's Mersenne Twister state: 624 words (+1 position for python)
 

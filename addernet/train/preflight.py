@@ -37,7 +37,7 @@ def check_config_run(cfg, loaders) -> None:
     problem found. The image size is the first training image's, not only what the format promises
     (an MNIST root of 5x5 IDX files)."""
     from .configured import _RESUME_MUST_MATCH, _resume_arg
-    from .fit import _resume_path
+    from .engine import _resume_path
 
     train, _, info = loaders
     first = train.dataset[0][0] if len(train.dataset) else None

@@ -28,7 +28,7 @@ def old_run(tmp_path, capsys):
 def _interrupt_in_epoch(monkeypatch, n):
     import importlib
 
-    fit_module = importlib.import_module("addernet.train.fit")
+    fit_module = importlib.import_module("addernet.train.engine")
 
     real, calls = fit_module.train_one_epoch, []
 
