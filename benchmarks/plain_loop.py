@@ -228,6 +228,7 @@ def _rows(phase):
 
 
 def report():
+    sys.path.insert(0, HERE)
     from plain_loop_report import write_report  # beside this file
     write_report(_rows("study"), _rows("final"), OUT, os.path.join(HERE, "RESULTS.md"),
                  machine=f"{platform.processor() or platform.machine()}, torch {torch.__version__}, 1 thread")

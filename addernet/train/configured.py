@@ -71,7 +71,7 @@ def fit_config(config: TrainConfig, *, model: Optional[nn.Module] = None, loader
     dtype = _amp.amp_dtype(cfg.amp, device.type)
     steps = _batches(train_loader, cfg.limit_batches)
     intro = (f"{tag} on {cfg.data}: {cfg.epochs} epochs of {steps} steps, batch {cfg.batch_size}"
-             f"{f' x {env.world_size} processes' if env.world_size > 1 else ''}, lr {cfg.lr} cosine, "
+             f"{f' x {env.world_size} processes' if env.world_size > 1 else ''}, lr {cfg.lr} {'constant' if cfg.schedule == 'constant' else 'cosine'}, "
              f"eta {cfg.eta}, seed {cfg.seed}, {device}{f', amp {dtype}' if dtype else ''} -> {cfg.out}")
     return train_run(model, train_loader, test_loader, info, env=env, device=device, step=step, eval_step=eval_step,
                      optimizer=optimizer, scheduler=scheduler, epochs=cfg.epochs, out=cfg.out, callbacks=callbacks,

@@ -24,7 +24,7 @@ from .checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkp
 from .costs import weight_layer_ops
 from .loop import Step, _batches, evaluate, train_one_epoch
 from .metrics import write_metrics
-from .optim import build_optimizer, cosine_schedule, set_schedule_length
+from .optim import build_optimizer, check_schedule, make_schedule, set_schedule_length
 from .plots import plot_curves
 from .step import classification_step
 from .summary import write_summary
@@ -117,7 +117,7 @@ def fit(model_or_config=None, loaders=None, *, model: Optional[nn.Module] = None
     accuracy; see ``train_one_epoch``); the test loader through ``eval_step`` (default
     ``classification_step``: a training step that updates by itself cannot evaluate).
     ``optimizer``/``scheduler``: None builds the paper's recipe, SGD(lr, momentum, weight_decay)
-    with a cosine over the run, stepped per step (``schedule='epoch'``: per epoch); a caller's
+    with a cosine over the run, stepped per step (``schedule='epoch'``: per epoch; ``'constant'``: no decay); a caller's
     optimizer with no scheduler keeps its lr. ``callbacks``: ``Callback`` objects. ``extra_state``:
     {name: object with state_dict()/load_state_dict()} (a discriminator, its optimiser, a k-means
     result holder), saved in every checkpoint and restored on resume; modules in it are moved to
@@ -212,8 +212,7 @@ def train_run(model: nn.Module, train_loader, test_loader, info, *, env, device,
     """The epoch loop both forms of ``fit`` share (the caller has joined DDP and seeded)."""
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")
-    if schedule not in ("step", "epoch"):
-        raise ValueError(f"schedule must be 'step' or 'epoch', got {schedule!r}")
+    check_schedule(schedule)
     say = (log or (lambda _msg: None)) if env.is_main else (lambda _msg: None)
     extra = _check_extra(extra_state)
     callbacks = tuple(callbacks)
@@ -232,9 +231,9 @@ def train_run(model: nn.Module, train_loader, test_loader, info, *, env, device,
         optimizer = build_optimizer(model, lr, momentum, weight_decay)
         if scheduler is None:
             if steps is None:
-                raise ValueError("the default cosine schedule needs len(train loader); "
+                raise ValueError("the default schedule needs len(train loader); "
                                  "pass scheduler= or limit_batches=")
-            scheduler = cosine_schedule(optimizer, epochs, steps, per_step=schedule == "step")
+            scheduler = make_schedule(optimizer, schedule, epochs, steps)
     dtype = _amp.amp_dtype(amp, device.type)
     scaler = _amp.make_scaler(device, dtype)
 
