@@ -240,3 +240,17 @@ def test_random_pseudo_labels_are_a_seeded_uniform_control():
     assert torch.equal(a.labels, random_pseudo_labels(5000, 50, seed=3).labels)
     sizes = a.cluster_sizes().float()
     assert sizes.min() > 0 and (sizes - 100).abs().max() < 5 * 10   # 5 binomial stds of 100 +- 10
+
+
+def test_feature_crop_is_vissls_center_crop_by_default():
+    # VISSL's ImageNet extraction config: Resize(256) + CenterCrop(224), deterministic (issue 27)
+    from methods.clusterfit.features import center_crop_fn, cluster_features
+    x = torch.rand(3, 1, 16, 16)
+    crop = center_crop_fn(0.5)
+    out = crop(x)
+    assert torch.equal(out, crop(x))   # deterministic
+    expected = torch.nn.functional.interpolate(x[..., 4:12, 4:12], size=(16, 16), mode="bilinear",
+                                               align_corners=False)
+    assert torch.allclose(out, expected)
+    with pytest.raises(ValueError, match="crop_mode"):
+        cluster_features(torch.nn.Identity(), [], crop=0.5, crop_mode="middle")
