@@ -362,3 +362,12 @@ def test_counts_and_bench_int8_column():
     res = bench_model("lenet5_bn", latency=False)
     assert res["int8"]["quantized_layers"] == ["conv2", "fc1", "fc2"]
     assert res["int8"]["energy_uJ"] < res["counts"]["adder"]["energy_uJ"]
+
+
+def test_default_mode_without_torchao_says_what_to_install(monkeypatch):
+    import addernet.quant.pt2e as pt2e
+
+    monkeypatch.setattr(pt2e, "pt2e_available", lambda: "torchao is not importable (test)")
+    model = nn.Sequential(addernet.AdderConv2d(1, 2, 3), nn.BatchNorm2d(2)).eval()
+    with pytest.raises(RuntimeError, match=r"torchao is not importable.*mode='adder'"):
+        addernet.quantize(model, [torch.rand(2, 1, 5, 5)])
