@@ -5,8 +5,8 @@ import argparse
 import dataclasses
 import sys
 
-from methods.common.cli import (Parser, UserError, add_merge, add_seeds, nonneg_float, nonneg_int, positive_int,
-                                read_merge, run_main, seeds_of)
+from methods.common.cli import (Parser, UserError, add_merge, add_seeds, check_args, nonneg_float, nonneg_int,
+                                positive_int, read_merge, run_main, seeds_of)
 
 from . import experiment
 from .schedule import official_warmup_epochs
@@ -42,15 +42,17 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=positive_int, default=None, help="student epochs")
     p.add_argument("--teacher-epochs", type=positive_int, default=None, help="robust teacher epochs")
     p.add_argument("--beta", type=nonneg_float, default=None, help="weight of -CE_D (default 2)")
-    p.add_argument("--gamma", type=nonneg_float, default=None, help="weight of L_diff (default 10, batchmean)")
+    p.add_argument("--gamma", type=nonneg_float, default=None, help="weight of L_diff, [0, 1] pixels, batch mean of per-sample sums (default 1, a project choice; the "
+                        "official gamma 10 is 10 N / 255^2 here: 0.0049 at batch 32, 0.0098 at batch 64)")
     p.add_argument("--warmup-epochs", type=nonneg_int, default=None,
                    help="plain CE epochs before IGAM switches on (default 0; with --schedule official, "
                         "all but the last 1/8 of --epochs)")
     p.add_argument("--eval-samples", type=positive_int, default=None, help="test images attacked")
     p.add_argument("--limit-batches", type=positive_int, default=None, help="batches per epoch (smoke runs)")
     p.add_argument("--strong-attack", type=positive_int, nargs=2, metavar=("STEPS", "RESTARTS"), default=None,
-                   help="conv students also face PGD-STEPS on cross-entropy and on the margin loss, RESTARTS "
-                        "random starts each, worst case per image, at eps >= 0.1 (details[].pgd_strong)")
+                   help="students also face PGD-STEPS on cross-entropy and on the margin loss, RESTARTS "
+                        "random starts each (adder students under both grad modes), worst case per image, "
+                        "at eps >= 0.1 (details[].pgd_strong); issue 27's strong attack is 100 5")
     p.add_argument("--no-adapter", action="store_true", help="skip the run with a 32x32 teacher through an adapter")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=positive_int, default=None,
@@ -88,6 +90,7 @@ def _main(args) -> int:
     if args.data != "mnist5k":
         raise UserError(f"--data {args.data!r} is not supported: the miniature runs on the embedded mnist5k")
     args.seeds = seeds_of(args.seeds)
+    check_args(args)
     if args.schedule == "official":
         cfg = experiment.official_config(quick=args.quick)
     else:
