@@ -6,6 +6,7 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <string>
@@ -126,13 +127,18 @@ at::Tensor adder_conv2d_u8_cpu(const at::Tensor& input, const at::Tensor& weight
   const cpu::U8Vec vec = u8_vector(name);
   const at::TensorOptions bytes = input.options().dtype(at::kByte);
   at::Tensor xs = at::empty({cpu::ForwardU8::stage_size(s)}, bytes);
+  std::atomic<bool> finite{true};
   at::parallel_for(0, cpu::ForwardU8::stage_items(s), 1, [&](int64_t b, int64_t e) {
-    if (float_in)
-      cpu::ForwardU8::stage(s, x.data_ptr<float>(), float(*input_scale), uint8_t(zero_point),
-                            xs.data_ptr<uint8_t>(), b, e);
-    else
+    if (float_in) {
+      if (!cpu::ForwardU8::stage(s, x.data_ptr<float>(), float(*input_scale), uint8_t(zero_point),
+                                 xs.data_ptr<uint8_t>(), b, e))
+        finite = false;
+    } else {
       cpu::ForwardU8::stage(s, x.data_ptr<uint8_t>(), uint8_t(zero_point), xs.data_ptr<uint8_t>(), b, e);
+    }
   });
+  // No byte stands for NaN or inf: refuse rather than give a finite answer (docs/int8.md).
+  TORCH_CHECK_VALUE(finite, name, ": the float32 input holds NaN or inf, which the uint8 grid cannot represent");
   at::Tensor wp = at::empty({cpu::ForwardU8::pack_size(s, opt)}, bytes);
   cpu::ForwardU8::pack(s, w.data_ptr<uint8_t>(), wp.data_ptr<uint8_t>(), opt, w_cl);
   at::parallel_for(0, cpu::ForwardU8::work_items(s, opt), 1, [&](int64_t b, int64_t e) {
