@@ -1,31 +1,32 @@
 """Times the adder op per backend against F.conv2d at the paper's layer shapes.
 
-    python benchmarks/bench_ops.py --sets resnet20 --threads 2 --json out.json
+    python benchmarks/bench_ops.py --sets resnet20 --threads 2 --json out.json   # addernet.cli.op_bench
 
 Every number printed is a ratio of medians measured interleaved in this process, with the thread
 count fixed and stated. Absolute times are printed for reference only.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import platform
-import sys
 
 import torch
 import torch.nn.functional as F
 
 import addernet
 
+from .._deprecated import moved_to
 from ..machine import cpu_flags
 from .latency import time_interleaved
 from .shapes import LAYER_SETS
 
 
-def _candidates(shape, backends, mode, dtype):
-    x = torch.randn(shape.batch, shape.cin, shape.size, shape.size, dtype=dtype)
-    w = torch.randn(shape.cout, shape.cin, shape.kernel, shape.kernel, dtype=dtype)
-    conf = (None, shape.stride, shape.padding)
+def candidates(shape, backends, mode, dtype=torch.float32, device="cpu"):
+    """{'conv': F.conv2d, backend: the adder op, ...} at one layer ``shape``, as closures that run a
+    forward (``mode`` 'fwd') or a forward and backward ('fwdbwd') on fixed random inputs."""
+    x = torch.randn(shape.batch, shape.cin, *shape.in_hw, dtype=dtype, device=device)
+    w = torch.randn(shape.cout, shape.cin // shape.groups, shape.kernel, shape.kernel, dtype=dtype, device=device)
+    conf = (None, *shape.conv_args)
     out = {}
 
     def make(fn):
@@ -65,21 +66,6 @@ def _kernel_info(backends) -> str | None:
     """What the timed backends report about their kernels, one string (None: nothing)."""
     lines = [f"{label}: {text}" for be in backends for label, text in addernet.backends.descriptor(be).info()]
     return "; ".join(lines) or None
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--sets", default="resnet20:32,resnet20:128,resnet18:8,lenet5_bn:256",
-                   help="layer sets, each NAME or NAME:BATCH, from: " + ",".join(LAYER_SETS))
-    p.add_argument("--batch", type=int, default=None, help="override each set's batch size")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--backends", default=None,
-                   help="comma-separated adder backends to time (default: the backend a call would use now)")
-    p.add_argument("--modes", default="fwd,fwdbwd")
-    p.add_argument("--dtype", default="float32", choices=["float32", "float64", "bfloat16"])
-    p.add_argument("--repeats", type=int, default=7)
-    p.add_argument("--max-seconds", type=float, default=20.0, help="per shape and mode")
-    p.add_argument("--json", default=None)
-    p.add_argument("--markdown", default=None, help="write the ratio table, with the targets, as markdown")
 
 
 # The CPU targets (ratio to F.conv2d): forward at most 2.0x, forward + backward at most 2.5x.
@@ -133,7 +119,7 @@ def run(args) -> list[dict]:
         shapes = LAYER_SETS[set_name]() if batch is None else LAYER_SETS[set_name](batch)
         for shape in shapes:
             for mode in args.modes.split(","):
-                timings = time_interleaved(_candidates(shape, backends, mode, dtype), repeats=args.repeats,
+                timings = time_interleaved(candidates(shape, backends, mode, dtype), repeats=args.repeats,
                                   max_seconds=args.max_seconds)
                 conv = timings["conv"].median
                 row = dict(set=set_name, layer=shape.name, batch=shape.batch, mode=mode, conv_s=conv,
@@ -157,11 +143,5 @@ def run(args) -> list[dict]:
     return rows
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(p)
-    return 0 if run(p.parse_args(argv)) else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+# The flags moved to the CLI layer (addernet.cli.op_bench); these names stay one release.
+__getattr__ = moved_to("addernet.cli.op_bench", __name__, ("add_arguments", "main"))

@@ -9,12 +9,15 @@ import argparse
 import os
 import sys
 
+from methods.common.cli import Parser, UserError, add_seeds, report, seeds_of
+
 from .experiment import STAGES, MiniConfig, quick_config, run
+
+PROG = "python -m methods.bownet"
 
 
 def parse_args(argv=None) -> tuple[argparse.Namespace, argparse.ArgumentParser]:
-    p = argparse.ArgumentParser(prog="python -m methods.bownet", description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = Parser(prog=PROG, description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     d = MiniConfig()
     p.add_argument("--quick", action="store_true", help="a short run: 1 seed, 1000 images, 2 epochs a stage")
     p.add_argument("--json", default=None, help="where to write the JSON (default OUT/bownet.json)")
@@ -22,7 +25,7 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, argparse.ArgumentParser]:
     p.add_argument("--data", default=d.data)
     p.add_argument("--data-root", default=None, help="folder holding the data set (not needed for mnist5k, digits)")
     p.add_argument("--kind", default="both", help="conv, adder or both")
-    p.add_argument("--seeds", type=int, nargs="+", default=None, help="default 0 1 2 (0 with --quick)")
+    add_seeds(p, "0 1 2 (0 with --quick)")
     p.add_argument("--stages", nargs="+", default=list(STAGES), help="a subset of " + " ".join(STAGES))
     p.add_argument("--model", default=d.model)
     p.add_argument("--layer", default=None, help="teacher layer for the vocabulary (default per model)")
@@ -66,20 +69,20 @@ def config_from_args(a: argparse.Namespace) -> MiniConfig:
                        ("train_subset", "train_subset")):
         value = getattr(a, attr)
         if value is not None:
-            kw[name] = tuple(value) if name == "seeds" else value
+            kw[name] = seeds_of(value) if name == "seeds" else value
     return quick_config(**kw) if a.quick else MiniConfig(**kw)
 
 
 def main(argv=None) -> int:
-    args, parser = parse_args(argv)
+    args, _ = parse_args(argv)
     try:
+        from .experiment import validate_config
+
         cfg = config_from_args(args)
-        from .experiment import validate
-        validate(cfg)
-    except (ValueError, FileNotFoundError, TypeError) as e:
-        print(f"{parser.prog}: error: {e}", file=sys.stderr)
-        return 2
-    run(cfg)
+        validate_config(cfg)
+    except (UserError, ValueError, FileNotFoundError, TypeError) as e:
+        return report(PROG, e)
+    run(cfg)  # past the checks, an error is a bug: it keeps its traceback
     return 0
 
 

@@ -13,15 +13,12 @@ extraction for features/probe). User mistakes print one line on stderr and exit 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
+from methods.common.cli import Parser, UserError, add_merge, add_seeds, read_merge, run_main, seeds_of
+
 STAGES = ("pretrain", "features", "cluster", "fit", "probe", "run")
-
-
-class UserError(Exception):
-    """A mistake in the command line or its inputs: one line on stderr, exit 2."""
 
 
 def _common(p: argparse.ArgumentParser, data: bool = True):
@@ -48,7 +45,7 @@ def _model_args(p: argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m methods.clusterfit", description=__doc__.split("\n\n")[0])
+    ap = Parser(prog="python -m methods.clusterfit", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="stage", metavar="STAGE")
 
     run = sub.add_parser("run", help="the miniature experiment (the default when no stage is named)")
@@ -58,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data", default="mnist5k")
     run.add_argument("--data-root", default=None)
     run.add_argument("--kind", default="both", choices=("conv", "adder", "both"))
-    run.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default 0 1 2; --quick: 0)")
+    add_seeds(run, "0 1 2 (--quick: 0)")
     run.add_argument("--pre-epochs", type=int, default=None)
     run.add_argument("--cf-epochs", type=int, default=None)
     run.add_argument("--adder-pre-epochs", type=int, default=None)
@@ -67,8 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default="cpu")
     run.add_argument("--threads", type=int, default=1, help="torch/BLAS/faiss threads (default 1: on a shared "
                      "machine more threads spin and slow everything down)")
-    run.add_argument("--merge", nargs="+", default=None, metavar="JSON",
-                     help="combine the JSONs of runs over disjoint seeds (one process per seed) and report them")
+    add_merge(run, "combine the JSONs of runs over disjoint seeds (one process per seed) and report them")
     run.add_argument("--no-progress", action="store_true")
 
     pre = sub.add_parser("pretrain", help="train N_pre on labels with symmetric noise")
@@ -83,8 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     fe.add_argument("--layer", default="features")
     fe.add_argument("--pca", type=int, default=None, help="project to this many dimensions first")
     fe.add_argument("--whiten", action="store_true")
-    fe.add_argument("--crop", type=float, default=None, help="random-crop side fraction before extraction "
-                    "(VISSL: 0.875)")
+    fe.add_argument("--crop", type=float, default=None, help="crop side fraction before extraction "
+                    "(VISSL: 0.875, a centre crop in its ImageNet config)")
+    fe.add_argument("--crop-mode", choices=("center", "random"), default="center",
+                    help="centre crop (VISSL's ImageNet extraction) or random crop (its RotNet config)")
     fe.add_argument("--out", required=True, help="features file (.pt)")
 
     cl = sub.add_parser("cluster", help="k-means of saved features into pseudo-labels")
@@ -92,7 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--k", type=int, required=True)
     cl.add_argument("--iters", type=int, default=50)
     cl.add_argument("--seed", type=int, default=1234)
-    cl.add_argument("--backend", default="auto", choices=("auto", "faiss", "torch"))
+    cl.add_argument("--solver", default="auto", choices=("auto", "faiss", "torch"),
+                    help="k-means by faiss or torch (default auto: faiss when installed)")
+    cl.add_argument("--backend", dest="solver", choices=("auto", "faiss", "torch"), help=argparse.SUPPRESS)
     cl.add_argument("--sample", type=int, default=None, help="fit on this many points (default: 256 per centroid)")
     cl.add_argument("--spherical", action="store_true")
     cl.add_argument("--device", default=None, help="where torch k-means runs (cpu, cuda); faiss uses its GPUs")
@@ -127,8 +127,8 @@ def _device(args):
 
 
 def _is_main() -> bool:
-    import torch.distributed as dist
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+    from addernet.train.distributed import is_main
+    return is_main()
 
 
 def _save_model(model, path: str, meta: dict):
@@ -218,12 +218,14 @@ def cmd_features(args):
     model, meta = _load_model(args.checkpoint)
     train, _, _ = plain_loaders(args.data, args.data_root, args.batch_size, args.workers)
     feats, labels, pca = cluster_features(model, train, layer=args.layer, device=device, pca=args.pca,
-                                          whiten=args.whiten, crop=args.crop, seed=args.seed,
+                                          whiten=args.whiten, crop=args.crop, crop_mode=args.crop_mode,
+                                          seed=args.seed,
                                           progress=_progress(args))
     if _is_main():
         torch.save({"format": "clusterfit-features/1", "features": feats, "labels": labels,
                     "config": {"checkpoint": args.checkpoint, "layer": args.layer, "pca": args.pca,
-                               "crop": args.crop, "data": args.data, "model": meta["model"], "kind": meta["kind"]}},
+                               "crop": args.crop, "crop_mode": args.crop_mode, "data": args.data,
+                               "model": meta["model"], "kind": meta["kind"]}},
                    args.out)
         print(f"{tuple(feats.shape)} features -> {args.out}")
     _finish_dist(args)
@@ -241,12 +243,13 @@ def cmd_cluster(args):
     if not 1 <= args.k <= n:
         raise UserError(f"--k must be in 1..{n} (the number of images), got {args.k}")
     pseudo = make_pseudo_labels(obj["features"], args.k, iters=args.iters, seed=args.seed, spherical=args.spherical,
-                                backend=args.backend, sample=args.sample if args.sample else "auto",
+                                solver=args.solver, sample=args.sample if args.sample else "auto",
                                 device=args.device,
                                 config={"features": args.features, **obj["config"]})
     pseudo.save(args.out)
     sizes = pseudo.cluster_sizes()
-    print(f"{n} images -> {args.k} clusters ({pseudo.config['backend']}; sizes {int(sizes.min())}.."
+    solver = pseudo.config.get("solver", pseudo.config.get("backend"))  # "backend" in files made before the rename
+    print(f"{n} images -> {args.k} clusters ({solver}; sizes {int(sizes.min())}.."
           f"{int(sizes.max())}, inertia {pseudo.config['inertia']:.4g}) -> {args.out}")
 
 
@@ -323,13 +326,7 @@ def cmd_run(args):
     out = args.out or os.path.join("runs", "clusterfit")
     path = args.json or os.path.join(out, "clusterfit.json")
     if args.merge:
-        parts = []
-        for p in args.merge:
-            try:
-                with open(p) as f:
-                    parts.append(json.load(f))
-            except (OSError, ValueError) as e:
-                raise UserError(f"cannot read {p}: {e}") from None
+        parts = read_merge(args.merge)
         try:
             result = ex.merge(parts)
         except (KeyError, ValueError) as e:
@@ -341,7 +338,7 @@ def cmd_run(args):
         raise UserError(f"--threads must be at least 1, got {args.threads}")
     kw = {"threads": args.threads}
     if args.seeds is not None:
-        kw["seeds"] = tuple(args.seeds)
+        kw["seeds"] = seeds_of(args.seeds)
     for name in ("pre_epochs", "cf_epochs", "adder_pre_epochs", "adder_cf_epochs"):
         if getattr(args, name) is not None:
             if getattr(args, name) < 1:
@@ -367,15 +364,10 @@ def main(argv=None) -> int:
     # A stage's inputs are the user's (files, layer names, K): the library's ValueError and
     # FileNotFoundError name the problem, so they become the one-line error too. The miniature
     # checks its arguments up front, so an error inside it is a bug and keeps its traceback.
-    user_errors = (UserError,) if args.stage == "run" else (UserError, ValueError, FileNotFoundError)
-    try:
-        {"pretrain": cmd_pretrain, "features": cmd_features, "cluster": cmd_cluster, "fit": cmd_fit,
-         "probe": cmd_probe, "run": cmd_run}[args.stage](args)
-    except user_errors as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        print(f"python -m methods.clusterfit {args.stage}: error: {msg}", file=sys.stderr)
-        return 2
-    return 0
+    user_errors = () if args.stage == "run" else (ValueError, FileNotFoundError)
+    cmd = {"pretrain": cmd_pretrain, "features": cmd_features, "cluster": cmd_cluster, "fit": cmd_fit,
+           "probe": cmd_probe, "run": cmd_run}[args.stage]
+    return run_main(f"python -m methods.clusterfit {args.stage}", lambda: cmd(args), user_errors)
 
 
 if __name__ == "__main__":

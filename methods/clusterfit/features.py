@@ -1,7 +1,10 @@
 """Stage 1: N_pre's features of D_cf, as ClusterFit clusters them.
 
 VISSL's recipe: features of the penultimate layer, L2-normalised with 1e-5 added to the norm,
-no PCA, optionally taken after a random crop. PCA is an option here because large
+no PCA. Its ImageNet extraction config (configs/config/pretrain/clusterfit/
+cluster_features_resnet_8gpu_imagenet.yaml) takes them after Resize(256) + CenterCrop(224); its
+RotNet one (cluster_features_resnet_8gpu_rotation_in1k.yaml) after Resize(256) + RandomCrop(224).
+``crop=`` gives either (centre by default), or none. PCA is an option here because large
 feature maps (a ResNet's 2048-d pool) cluster faster and often better after it.
 """
 from __future__ import annotations
@@ -21,8 +24,10 @@ from methods.common import extract_features
 
 # VISSL adds this to the L2 norm before dividing (its ``normalize`` uses x / (||x|| + 1e-5)).
 NORM_EPS = 1e-5
-# VISSL's feature crop: RandomCrop(224) after Resize(256), a side fraction of 224 / 256.
+# VISSL's feature crop: CenterCrop(224) after Resize(256) (RandomCrop in its RotNet config), a side
+# fraction of 224 / 256.
 OFFICIAL_CROP = 224 / 256
+CROP_MODES = ("center", "random")
 
 
 def has_adder_layers(model: nn.Module) -> bool:
@@ -77,6 +82,21 @@ def random_crop_fn(fraction: float = OFFICIAL_CROP, seed: int = 0) -> Callable[[
     return crop
 
 
+def center_crop_fn(fraction: float = OFFICIAL_CROP) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A batch transform: the central square of ``fraction`` of each side, resized back to the input size
+    (bilinear), VISSL's Resize(256) + CenterCrop(224) at the network's own input size."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"crop fraction must be in (0, 1], got {fraction}")
+
+    def crop(x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        ch, cw = max(1, round(h * fraction)), max(1, round(w * fraction))
+        top, left = (h - ch) // 2, (w - cw) // 2
+        patch = x[..., top:top + ch, left:left + cw]
+        return torch.nn.functional.interpolate(patch, size=(h, w), mode="bilinear", align_corners=False)
+    return crop
+
+
 def _layer_fn(model: nn.Module, layer: str, transform: Optional[Callable]):
     """x -> the (flattened by extract_features) output of ``layer``, after ``transform`` if given."""
     names = tuple(getattr(model, "feature_layers", ()))
@@ -112,8 +132,8 @@ def _gather_strided(x: torch.Tensor, n: int, world: int) -> torch.Tensor:
 def cluster_features(model: nn.Module, loader: DataLoader, *, layer: str = "features", device="cpu",
                      normalize: bool = True, pca: Optional[int | PCA] = None, whiten: bool = False,
                      recalibrate: Optional[bool] = None, recalibrate_loader: Optional[DataLoader] = None,
-                     recalibrate_batches: int = 50, crop: Optional[float] = None, seed: int = 0,
-                     progress: bool = False) -> tuple[torch.Tensor, torch.Tensor, Optional[PCA]]:
+                     recalibrate_batches: int = 50, crop: Optional[float] = None, crop_mode: str = "center",
+                     seed: int = 0, progress: bool = False) -> tuple[torch.Tensor, torch.Tensor, Optional[PCA]]:
     """N_pre's features of every image of ``loader`` (which must not shuffle: row i is image i),
     as ClusterFit clusters them. Returns ``(features, labels, pca)`` on the CPU.
 
@@ -121,7 +141,8 @@ def cluster_features(model: nn.Module, loader: DataLoader, *, layer: str = "feat
     - ``recalibrate``: re-estimate BatchNorm statistics on ``recalibrate_loader`` (default: ``loader``)
       first. None means "if the model has adder layers": their outputs are in the hundreds and the
       running statistics of a short run lag far behind, so eval mode would squash the features.
-    - ``crop``: take features after a random square crop of this side fraction (VISSL: 224/256).
+    - ``crop``: take features after a square crop of this side fraction (VISSL: 224/256), resized back;
+      ``crop_mode`` "center" (VISSL's ImageNet extraction config, the default) or "random" (its RotNet one).
     - ``pca``: a dimension to fit a PCA to, or a fitted ``PCA`` to apply; then L2 normalisation.
     - Under an initialised process group each rank extracts a strided shard and all ranks get the
       whole (N, D) tensor back in dataset order.
@@ -130,13 +151,18 @@ def cluster_features(model: nn.Module, loader: DataLoader, *, layer: str = "feat
                                                                         torch.utils.data.SequentialSampler):
         raise ValueError("cluster_features needs a loader that does not shuffle (row i must be image i): "
                          "build it with shuffle=False")
+    if crop_mode not in CROP_MODES:
+        raise ValueError(f"crop_mode must be one of {CROP_MODES}, got {crop_mode!r}")
     device = torch.device(device)
     model = model.to(device)
     if recalibrate is None:
         recalibrate = has_adder_layers(model)
     if recalibrate:
         recalibrate_bn(model, recalibrate_loader or loader, batches=recalibrate_batches, device=device)
-    fn = _layer_fn(model, layer, random_crop_fn(crop, seed) if crop else None)
+    transform = None
+    if crop:
+        transform = center_crop_fn(crop) if crop_mode == "center" else random_crop_fn(crop, seed)
+    fn = _layer_fn(model, layer, transform)
     world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
     was_training = model.training
     model.eval()   # a plain function is the caller's to put in eval mode (methods.common.extract_features)

@@ -53,7 +53,9 @@ class Config:
     epochs: int = 6
     lr: float = 0.05
     beta: float = 2.0                  # the official value
-    gamma: float = 1.0                 # [0, 1] pixels, "batchmean" (see gradients.rescale_gamma)
+    # [0, 1] pixels, "batchmean": a choice of this project. The official gamma 10 (0-255 pixels, summed
+    # over the batch) is 10 * N / 255^2 in these units: 0.0049 at batch 32 (gradients.rescale_gamma).
+    gamma: float = 1.0
     reduction: str = "batchmean"
     target: str = "prob"
     warmup_epochs: int = 0
@@ -74,8 +76,9 @@ class Config:
     head_lr: float = 1e-2              # Adam; the official 1e-3 left the head at 67% in 2 epochs here
     transfer_epochs: int = 6
     eval_samples: Optional[int] = None
-    # (steps, restarts): conv students also face PGD of that many steps on cross-entropy and on the
-    # margin loss, worst case per image, at each eps >= headline_eps (details[].pgd_strong).
+    # (steps, restarts): students also face PGD of that many steps on cross-entropy and on the
+    # margin loss, worst case per image (adder students under both grad modes too), at each
+    # eps >= headline_eps (details[].pgd_strong). Issue 27's strong attack is (100, 5).
     strong_attack: Optional[tuple] = None
     limit_batches: Optional[int] = None
     figure_images: int = 6
@@ -320,10 +323,11 @@ def run(cfg: Config, *, json_path: Optional[str] = None, out: Optional[str] = No
                                   warm_start=warm_start(kind, seed, loaders))
             r = evaluate(model, seed)
             r["disc_updates"] = info["disc_updates"]
-            if cfg.strong_attack is not None and kind == "conv":
+            if cfg.strong_attack is not None:
                 steps, restarts = cfg.strong_attack
                 r["pgd_strong"] = {str(e): _pct(strong_pgd(model, test, eps=e, steps=steps, restarts=restarts,
-                                                           seed=seed, device=cfg.device, limit=cfg.eval_samples))
+                                                           seed=seed, device=cfg.device, limit=cfg.eval_samples,
+                                                           adder_grad_modes=_adder_setup(cfg)[1]))
                                    for e in cfg.eps if e >= cfg.headline_eps}
             r["grad_cosine"] = grad_cosine(model, teacher, x_cos, y_cos, cfg.target)
             res.append(r)

@@ -1,0 +1,65 @@
+"""methods.igam.evaluation combines an adder model's attack modes per image (issue 27, item 6)."""
+import contextlib
+
+import pytest
+import torch
+from torch import nn
+
+import methods.igam.evaluation as ev
+
+
+class _Marker(nn.Module):
+    """Predicts class 1 where pixel (0, 0) is above 0.5, else class 0."""
+
+    def forward(self, x):
+        z = x[:, 0, 0, 0]
+        return torch.stack([0.5 - z, z - 0.5], 1)
+
+
+@pytest.fixture
+def two_modes_break_different_images(monkeypatch):
+    """Pretend the model has adder layers; the 'paper' mode's attacks break the first half of each batch,
+    the 'exact' mode's the second half: each mode alone leaves half the images, together none."""
+    state = {"mode": None}
+
+    @contextlib.contextmanager
+    def mode(model, m):
+        state["mode"] = m
+        yield model
+        state["mode"] = None
+
+    def attack(model, x, y, **_kw):
+        out = x.clone()
+        half = x.shape[0] // 2
+        rows = slice(0, half) if state["mode"] == "paper" else slice(half, None)
+        out[rows, 0, 0, 0] = 1.0
+        return out
+
+    monkeypatch.setattr(ev, "adder_layers", lambda model: [object()])
+    monkeypatch.setattr(ev, "adder_grad_mode", mode)
+    monkeypatch.setattr(ev, "pgd", attack)
+    monkeypatch.setattr(ev, "fgsm", attack)
+
+
+def _loader(n=8):
+    return [(torch.zeros(n, 1, 2, 2), torch.zeros(n, dtype=torch.long))]
+
+
+def test_robustness_takes_the_worst_mode_per_image(two_modes_break_different_images):
+    r = ev.robustness(_Marker(), _loader(), eps=(0.1,), steps=1, adder_grad_modes=("paper", "exact"))
+    assert r["clean"] == 1.0
+    assert r["pgd_by_mode"] == {"paper": {0.1: 0.5}, "exact": {0.1: 0.5}}
+    assert r["pgd"][0.1] == 0.0 and r["fgsm"] == 0.0     # the min of the aggregates would say 0.5
+
+
+def test_strong_pgd_takes_the_worst_mode_per_image(two_modes_break_different_images):
+    acc = ev.strong_pgd(_Marker(), _loader(), eps=0.1, steps=1, restarts=1, adder_grad_modes=("paper", "exact"))
+    assert acc == 0.0
+    assert ev.strong_pgd(_Marker(), _loader(), eps=0.1, steps=1, restarts=1, adder_grad_modes=("paper",)) == 0.5
+
+
+def test_robustness_flags_a_constant_predictor():
+    r = ev.robustness(_Marker(), _loader(), eps=(0.0,), steps=1)
+    assert r["degenerate"] is True and r["predictions"].tolist() == [0] * 8
+    mixed = [(torch.tensor([0.0, 1.0]).view(2, 1, 1, 1).expand(2, 1, 2, 2).contiguous(), torch.tensor([0, 1]))]
+    assert ev.robustness(_Marker(), mixed, eps=(0.0,), steps=1)["degenerate"] is False
