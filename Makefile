@@ -15,7 +15,7 @@ KERNELS := build/kernels
 CMAKE_CONFIG := -G Ninja -DCMAKE_MAKE_PROGRAM=$(abspath $(VENV))/bin/ninja \
 	$(if $(NVCC),-DADDERNET_CUDA=ON -DCMAKE_CUDA_COMPILER=$(NVCC))
 
-.PHONY: demo test build pytest kernels native-test cuda-check bench clean
+.PHONY: demo test build pytest kernels native-test cuda-check cuda-emu-asan bench clean
 
 $(DEPS_STAMP): requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +34,7 @@ $(BUILD_STAMP): $(DEPS_STAMP) $(NATIVE_SOURCES)
 build: $(BUILD_STAMP)
 
 demo: build
-	$(VENV)/bin/addernet demo --overwrite   # replaces the last demo run in runs/demo
+	$(VENV)/bin/addernet demo --overwrite   # trains beside the last run in runs/demo, swaps it in at the end
 
 test: build native-test cuda-check pytest
 
@@ -59,6 +59,15 @@ else
 	@echo "ptxas report: $(KERNELS)/ptxas_report.txt"
 	csrc/tests/check_cuda_binding.sh $(NVCC) $(PY) $(KERNELS)/libaddernet_cuda_kernels.a $(KERNELS)/binding
 endif
+
+# The emulated CUDA kernel test (csrc/tests/emu, run by native-test when the CUDA headers exist)
+# built with AddressSanitizer + UBSan instead of the shared-memory checks: out-of-bounds global
+# and shared accesses, undefined behaviour. Needs no GPU; not part of `make test` (see README).
+cuda-emu-asan:
+	cmake -S . -B build/emu-asan -G Ninja -DCMAKE_MAKE_PROGRAM=$(abspath $(VENV))/bin/ninja -DADDERNET_CUDA_EMU_SANITIZE=address,undefined >/dev/null
+	cmake --build build/emu-asan --target test_emu_kernels cuda_emu_test_cuda_kernels
+	build/emu-asan/cuda_emu_test_cuda_kernels
+	build/emu-asan/test_emu_kernels --tapsum-max-blocks 1500
 
 bench: build
 	$(PY) benchmarks/bench_ops.py --json benchmarks/results/bench_ops.json
