@@ -1,6 +1,5 @@
-// The uint8 adder convolution: its schema (a fragment of the addernet library, so that the float
-// ops' file stays as it was) and its CPU binding, which checks arguments, stages the input once
-// and hands work-item ranges of the raw kernels (csrc/kernels/cpu/adder_conv2d_u8*) to
+// CPU binding of the uint8 adder convolution (schema in csrc/adder_conv2d_u8.cpp): checks
+// arguments, stages the input once and hands work-item ranges of the raw kernels (csrc/kernels/cpu/adder_conv2d_u8*) to
 // at::parallel_for. Inference only: no gradient is defined.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -13,6 +12,7 @@
 
 #include "../adder_conv2d_common.h"
 #include "../kernels/cpu/adder_conv2d_u8.h"
+#include "info.h"
 
 namespace addernet {
 namespace {
@@ -34,6 +34,8 @@ cpu::U8Vec u8_vector(const char* name) {
   return vec;
 }
 
+}  // namespace
+
 // Which kernel set and vector width the uint8 op runs here, for the benchmark tables.
 std::string u8_info() {
   const cpu::U8Vec vec = u8_vector("_u8_info");
@@ -43,6 +45,8 @@ std::string u8_info() {
   const cpu::U8Vec v = vec == cpu::U8Vec::automatic ? cpu::u8_vec_default() : vec;
   return out + cpu::u8_vec_name(v) + (vec == cpu::U8Vec::automatic ? " (automatic)" : " (forced)");
 }
+
+namespace {
 
 void check_channel_vector(const c10::optional<at::Tensor>& t, int64_t O, const char* what,
                           const char* name) {
@@ -148,19 +152,6 @@ at::Tensor adder_conv2d_u8_cpu(const at::Tensor& input, const at::Tensor& weight
 }
 
 }  // namespace
-
-TORCH_LIBRARY_FRAGMENT(addernet, m) {
-  // acc = sum |qx - qw| over each patch, padded taps holding zero_point (so that they add |w|).
-  // Output: int32 -acc (no epilogue); float32 relu?(-acc * scale + shift); or, with out_scale,
-  // that value requantised to uint8 (round(v * (1/out_scale)) + out_zero_point, clamped) for the
-  // next quantised layer. A float32 input is quantised first with input_scale and zero_point
-  // (round half to even, clamped to [0, 255]).
-  m.def(
-      "adder_conv2d_u8(Tensor input, Tensor weight, int zero_point, Tensor? scale, Tensor? shift, "
-      "int[2] stride, int[2] padding, int[2] dilation, int groups, bool relu=False, "
-      "float? out_scale=None, int out_zero_point=0, float? input_scale=None) -> Tensor");
-  m.def("_u8_info() -> str", &u8_info);
-}
 
 TORCH_LIBRARY_IMPL(addernet, CPU, m) { m.impl("adder_conv2d_u8", &adder_conv2d_u8_cpu); }
 
