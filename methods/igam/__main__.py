@@ -96,6 +96,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_positive(int), default=None,
                    help="torch threads (on a shared machine 1 avoids oversubscription stalls)")
     p.add_argument("--no-progress", action="store_true")
+    v2 = p.add_argument_group("second version (issue 27, pre-registered in methods/README.md)")
+    v2.add_argument("--phase", choices=("tune", "eval"), default=None,
+                    help="run one chunk of the pre-registered protocol: tune (grid on the validation images) "
+                         "or eval (the chosen weights on the test images); with --merge, combine chunks")
+    v2.add_argument("--arms", default=None, help="comma list of ce, igam, igam_plain, gradnorm, ldiff (default all)")
+    v2.add_argument("--choice", metavar="JSON", default=None, help="--phase eval: the tuning phase's choice file")
+    v2.add_argument("--seed", type=int, default=None,
+                    help="--phase: the chunk's one seed (default 100 for tune, 0 for eval)")
     p.add_argument("--merge", nargs="+", metavar="JSON", default=None,
                    help="combine the JSON of runs that trained different students into --json, then exit")
     return p
@@ -130,8 +138,66 @@ def _merge(args, cfg) -> int:
     return 0
 
 
+def _fail(message: str) -> int:
+    sys.stderr.write(f"python -m methods.igam: error: {message}\n")
+    return 2
+
+
+def _read_json(path: str):
+    import json
+    with open(path) as f:
+        return json.load(f)
+
+
+def _v2(args) -> int:
+    """The second version's chunks (methods/README.md, "Second version"): one (kind, phase, seed) a call."""
+    from methods.common.report import write_json
+    from . import preregistered as P
+    if args.merge:
+        try:
+            parts = [_read_json(p) for p in args.merge]
+        except (OSError, ValueError) as e:
+            return _fail(f"--merge: {e}")
+        if not args.json:
+            return _fail("--merge needs --json for the combined result")
+        try:
+            merged = P.choose(parts) if args.phase == "tune" else P.merge(parts, out=args.out)
+        except (KeyError, ValueError) as e:
+            return _fail(f"--merge: {e}")
+        write_json(args.json, merged)
+        print(merged.get("table") or merged["weights"])
+        return 0
+    if args.kind == "both":
+        return _fail("--phase runs one kind a chunk: --kind conv or --kind adder")
+    arms = P.ARMS if args.arms is None else tuple(a.strip() for a in args.arms.split(",") if a.strip())
+    bad = [a for a in arms if a not in P.ARMS]
+    if bad or not arms:
+        return _fail(f"--arms takes a comma list of {', '.join(P.ARMS)}, got {args.arms!r}")
+    if args.seeds is not None:
+        return _fail("--phase runs one seed a chunk: give it with --seed N, not --seeds")
+    seed = args.seed if args.seed is not None else (P.TUNING_SEEDS[0] if args.phase == "tune" else P.EVAL_SEEDS[0])
+    if seed < 0:
+        return _fail(f"--seed must be >= 0, got {seed}")
+    weights = None
+    if args.phase == "eval":
+        if args.choice is None:
+            return _fail("--phase eval needs --choice (the JSON that --phase tune --merge wrote)")
+        try:
+            weights = _read_json(args.choice)["weights"]
+        except (OSError, ValueError, KeyError) as e:
+            return _fail(f"--choice {args.choice}: {e}")
+    import torch
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    P.run_chunk(args.kind, args.phase, seed, arms=arms, weights=weights, quick=args.quick, out=args.out,
+                json_path=args.json)
+    return 0
+
+
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
+    if args.phase is not None:
+        return _v2(args)
     if args.data != "mnist5k":
         sys.stderr.write(f"python -m methods.igam: error: --data {args.data!r} is not supported: the miniature "
                          "runs on the embedded mnist5k\n")

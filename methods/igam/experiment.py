@@ -38,6 +38,8 @@ from .teacher import TeacherConfig, finetune_head, robust_teacher
 SOURCE_CLASSES = (0, 1, 2, 3, 4)
 TARGET_CLASSES = (5, 6, 7, 8, 9)
 STUDENTS = ("ce", "ldiff", "igam")
+# Issue 27's arms: + IGAM with a non-robust (plain CE) teacher, + the input-gradient-norm penalty.
+ARMS = (*STUDENTS, "igam_plain", "gradnorm")
 SCHEDULES = ("cosine", "official")
 OFFICIAL_EPOCHS = 128     # sized to ~50 min of one thread for the conv run (methods/README.md)
 
@@ -64,6 +66,9 @@ class Config:
     schedule: str = "cosine"
     student_batch_size: Optional[int] = None   # None: batch_size (the teacher and transfer source keep it)
     students: tuple = STUDENTS               # the conv students
+    # per-arm weight of the gradient term (gamma for ldiff/igam/igam_plain, lambda for gradnorm);
+    # an arm not listed uses gamma (issue 27 chooses each on validation)
+    weights: dict = field(default_factory=dict)
     adder_students: tuple = ("ce", "igam")
     adder_seeds: Optional[tuple] = (0,)     # None: the same seeds as the conv students
     adder_epochs: Optional[int] = None      # None: the same epochs
@@ -81,7 +86,6 @@ class Config:
     # eps >= headline_eps (details[].pgd_strong). Issue 27's strong attack is (100, 5).
     strong_attack: Optional[tuple] = None
     limit_batches: Optional[int] = None
-    figure_images: int = 6
     device: str = "cpu"
     progress: bool = True
     data_root: Optional[str] = None
@@ -145,11 +149,15 @@ def _adder_setup(cfg: Config):
 
 def make_student_step(student: str, teacher: nn.Module, cfg: Config, steps_per_epoch: int,
                       adapter: Optional[nn.Module] = None) -> Callable:
+    """The training step of one arm. ``teacher``: the robust teacher, or for ``igam_plain`` the
+    non-robust one (the caller passes it); ``gradnorm`` uses none."""
     if student == "ce":
         return classification_step
-    if student not in STUDENTS:
-        raise ValueError(f"student must be one of {', '.join(STUDENTS)}, got {student!r}")
-    return IGAMStep(teacher, beta=cfg.beta if student == "igam" else 0.0, gamma=cfg.gamma, input_size=(1, 28, 28),
+    if student not in ARMS:
+        raise ValueError(f"student must be one of {', '.join(ARMS)}, got {student!r}")
+    beta = cfg.beta if student in ("igam", "igam_plain") else 0.0
+    gamma = cfg.weights.get(student, cfg.gamma)
+    return IGAMStep(None if student == "gradnorm" else teacher, beta=beta, gamma=gamma, input_size=(1, 28, 28),
                     reduction=cfg.reduction, target=cfg.target, adapter=adapter,
                     warmup_steps=cfg.warmup_epochs * steps_per_epoch).to(cfg.device)
 
@@ -290,8 +298,8 @@ def run(cfg: Config, *, json_path: Optional[str] = None, out: Optional[str] = No
                           adder_grad_modes=modes)
 
     teacher_eval = evaluate(teacher, 0)
-    x_fig, y_fig = next(iter(test))
-    x_fig, y_fig = x_fig[: cfg.figure_images].to(cfg.device), y_fig[: cfg.figure_images].to(cfg.device)
+    x_fig, y_fig = one_per_class(test, len(TARGET_CLASSES))
+    x_fig, y_fig = x_fig.to(cfg.device), y_fig.to(cfg.device)
     x_cos, y_cos = next(iter(test))
     x_cos, y_cos = x_cos.to(cfg.device), y_cos.to(cfg.device)
 
@@ -387,7 +395,7 @@ def run(cfg: Config, *, json_path: Optional[str] = None, out: Optional[str] = No
             f.write(table + "\n")
         if figure_grads:
             teacher_grads = input_gradient(teacher, x_fig, y_fig, target=cfg.target).cpu()
-            save_figure(gradient_figure(x_fig.cpu(), teacher_grads, figure_grads),
+            save_figure(gradient_figure(x_fig.cpu(), teacher_grads, figure_grads, digits=TARGET_CLASSES),
                         os.path.join(out, "igam_gradients.png"))
     if json_path:
         write_json(json_path, result)
@@ -483,9 +491,24 @@ def results_table(result: dict, cfg: Config) -> str:
     return table_markdown(table_rows, cols)
 
 
-def gradient_figure(images: torch.Tensor, teacher_grads: torch.Tensor, student_grads: dict):
-    """Rows: images; columns: the image, then the input gradients of the teacher and each student,
-    each shown signed on its own symmetric scale (red positive, blue negative)."""
+def one_per_class(loader, num_classes: int):
+    """The first image of each class 0..num_classes-1 in ``loader``'s order: (images, labels), class order."""
+    found = {}
+    for x, y in loader:
+        for xi, yi in zip(x, y):
+            found.setdefault(int(yi), xi)
+        if len(found) == num_classes:
+            break
+    missing = sorted(set(range(num_classes)) - set(found))
+    if missing:
+        raise ValueError(f"the loader has no image of class(es) {missing}")
+    return torch.stack([found[c] for c in range(num_classes)]), torch.arange(num_classes)
+
+
+def gradient_figure(images: torch.Tensor, teacher_grads: torch.Tensor, student_grads: dict, digits=None):
+    """Rows: images (``digits`` names them, e.g. 5-9); columns: the image, then the input gradients of the
+    teacher and each student. Each gradient column shares one symmetric scale (red positive, blue
+    negative), shown by the colour bar under it, so the panels of a column compare."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -494,22 +517,25 @@ def gradient_figure(images: torch.Tensor, teacher_grads: torch.Tensor, student_g
     cols = [("image", images, "gray"), ("robust teacher", teacher_grads, "seismic")]
     cols += [(names.get(k, k), g, "seismic") for k, g in student_grads.items()]
     n = images.shape[0]
-    fig, axes = plt.subplots(n, len(cols), figsize=(1.8 * len(cols), 1.8 * n), squeeze=False)
-    for i in range(n):
-        for j, (title, data, cmap) in enumerate(cols):
-            img = data[i, 0].numpy()
+    fig, axes = plt.subplots(n, len(cols), figsize=(1.9 * len(cols), 1.8 * n + 0.6), squeeze=False)
+    for j, (title, data, cmap) in enumerate(cols):
+        lim = 1.0 if cmap == "gray" else (float(data.abs().max()) or 1.0)
+        im = None
+        for i in range(n):
             ax = axes[i, j]
-            if cmap == "gray":
-                ax.imshow(img, cmap=cmap, vmin=0, vmax=1)
-            else:
-                lim = float(abs(img).max()) or 1.0
-                ax.imshow(img, cmap=cmap, vmin=-lim, vmax=lim)
+            im = ax.imshow(data[i, 0].numpy(), cmap=cmap, vmin=0 if cmap == "gray" else -lim, vmax=lim)
             ax.set_xticks([])
             ax.set_yticks([])
             if i == 0:
                 ax.set_title(title, fontsize=8)
-    fig.suptitle("Input gradients d p(true class) / d x (mnist5k digits 5-9)", fontsize=9)
-    fig.tight_layout()
+            if j == 0 and digits is not None:
+                ax.set_ylabel(f"digit {digits[i]}", fontsize=8)
+        if cmap != "gray":
+            bar = fig.colorbar(im, ax=axes[:, j].tolist(), orientation="horizontal", fraction=0.04, pad=0.02)
+            bar.ax.tick_params(labelsize=6)
+            bar.formatter.set_powerlimits((-2, 2))
+            bar.update_ticks()
+    fig.suptitle("Input gradients d p(true class) / d x (mnist5k test digits 5-9, one per class)", fontsize=9)
     return fig
 
 
