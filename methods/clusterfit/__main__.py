@@ -67,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default="cpu")
     run.add_argument("--threads", type=int, default=1, help="torch/BLAS/faiss threads (default 1: on a shared "
                      "machine more threads spin and slow everything down)")
+    run.add_argument("--phase", choices=("tune", "eval"), default=None,
+                     help="one chunk of the second version (issue 27, pre-registered in methods/README.md): "
+                          "tune (K on the 0-4 validation images) or eval (test images); with --merge, combine")
+    run.add_argument("--choice", default=None, metavar="JSON", help="--phase eval: the tuning phase's choice file")
     run.add_argument("--merge", nargs="+", default=None, metavar="JSON",
                      help="combine the JSONs of runs over disjoint seeds (one process per seed) and report them")
     run.add_argument("--no-progress", action="store_true")
@@ -322,8 +326,57 @@ def _report(result: dict, out: str, path: str):
     print(f"JSON -> {path}; table and PNG -> {out}")
 
 
+def _read(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot read {path}: {e}") from None
+
+
+def cmd_v2(args):
+    """The second version's chunks: one (kind, phase, seed) a call (methods/README.md, "Second version")."""
+    from methods.common import report
+    from . import preregistered as P
+    if args.merge:
+        if not args.json:
+            raise UserError("--merge needs --json for the combined result")
+        parts = [_read(p) for p in args.merge]
+        try:
+            result = P.choose(parts) if args.phase == "tune" else P.merge(parts, out=args.out)
+        except (KeyError, ValueError) as e:
+            raise UserError(f"cannot merge {' '.join(args.merge)}: {e}") from None
+        report.write_json(args.json, result)
+        print(result.get("table") or result["ks"])
+        return
+    if args.kind == "both":
+        raise UserError("--phase runs one kind a chunk: --kind conv or --kind adder")
+    if args.seeds is not None and len(args.seeds) != 1:
+        raise UserError("--phase runs one seed a chunk: --seeds S")
+    seed = args.seeds[0] if args.seeds else (P.TUNING_SEEDS[0] if args.phase == "tune" else P.EVAL_SEEDS[0])
+    ks = None
+    if args.phase == "eval":
+        if args.choice is None:
+            raise UserError("--phase eval needs --choice (the JSON that --phase tune --merge wrote)")
+        ks = _read(args.choice).get("ks")
+        if not isinstance(ks, dict):
+            raise UserError(f"{args.choice} has no 'ks' choice")
+    if args.threads < 1:
+        raise UserError(f"--threads must be at least 1, got {args.threads}")
+    from .experiment import set_threads
+    set_threads(args.threads)
+    try:
+        P.run_chunk(args.kind, args.phase, seed, ks=ks, quick=args.quick, json_path=args.json)
+    except ValueError as e:
+        if "needs the chosen K" in str(e):
+            raise UserError(str(e)) from None
+        raise
+
+
 def cmd_run(args):
     from . import experiment as ex
+    if args.phase is not None:
+        return cmd_v2(args)
     out = args.out or os.path.join("runs", "clusterfit")
     path = args.json or os.path.join(out, "clusterfit.json")
     if args.merge:
