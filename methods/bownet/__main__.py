@@ -50,6 +50,12 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, argparse.ArgumentParser]:
     p.add_argument("--distributed", action="store_true",
                    help="train with DDP (launch with torchrun; default on when WORLD_SIZE > 1)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--phase", choices=("tune", "eval"), default=None,
+                   help="one chunk of the second version (issue 27, pre-registered in methods/README.md): tune "
+                        "(grid on the 5-9 validation images) or eval (test images); one --kind, one seed")
+    p.add_argument("--choice", default=None, help="--phase eval: the tuning phase's choice JSON")
+    p.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                   help="with --phase: combine chunks (tune: the choice; eval: claims, table, PNG in --out)")
     return p.parse_args(argv), p
 
 
@@ -70,8 +76,56 @@ def config_from_args(a: argparse.Namespace) -> MiniConfig:
     return quick_config(**kw) if a.quick else MiniConfig(**kw)
 
 
+def _v2(args, parser) -> int:
+    import json
+
+    from methods.common import report
+    from . import preregistered as P
+
+    def fail(msg):
+        print(f"{parser.prog}: error: {msg}", file=sys.stderr)
+        return 2
+
+    def read(path):
+        with open(path) as f:
+            return json.load(f)
+    try:
+        if args.merge:
+            if not args.json:
+                return fail("--merge needs --json for the combined result")
+            parts = [read(p) for p in args.merge]
+            result = P.choose(parts) if args.phase == "tune" else P.merge(parts, out=args.out)
+            report.write_json(args.json, result)
+            print(result.get("table") or {k: result[k] for k in ("words", "crop", "layers")})
+            return 0
+        if args.kind not in ("conv", "adder"):
+            return fail("--phase runs one kind a chunk: --kind conv or --kind adder")
+        if args.seeds is not None and len(args.seeds) != 1:
+            return fail("--phase runs one seed a chunk: --seeds S")
+        seed = args.seeds[0] if args.seeds else (P.TUNING_SEEDS[0] if args.phase == "tune" else P.EVAL_SEEDS[0])
+        choice = None
+        if args.phase == "eval":
+            if args.choice is None:
+                return fail("--phase eval needs --choice (the JSON that --phase tune --merge wrote)")
+            choice = read(args.choice)
+        if args.threads:
+            import torch
+            torch.set_num_threads(args.threads)
+            try:
+                import faiss
+                faiss.omp_set_num_threads(args.threads)
+            except ImportError:
+                pass
+        P.run_chunk(args.kind, args.phase, seed, choice=choice, quick=args.quick, json_path=args.json)
+    except (OSError, KeyError, ValueError) as e:
+        return fail(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
+    return 0
+
+
 def main(argv=None) -> int:
     args, parser = parse_args(argv)
+    if args.phase is not None:
+        return _v2(args, parser)
     try:
         cfg = config_from_args(args)
         from .experiment import validate
