@@ -116,7 +116,7 @@ def _v2(args, parser) -> int:
                 faiss.omp_set_num_threads(args.threads)
             except ImportError:
                 pass
-        P.run_chunk(args.kind, args.phase, seed, choice=choice, quick=args.quick, json_path=args.json)
+        P.run_chunk(args.kind, args.phase, seed, choice=choice, quick=args.quick, json_path=args.json, data=args.data)
     except (OSError, KeyError, ValueError) as e:
         return fail(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
     return 0
@@ -134,6 +134,9 @@ def main(argv=None) -> int:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 2
     run(cfg)
+    if args.quick:
+        from methods.common.stats import QUICK_NOTE
+        print(QUICK_NOTE)
     return 0
 
 

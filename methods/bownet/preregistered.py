@@ -38,12 +38,16 @@ ARMS = ("random", "rotnet", "rotnet_g", "bownet", "bownet_randteacher")
 WORDS = (32, 128, 512)
 CROPS = (0.5, 0.8)
 LAYERS = ("pool1", "pool2", "relu3", "features")
+# The data sets and their networks: mnist5k (28x28) on LeNet-5-BN, scikit-learn's digits (8x8) on TinyNet
+# (description only: is the rotation pretext degenerate there too?). (model, vocabulary layer, border, probe layers)
+SETUPS = {"mnist5k": ("lenet5_bn", "pool2", 0, LAYERS),
+          "digits": ("tinynet", "features.6", 1, ("features.2", "features.6", "features"))}
 TUNING_SEEDS = (100, 101)
 EVAL_SEEDS = tuple(range(8))
 PHASES = ("tune", "eval")
 TOO_SMALL = "quick run: too small to test the claim (1 seed, 2 epochs a stage, tens of episodes)"
 RECIPE = dict(rotnet_epochs=4, bownet_epochs=20, lr=0.05, weight_decay=5e-4, batch_size=128, episodes=600,
-              max_vectors=50_000, kmeans_iters=30, layer="pool2", border=0, limit_batches=None)
+              max_vectors=50_000, kmeans_iters=30, limit_batches=None)
 QUICK = dict(RECIPE, rotnet_epochs=1, bownet_epochs=1, episodes=30, max_vectors=5_000, kmeans_iters=5,
              limit_batches=3)
 
@@ -55,7 +59,7 @@ def _split(classes, held: str, data: str = "mnist5k"):
     return get_dataset(fit_part, classes=list(classes)), get_dataset(other, classes=list(classes))
 
 
-def _scores(model, ssl_plain, held_loader, seed, episodes, layers=LAYERS) -> dict:
+def _scores(model, ssl_plain, held_loader, seed, episodes, layers) -> dict:
     """{layer: {"5shot", "1shot"}} in percent: 5-way episodes on the held-out 5-9 images, after BN
     statistics are re-estimated on the clean 0-4 fit images (every arm alike)."""
     backbone = getattr(model, "backbone", model)
@@ -71,8 +75,12 @@ def _scores(model, ssl_plain, held_loader, seed, episodes, layers=LAYERS) -> dic
 
 
 def run_chunk(kind: str, phase: str, seed: int, *, choice: Optional[dict] = None, quick: bool = False,
-              json_path: Optional[str] = None, log=print) -> dict:
-    """One (kind, phase, seed) chunk. ``choice``: ``choose``'s result (phase "eval")."""
+              json_path: Optional[str] = None, data: str = "mnist5k", log=print) -> dict:
+    """One (kind, phase, seed) chunk. ``choice``: ``choose``'s result (phase "eval"). ``data``: a key of
+    ``SETUPS``."""
+    if data not in SETUPS:
+        raise ValueError(f"data must be one of {', '.join(SETUPS)}, got {data!r}")
+    model_name, vocab_layer, border, layers = SETUPS[data]
     if phase not in PHASES:
         raise ValueError(f"phase must be one of {PHASES}, got {phase!r}")
     if kind not in ("conv", "adder"):
@@ -81,7 +89,8 @@ def run_chunk(kind: str, phase: str, seed: int, *, choice: Optional[dict] = None
         raise ValueError("phase 'eval' needs the tuning phase's choice (words, crop, layers)")
     r = QUICK if quick else RECIPE
     log = log or (lambda _m: None)
-    ssl_set, held_set = _split(SOURCE, "val")[0], _split(TARGET, "val" if phase == "tune" else "test")[1]
+    ssl_set = _split(SOURCE, "val", data)[0]
+    held_set = _split(TARGET, "val" if phase == "tune" else "test", data)[1]
     gen = torch.Generator().manual_seed(seed)
     ssl = DataLoader(ssl_set, batch_size=r["batch_size"], shuffle=True, generator=gen)
     ssl_plain = DataLoader(ssl_set, batch_size=256, shuffle=False)
@@ -89,7 +98,7 @@ def run_chunk(kind: str, phase: str, seed: int, *, choice: Optional[dict] = None
     shape = tuple(ssl_set[0][0].shape)
 
     def make():
-        return build_model("lenet5_bn", num_classes=len(SOURCE), kind=kind, in_channels=shape[0])
+        return build_model(model_name, num_classes=len(SOURCE), kind=kind, in_channels=shape[0])
 
     common = dict(seed=seed, progress=False, log=None, limit_batches=r["limit_batches"])
     if phase == "tune":
@@ -101,7 +110,7 @@ def run_chunk(kind: str, phase: str, seed: int, *, choice: Optional[dict] = None
 
     def add(arm, model, t0, w=None, crop=None):
         cell = {"arm": arm, "kind": kind, "seed": seed, "words": w, "crop": crop,
-                "layers": _scores(model, ssl_plain, held, seed, r["episodes"]),
+                "layers": _scores(model, ssl_plain, held, seed, r["episodes"], layers),
                 "seconds": round(time.perf_counter() - t0, 1)}
         cells.append(cell)
         best = max(cell["layers"], key=lambda k: cell["layers"][k]["5shot"])
@@ -117,7 +126,7 @@ def run_chunk(kind: str, phase: str, seed: int, *, choice: Optional[dict] = None
     add("rotnet", train_rotnet(make(), (ssl, None), epochs=r["rotnet_epochs"], lr=r["lr"],
                                weight_decay=r["weight_decay"], **common), t0)
     for crop in crops:
-        g = Perturbation.for_data(shape[0], "mnist5k", crop_scale=(crop, 1.0))
+        g = Perturbation.for_data(shape[0], data, crop_scale=(crop, 1.0))
         t0 = time.perf_counter()
         seed_everything(seed)
         rot_g = train_rotnet(make(), (ssl, None), epochs=r["rotnet_epochs"], lr=r["lr"],
@@ -127,13 +136,14 @@ def run_chunk(kind: str, phase: str, seed: int, *, choice: Optional[dict] = None
             for arm, teacher in (("bownet", rot_g), ("bownet_randteacher", rnd)):
                 t0 = time.perf_counter()
                 seed_everything(seed)
-                student, _ = train_bownet(teacher, make(), (ssl, None), layer=r["layer"], num_words=w,
+                student, _ = train_bownet(teacher, make(), (ssl, None), layer=vocab_layer, num_words=w,
                                           epochs=r["bownet_epochs"], input_shape=shape, perturb=g, lr=r["lr"],
-                                          weight_decay=r["weight_decay"], border=r["border"],
+                                          weight_decay=r["weight_decay"], border=border,
                                           max_vectors=r["max_vectors"], kmeans_iters=r["kmeans_iters"],
                                           vocab_loader=ssl_plain, **common)
                 add(arm, student, t0, w=w, crop=crop)
-    result = {"method": "bownet", "version": 2, "kind": kind, "phase": phase, "seed": seed, "quick": quick,
+    result = {"method": "bownet", "version": 2, "data": data, "kind": kind, "phase": phase, "seed": seed,
+              "quick": quick,
               "note": TOO_SMALL if quick else None, "choice": choice, "cells": cells, "recipe": r,
               "seconds": round(time.perf_counter() - t_start, 1), "threads": torch.get_num_threads()}
     if quick:
@@ -160,7 +170,8 @@ def choose(chunks: Sequence[dict]) -> dict:
     settings = [(w, crop) for crop in CROPS for w in WORDS if at("bownet", w, crop)]
     if not settings:
         raise ValueError("the tuning chunks have no bownet cells")
-    score = {s: max(_mean([c["layers"][layer]["5shot"] for c in at("bownet", *s)]) for layer in LAYERS)
+    layer_names = list(cells[0]["layers"])
+    score = {s: max(_mean([c["layers"][layer]["5shot"] for c in at("bownet", *s)]) for layer in layer_names)
              for s in settings}
     best = max(score.values())
     words, crop = next(s for s in settings if score[s] == best)
@@ -170,9 +181,9 @@ def choose(chunks: Sequence[dict]) -> dict:
     for arm, (w, cr) in where.items():
         cs = at(arm, w, cr)
         if cs:
-            means = {layer: _mean([c["layers"][layer]["5shot"] for c in cs]) for layer in LAYERS}
+            means = {layer: _mean([c["layers"][layer]["5shot"] for c in cs]) for layer in layer_names}
             top = max(means.values())
-            layers[arm] = next(layer for layer in LAYERS if means[layer] == top)
+            layers[arm] = next(layer for layer in layer_names if means[layer] == top)
     return {"words": words, "crop": crop, "layers": layers, "setting_scores": {f"{w}/{c}": v for (w, c), v in
                                                                                score.items()},
             "seeds": sorted({c["seed"] for c in chunks})}
@@ -186,6 +197,7 @@ def merge(chunks: Sequence[dict], *, out: Optional[str] = None) -> dict:
     if len(kinds) != 1:
         raise ValueError(f"evaluation chunks of one kind at a time, got {sorted(kinds)}")
     kind = kinds.pop()
+    data = chunks[0].get("data", "mnist5k")
     layers = chunks[0]["choice"]["layers"]
     by = {}
     for c in chunks:
@@ -208,15 +220,16 @@ def merge(chunks: Sequence[dict], *, out: Optional[str] = None) -> dict:
              "5-shot": describe([v for v in series(a) if v is not None]),
              "1-shot": describe([v for v in series(a, "1shot") if v is not None])} for a in ARMS if a in layers]
     quick = any(c.get("quick") for c in chunks)
-    result = {"method": "bownet", "version": 2, "kind": kind, "seeds": seeds, "claims": claims,
+    result = {"method": "bownet", "version": 2, "data": data, "kind": kind, "seeds": seeds, "claims": claims,
               "described": described, "rotation_pretext_degenerate": degenerate, "rows": rows, "quick": quick,
               "note": TOO_SMALL if quick else None,
               "table": report.table_markdown(rows, ["arm", "layer", "seeds", "5-shot", "1-shot"])}
     if out:
         os.makedirs(out, exist_ok=True)
         comps = {"C4: bownet - rotnet_g": claims["C4"], **described}
-        title = f"BoWNet v2 ({kind}): 5-way 5-shot on digits 5-9, paired differences per seed"
+        title = f"BoWNet v2 ({data}, {kind}): 5-way 5-shot on digits 5-9, paired differences per seed"
         fig = summary_figure(comps, title=title + (" [quick: too small]" if quick else ""),
                              claims=["C4: bownet - rotnet_g"])
-        report.save_figure(fig, os.path.join(out, f"bownet_v2_{kind}_summary.png"))
+        suffix = "" if data == "mnist5k" else f"_{data}"
+        report.save_figure(fig, os.path.join(out, f"bownet_v2_{kind}{suffix}_summary.png"))
     return result

@@ -411,7 +411,12 @@ def cmd_run(args):
     os.makedirs(out, exist_ok=True)
     log = None if _progress(args) else (lambda msg: print(msg, flush=True))
     result = ex.run(cfg, progress=_progress(args), log=log)
+    if args.quick:
+        from methods.common.stats import QUICK_NOTE
+        result["note"] = QUICK_NOTE
     _report(result, out, path)
+    if args.quick:
+        print(result["note"])
     print(f"{result['total_seconds']:.0f} s")
 
 

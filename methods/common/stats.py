@@ -13,6 +13,8 @@ import math
 import numpy as np
 
 CONFIDENCE = 0.95
+# What every --quick run prints and stores: its numbers are a smoke check, not evidence.
+QUICK_NOTE = "quick run: too small to test the claim (1 seed, few epochs, few images); a smoke check only"
 
 
 def _vector(values, what):

@@ -247,7 +247,7 @@ def main(argv=None) -> int:
     except RuntimeError as e:
         sys.stderr.write(f"python -m methods.igam: error: --device {cfg.device!r}: {e}\n")
         return 2
-    experiment.run(cfg, json_path=args.json, out=args.out)
+    experiment.run(cfg, json_path=args.json, out=args.out, quick=args.quick)
     return 0
 
 

@@ -10,7 +10,6 @@ independently trained CNN. Writes the JSON, a markdown table and a PNG of input 
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import statistics
 import tempfile
@@ -26,6 +25,7 @@ from addernet.models import get_model
 from addernet.train import (TinyNet, build_optimizer, classification_step, fit, load_checkpoint, save_checkpoint,
                             seed_everything)
 from methods.common.report import save_figure, table_markdown, write_json
+from methods.common.stats import QUICK_NOTE, describe
 
 from .adapters import make_adapter
 from .schedule import official_lr_schedule, official_warmup_epochs
@@ -261,8 +261,10 @@ def grad_cosine(student: nn.Module, teacher: nn.Module, x, y, target="prob", ada
     return float(torch.nn.functional.cosine_similarity(js, jt, dim=1).mean())
 
 
-def run(cfg: Config, *, json_path: Optional[str] = None, out: Optional[str] = None, log=print) -> dict:
-    """The whole miniature; returns {'rows': [...], ...} (accuracies in percent)."""
+def run(cfg: Config, *, json_path: Optional[str] = None, out: Optional[str] = None, log=print,
+        quick: bool = False) -> dict:
+    """The whole miniature; returns {'rows': [...], ...} (accuracies in percent). ``quick``: the result
+    says it is too small to test the claim (``note``)."""
     log = log or (lambda _m: None)
     t_start = time.perf_counter()
     torch.manual_seed(0)
@@ -388,6 +390,8 @@ def run(cfg: Config, *, json_path: Optional[str] = None, out: Optional[str] = No
         "timing_s": {k: round(v, 1) for k, v in timing.items()},
     }
     result["claims"] = claims(result, cfg.headline_eps)
+    if quick:
+        result["note"] = QUICK_NOTE
     table = results_table(result, cfg)
     if out:
         os.makedirs(out, exist_ok=True)
@@ -400,6 +404,8 @@ def run(cfg: Config, *, json_path: Optional[str] = None, out: Optional[str] = No
     if json_path:
         write_json(json_path, result)
     log(table)
+    if quick:
+        log(QUICK_NOTE)
     return result
 
 
@@ -459,12 +465,13 @@ def _row(student: str, kind: str, res: list, cfg: Config) -> dict:
             "clean": [_pct(r["clean"]) for r in res],
             "fgsm": [_pct(r["fgsm"]) for r in res],
             "pgd": {str(e): [_pct(r["pgd"][e]) for r in res] for e in cfg.eps},
-            "transfer": [_pct(r["transfer"]) for r in res]}
+            "transfer": [_pct(r["transfer"]) for r in res],
+            "degenerate": [bool(r.get("degenerate", False)) for r in res]}
 
 
 def _fmt(values) -> str:
-    m, s = _stats(values)
-    return "n/a" if math.isnan(m) else f"{m:.1f} ± {s:.1f}"
+    vals = [v for v in values if v is not None]
+    return describe(vals)      # "mean ± std" only with 2+ seeds
 
 
 def _summary_line(row: dict, cfg: Config) -> str:
@@ -479,7 +486,8 @@ def results_table(result: dict, cfg: Config) -> str:
             f"transfer @{cfg.headline_eps}"]
     table_rows = []
     for row in [*result["rows"], *[{**r, "student": f"{r['student']} ({r['teacher']})"} for r in result["adapter_rows"]]]:
-        table_rows.append({"student": row["student"], "kind": row["kind"], "seeds": len(row["clean"]),
+        flag = " DEGENERATE (constant predictor)" if any(row.get("degenerate", [])) else ""
+        table_rows.append({"student": row["student"] + flag, "kind": row["kind"], "seeds": len(row["clean"]),
                            "clean": _fmt(row["clean"]), f"FGSM @{cfg.headline_eps}": _fmt(row["fgsm"]),
                            **{c: _fmt(row["pgd"][str(e)]) for c, e in zip(eps_cols, cfg.eps)},
                            f"transfer @{cfg.headline_eps}": _fmt(row["transfer"])})

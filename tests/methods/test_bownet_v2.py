@@ -72,3 +72,13 @@ def test_quick_chunks_of_every_arm_run_and_say_they_are_too_small(tmp_path):
         assert all(0 <= v["5shot"] <= 100 for v in x["layers"].values())
     r = _cli("--phase", "eval", "--kind", "conv")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_digits_quick_chunk_runs_on_tinynet_and_bad_data_is_refused():
+    t = P.run_chunk("conv", "tune", 100, quick=True, data="digits", log=None)
+    assert t["data"] == "digits" and t["note"] == P.TOO_SMALL
+    assert {x["arm"] for x in t["cells"]} == set(P.ARMS)
+    assert all(set(x["layers"]) == set(P.SETUPS["digits"][3]) for x in t["cells"])
+    assert set(P.choose([t])["layers"].values()) <= set(P.SETUPS["digits"][3])
+    with pytest.raises(ValueError, match="data must be one of"):
+        P.run_chunk("conv", "tune", 100, quick=True, data="cifar10")
