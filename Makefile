@@ -51,7 +51,7 @@ else
 endif
 
 bench: build
-	$(PY) benchmarks/bench_ops.py --json benchmarks/bench_ops.json
+	$(PY) benchmarks/bench_ops.py --json benchmarks/results/bench_ops.json
 
 clean:
 	rm -rf build $(VENV) addernet/_C*.so *.egg-info

@@ -5,11 +5,14 @@
     model = addernet.convert(torchvision_style_resnet)   # or convert a whole model
 """
 from ._version import __version__
+from . import _deprecated
 from . import _extension, ops  # noqa: F401  (loads the native build and registers its fake/autograd kernels)
 from . import backends, functional, models
 from .convert import convert, count_layers
 from .fuse import fuse
 from .nn import AdderConv2d
 from .quant import QuantAdderConv2d, quantize
+
+_deprecated.install()  # addernet.cli_checks and the other moved modules still import, with a warning
 
 __all__ = ["AdderConv2d", "QuantAdderConv2d", "quantize", "backends", "convert", "count_layers", "functional", "fuse", "models", "__version__"]

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import addernet
-from addernet.cli_info import cpu_model
+from addernet.machine import cpu_model
 
 
 def student_step(model, x, y):

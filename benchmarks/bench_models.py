@@ -1,6 +1,6 @@
 """Regenerates the model part of RESULTS.md: the paper's cost table and measured latency ratios.
 
-    python benchmarks/bench_models.py                 # writes benchmarks/results_models.md and bench_<model>.png
+    python benchmarks/bench_models.py                 # writes benchmarks/results/results_models.md and bench_<model>.png
     python benchmarks/bench_models.py --no-latency    # the cost tables only (seconds)
 
 Counts are per image and exact (addernet.bench.counts); latency is measured here, CNN and AdderNet
@@ -100,7 +100,7 @@ def main(argv=None) -> int:
     p.add_argument("--backends", default="native")
     p.add_argument("--models", default=",".join(RUNS))
     p.add_argument("--no-latency", action="store_true")
-    p.add_argument("--out", default=os.path.join(HERE, "results_models.md"))
+    p.add_argument("--out", default=os.path.join(HERE, "results", "results_models.md"))
     args = p.parse_args(argv)
     load_before = os.getloadavg()[0]
     results = {}

@@ -64,7 +64,7 @@ class UserError(Exception):
 def parse(argv):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="1 seed, 1000 training images, 1-2 epochs (a smoke run)")
-    p.add_argument("--out", default=os.path.join(HERE, "paper_mnist"), help="output folder")
+    p.add_argument("--out", default=os.path.join(HERE, "results", "paper_mnist"), help="output folder")
     p.add_argument("--data", default="mnist5k", help="mnist5k (embedded) or mnist (needs --data-root)")
     p.add_argument("--data-root", default=None)
     p.add_argument("--seeds", default=None, help="comma-separated (default 0,1,2; --quick: 0)")
@@ -127,7 +127,7 @@ def train(model, data, args, seed, epochs):
     running statistics fit left) and after that re-estimate ('acc'), and the last epoch's train loss.
 
     Why both: in runs this short the adder layers' outputs move faster than BatchNorm's running
-    averages follow (benchmarks/results_train.md), so eval-mode accuracy can sit near chance while
+    averages follow (benchmarks/results/results_train.md), so eval-mode accuracy can sit near chance while
     the weights are good; re-estimating the statistics for the final weights removes that lag, for
     both kinds alike. The paper's 50-epoch runs do not have the problem."""
     tr, te, info = loaders(data, args, seed)

@@ -1,22 +1,21 @@
 """Times the adder op per backend against F.conv2d at the paper's layer shapes.
 
-    python benchmarks/bench_ops.py --sets resnet20 --threads 2 --json out.json
+    python benchmarks/bench_ops.py --sets resnet20 --threads 2 --json out.json   # addernet.cli.op_bench
 
 Every number printed is a ratio of medians measured interleaved in this process, with the thread
 count fixed and stated. Absolute times are printed for reference only.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import platform
-import sys
 
 import torch
 import torch.nn.functional as F
 
 import addernet
 
+from .._deprecated import moved_to
 from ..machine import cpu_flags
 from .latency import time_interleaved
 from .shapes import LAYER_SETS
@@ -54,20 +53,6 @@ def _cpu_algorithm(shape) -> str:
     size = [shape.batch, shape.cin, shape.size, shape.size]
     weight = [shape.cout, shape.cin, shape.kernel, shape.kernel]
     return torch.ops.addernet._cpu_algorithms(size, weight, [shape.stride] * 2, [shape.padding] * 2, [1, 1], 1)
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--sets", default="resnet20:32,resnet20:128,resnet18:8,lenet5_bn:256",
-                   help="layer sets, each NAME or NAME:BATCH, from: " + ",".join(LAYER_SETS))
-    p.add_argument("--batch", type=int, default=None, help="override each set's batch size")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--backends", default="native", help="comma-separated adder backends to time")
-    p.add_argument("--modes", default="fwd,fwdbwd")
-    p.add_argument("--dtype", default="float32", choices=["float32", "float64", "bfloat16"])
-    p.add_argument("--repeats", type=int, default=7)
-    p.add_argument("--max-seconds", type=float, default=20.0, help="per shape and mode")
-    p.add_argument("--json", default=None)
-    p.add_argument("--markdown", default=None, help="write the ratio table, with the targets, as markdown")
 
 
 # The CPU targets (ratio to F.conv2d): forward at most 2.0x, forward + backward at most 2.5x.
@@ -145,11 +130,5 @@ def run(args) -> list[dict]:
     return rows
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(p)
-    return 0 if run(p.parse_args(argv)) else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+# The flags moved to the CLI layer (addernet.cli.op_bench); these names stay one release.
+__getattr__ = moved_to("addernet.cli.op_bench", __name__, ("add_arguments", "main"))

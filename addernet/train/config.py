@@ -15,7 +15,7 @@ from ..data.registry import dataset_name
 # (mnist5k) or 6 (digits) steps. The adder layers' weights move fast at lr 0.1, and BatchNorm's
 # running statistics (an average over ~10 steps) lag behind them, so eval-mode accuracy trails the
 # training accuracy until the cosine has brought the lr down: on mnist5k, 20 epochs of 63 steps
-# reach the plateau (benchmarks/results_train.md), 20 epochs of 16 steps leave the adder ~1 point short.
+# reach the plateau (benchmarks/results/results_train.md), 20 epochs of 16 steps leave the adder ~1 point short.
 RECIPES: dict[str, dict] = {
     "digits": dict(model="tinynet", epochs=50, batch_size=64, lr=0.1),
     "mnist5k": dict(model="lenet5_bn", epochs=20, batch_size=64, lr=0.1),

@@ -1,7 +1,7 @@
 """The float32 adder forward's two taps (ADDERNET_CPU_TAP) on each ISA, against F.conv2d.
 
-    python benchmarks/floor/tap_ab.py --clock thread --json benchmarks/floor/tap_ab_thread.json
-    python benchmarks/floor/tap_ab.py --clock wall --threads 2 --json benchmarks/floor/tap_ab_wall.json
+    python benchmarks/floor/tap_ab.py --clock thread --json benchmarks/results/floor/tap_ab_thread.json
+    python benchmarks/floor/tap_ab.py --clock wall --threads 2 --json benchmarks/results/floor/tap_ab_wall.json
     python benchmarks/floor/tap_ab.py --merge run1.json run2.json run3.json   # a markdown table
 
 For every layer of benchmarks/bench_ops.py's sets it times, interleaved in one process:

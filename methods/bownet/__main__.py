@@ -9,12 +9,15 @@ import argparse
 import os
 import sys
 
+from methods.common.cli import Parser, UserError, add_merge, add_seeds, read_merge, report, seeds_of
+
 from .experiment import STAGES, MiniConfig, quick_config, run
+
+PROG = "python -m methods.bownet"
 
 
 def parse_args(argv=None) -> tuple[argparse.Namespace, argparse.ArgumentParser]:
-    p = argparse.ArgumentParser(prog="python -m methods.bownet", description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = Parser(prog=PROG, description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     d = MiniConfig()
     p.add_argument("--quick", action="store_true", help="a short run: 1 seed, 1000 images, 2 epochs a stage")
     p.add_argument("--json", default=None, help="where to write the JSON (default OUT/bownet.json)")
@@ -22,7 +25,7 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, argparse.ArgumentParser]:
     p.add_argument("--data", default=d.data)
     p.add_argument("--data-root", default=None, help="folder holding the data set (not needed for mnist5k, digits)")
     p.add_argument("--kind", default="both", help="conv, adder or both")
-    p.add_argument("--seeds", type=int, nargs="+", default=None, help="default 0 1 2 (0 with --quick)")
+    add_seeds(p, "0 1 2 (0 with --quick)")
     p.add_argument("--stages", nargs="+", default=list(STAGES), help="a subset of " + " ".join(STAGES))
     p.add_argument("--model", default=d.model)
     p.add_argument("--layer", default=None, help="teacher layer for the vocabulary (default per model)")
@@ -54,8 +57,7 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, argparse.ArgumentParser]:
                    help="one chunk of the second version (issue 27, pre-registered in methods/README.md): tune "
                         "(grid on the 5-9 validation images) or eval (test images); one --kind, one seed")
     p.add_argument("--choice", default=None, help="--phase eval: the tuning phase's choice JSON")
-    p.add_argument("--merge", nargs="+", default=None, metavar="JSON",
-                   help="with --phase: combine chunks (tune: the choice; eval: claims, table, PNG in --out)")
+    add_merge(p, "with --phase: combine chunks (tune: the choice; eval: claims, table, PNG in --out)")
     return p.parse_args(argv), p
 
 
@@ -72,68 +74,70 @@ def config_from_args(a: argparse.Namespace) -> MiniConfig:
                        ("train_subset", "train_subset")):
         value = getattr(a, attr)
         if value is not None:
-            kw[name] = tuple(value) if name == "seeds" else value
+            kw[name] = seeds_of(value) if name == "seeds" else value
     return quick_config(**kw) if a.quick else MiniConfig(**kw)
 
 
-def _v2(args, parser) -> int:
-    import json
-
-    from methods.common import report
+def _v2(args) -> int:
+    """The second version's chunks (methods/README.md, "Second version"): one (kind, phase, seed) a call."""
+    from methods.common import report as files
     from . import preregistered as P
-
-    def fail(msg):
-        print(f"{parser.prog}: error: {msg}", file=sys.stderr)
-        return 2
-
-    def read(path):
-        with open(path) as f:
-            return json.load(f)
-    try:
-        if args.merge:
-            if not args.json:
-                return fail("--merge needs --json for the combined result")
-            parts = [read(p) for p in args.merge]
+    if args.merge:
+        if not args.json:
+            raise UserError("--merge needs --json for the combined result")
+        parts = read_merge(args.merge)
+        try:
             result = P.choose(parts) if args.phase == "tune" else P.merge(parts, out=args.out)
-            report.write_json(args.json, result)
-            print(result.get("table") or {k: result[k] for k in ("words", "crop", "layers")})
-            return 0
-        if args.kind not in ("conv", "adder"):
-            return fail("--phase runs one kind a chunk: --kind conv or --kind adder")
-        if args.seeds is not None and len(args.seeds) != 1:
-            return fail("--phase runs one seed a chunk: --seeds S")
-        seed = args.seeds[0] if args.seeds else (P.TUNING_SEEDS[0] if args.phase == "tune" else P.EVAL_SEEDS[0])
-        choice = None
-        if args.phase == "eval":
-            if args.choice is None:
-                return fail("--phase eval needs --choice (the JSON that --phase tune --merge wrote)")
-            choice = read(args.choice)
-        if args.threads:
-            import torch
-            torch.set_num_threads(args.threads)
-            try:
-                import faiss
-                faiss.omp_set_num_threads(args.threads)
-            except ImportError:
-                pass
-        P.run_chunk(args.kind, args.phase, seed, choice=choice, quick=args.quick, json_path=args.json, data=args.data)
-    except (OSError, KeyError, ValueError) as e:
-        return fail(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
+        except (KeyError, ValueError) as e:
+            raise UserError(f"--merge: {e}") from None
+        files.write_json(args.json, result)
+        print(result.get("table") or {k: result[k] for k in ("words", "crop", "layers")})
+        return 0
+    if args.kind not in ("conv", "adder"):
+        raise UserError("--phase runs one kind a chunk: --kind conv or --kind adder")
+    seeds = seeds_of(args.seeds) or ((P.TUNING_SEEDS[0],) if args.phase == "tune" else (P.EVAL_SEEDS[0],))
+    if len(seeds) != 1:
+        raise UserError("--phase runs one seed a chunk: --seeds S")
+    choice = None
+    if args.phase == "eval":
+        if args.choice is None:
+            raise UserError("--phase eval needs --choice (the JSON that --phase tune --merge wrote)")
+        choice = read_merge([args.choice])[0]
+    if args.data not in P.SETUPS:
+        raise UserError(f"--phase runs on {' or '.join(P.SETUPS)}, got --data {args.data!r}")
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
+        try:
+            import faiss
+            faiss.omp_set_num_threads(args.threads)
+        except ImportError:
+            pass
+    try:
+        P.run_chunk(args.kind, args.phase, seeds[0], choice=choice, quick=args.quick, json_path=args.json,
+                    data=args.data)
+    except ValueError as e:
+        if "needs the tuning phase's choice" in str(e):
+            raise UserError(str(e)) from None
+        raise
     return 0
 
 
 def main(argv=None) -> int:
-    args, parser = parse_args(argv)
+    args, _ = parse_args(argv)
     if args.phase is not None:
-        return _v2(args, parser)
+        try:
+            return _v2(args)
+        except UserError as e:
+            return report(PROG, e)
     try:
-        cfg = config_from_args(args)
         from .experiment import validate
+
+        cfg = config_from_args(args)
         validate(cfg)
-    except (ValueError, FileNotFoundError, TypeError) as e:
-        print(f"{parser.prog}: error: {e}", file=sys.stderr)
-        return 2
-    run(cfg)
+    except (UserError, ValueError, FileNotFoundError, TypeError) as e:
+        return report(PROG, e)
+    run(cfg)  # past the checks, an error is a bug: it keeps its traceback
     if args.quick:
         from methods.common.stats import QUICK_NOTE
         print(QUICK_NOTE)

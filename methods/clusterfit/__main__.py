@@ -13,15 +13,12 @@ extraction for features/probe). User mistakes print one line on stderr and exit 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
+from methods.common.cli import Parser, UserError, add_merge, add_seeds, read_merge, run_main, seeds_of
+
 STAGES = ("pretrain", "features", "cluster", "fit", "probe", "run")
-
-
-class UserError(Exception):
-    """A mistake in the command line or its inputs: one line on stderr, exit 2."""
 
 
 def _common(p: argparse.ArgumentParser, data: bool = True):
@@ -48,7 +45,7 @@ def _model_args(p: argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m methods.clusterfit", description=__doc__.split("\n\n")[0])
+    ap = Parser(prog="python -m methods.clusterfit", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="stage", metavar="STAGE")
 
     run = sub.add_parser("run", help="the miniature experiment (the default when no stage is named)")
@@ -58,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data", default="mnist5k")
     run.add_argument("--data-root", default=None)
     run.add_argument("--kind", default="both", choices=("conv", "adder", "both"))
-    run.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default 0 1 2; --quick: 0)")
+    add_seeds(run, "0 1 2 (--quick: 0)")
     run.add_argument("--pre-epochs", type=int, default=None)
     run.add_argument("--cf-epochs", type=int, default=None)
     run.add_argument("--adder-pre-epochs", type=int, default=None)
@@ -71,8 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="one chunk of the second version (issue 27, pre-registered in methods/README.md): "
                           "tune (K on the 0-4 validation images) or eval (test images); with --merge, combine")
     run.add_argument("--choice", default=None, metavar="JSON", help="--phase eval: the tuning phase's choice file")
-    run.add_argument("--merge", nargs="+", default=None, metavar="JSON",
-                     help="combine the JSONs of runs over disjoint seeds (one process per seed) and report them")
+    add_merge(run, "combine the JSONs of runs over disjoint seeds (one process per seed) and report them")
     run.add_argument("--no-progress", action="store_true")
 
     pre = sub.add_parser("pretrain", help="train N_pre on labels with symmetric noise")
@@ -326,14 +322,6 @@ def _report(result: dict, out: str, path: str):
     print(f"JSON -> {path}; table and PNG -> {out}")
 
 
-def _read(path):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError) as e:
-        raise UserError(f"cannot read {path}: {e}") from None
-
-
 def cmd_v2(args):
     """The second version's chunks: one (kind, phase, seed) a call (methods/README.md, "Second version")."""
     from methods.common import report
@@ -341,7 +329,7 @@ def cmd_v2(args):
     if args.merge:
         if not args.json:
             raise UserError("--merge needs --json for the combined result")
-        parts = [_read(p) for p in args.merge]
+        parts = read_merge(args.merge)
         try:
             result = P.choose(parts) if args.phase == "tune" else P.merge(parts, out=args.out)
         except (KeyError, ValueError) as e:
@@ -351,14 +339,15 @@ def cmd_v2(args):
         return
     if args.kind == "both":
         raise UserError("--phase runs one kind a chunk: --kind conv or --kind adder")
-    if args.seeds is not None and len(args.seeds) != 1:
+    seeds = seeds_of(args.seeds) or ((P.TUNING_SEEDS[0],) if args.phase == "tune" else (P.EVAL_SEEDS[0],))
+    if len(seeds) != 1:
         raise UserError("--phase runs one seed a chunk: --seeds S")
-    seed = args.seeds[0] if args.seeds else (P.TUNING_SEEDS[0] if args.phase == "tune" else P.EVAL_SEEDS[0])
+    seed = seeds[0]
     ks = None
     if args.phase == "eval":
         if args.choice is None:
             raise UserError("--phase eval needs --choice (the JSON that --phase tune --merge wrote)")
-        ks = _read(args.choice).get("ks")
+        ks = read_merge([args.choice])[0].get("ks")
         if not isinstance(ks, dict):
             raise UserError(f"{args.choice} has no 'ks' choice")
     if args.threads < 1:
@@ -380,13 +369,7 @@ def cmd_run(args):
     out = args.out or os.path.join("runs", "clusterfit")
     path = args.json or os.path.join(out, "clusterfit.json")
     if args.merge:
-        parts = []
-        for p in args.merge:
-            try:
-                with open(p) as f:
-                    parts.append(json.load(f))
-            except (OSError, ValueError) as e:
-                raise UserError(f"cannot read {p}: {e}") from None
+        parts = read_merge(args.merge)
         try:
             result = ex.merge(parts)
         except (KeyError, ValueError) as e:
@@ -398,7 +381,7 @@ def cmd_run(args):
         raise UserError(f"--threads must be at least 1, got {args.threads}")
     kw = {"threads": args.threads}
     if args.seeds is not None:
-        kw["seeds"] = tuple(args.seeds)
+        kw["seeds"] = seeds_of(args.seeds)
     for name in ("pre_epochs", "cf_epochs", "adder_pre_epochs", "adder_cf_epochs"):
         if getattr(args, name) is not None:
             if getattr(args, name) < 1:
@@ -429,15 +412,10 @@ def main(argv=None) -> int:
     # A stage's inputs are the user's (files, layer names, K): the library's ValueError and
     # FileNotFoundError name the problem, so they become the one-line error too. The miniature
     # checks its arguments up front, so an error inside it is a bug and keeps its traceback.
-    user_errors = (UserError,) if args.stage == "run" else (UserError, ValueError, FileNotFoundError)
-    try:
-        {"pretrain": cmd_pretrain, "features": cmd_features, "cluster": cmd_cluster, "fit": cmd_fit,
-         "probe": cmd_probe, "run": cmd_run}[args.stage](args)
-    except user_errors as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        print(f"python -m methods.clusterfit {args.stage}: error: {msg}", file=sys.stderr)
-        return 2
-    return 0
+    user_errors = () if args.stage == "run" else (ValueError, FileNotFoundError)
+    cmd = {"pretrain": cmd_pretrain, "features": cmd_features, "cluster": cmd_cluster, "fit": cmd_fit,
+           "probe": cmd_probe, "run": cmd_run}[args.stage]
+    return run_main(f"python -m methods.clusterfit {args.stage}", lambda: cmd(args), user_errors)
 
 
 if __name__ == "__main__":

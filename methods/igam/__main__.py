@@ -5,21 +5,13 @@ import argparse
 import dataclasses
 import sys
 
+from methods.common.cli import (Parser, UserError, add_merge, add_seeds, nonneg_float, nonneg_int, positive_int,
+                                read_merge, run_main, seeds_of)
+
 from . import experiment
 from .schedule import official_warmup_epochs
 
-
-def _seeds(text: str) -> tuple:
-    try:
-        if "," in text:
-            seeds = tuple(int(s) for s in text.split(",") if s.strip())
-        else:
-            seeds = tuple(range(int(text)))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--seeds takes a count (3) or a list (0,1,2), got {text!r}") from None
-    if not seeds or min(seeds) < 0:
-        raise argparse.ArgumentTypeError(f"--seeds needs at least one non-negative seed, got {text!r}")
-    return seeds
+PROG = "python -m methods.igam"
 
 
 def _students(text: str) -> tuple:
@@ -31,36 +23,8 @@ def _students(text: str) -> tuple:
     return names
 
 
-def _positive(kind):
-    def parse(text):
-        try:
-            v = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
-        if v <= 0:
-            raise argparse.ArgumentTypeError(f"expected a positive value, got {text!r}")
-        return v
-    return parse
-
-
-def _nonneg(text):
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected a value >= 0, got {text!r}")
-    return v
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):   # one line on stderr, exit 2
-        sys.stderr.write(f"{self.prog}: error: {message}\n")
-        sys.exit(2)
-
-
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m methods.igam", description=__doc__)
+    p = Parser(prog=PROG, description=__doc__)
     p.add_argument("--quick", action="store_true", help="one seed, short training, 200 test images (minutes)")
     p.add_argument("--schedule", choices=experiment.SCHEDULES, default="cosine",
                    help="cosine: the 6-epoch miniature; official: the pre-registered official-schedule run "
@@ -74,60 +38,47 @@ def parser() -> argparse.ArgumentParser:
                    help="students' kind: conv (CE, L_diff, IGAM), adder (CE, IGAM) or both")
     p.add_argument("--students", type=_students, default=None,
                    help="comma list of ce, ldiff, igam (conv students to train; default all three)")
-    p.add_argument("--seeds", type=_seeds, default=None,
-                   help="a count (3) or a list (0,1,2); default 3 seeds for conv students and seed 0 for adder "
-                        "students, and a given --seeds applies to both")
-    p.add_argument("--epochs", type=_positive(int), default=None, help="student epochs")
-    p.add_argument("--teacher-epochs", type=_positive(int), default=None, help="robust teacher epochs")
-    p.add_argument("--beta", type=_nonneg, default=None, help="weight of -CE_D (default 2)")
-    p.add_argument("--gamma", type=_nonneg, default=None, help="weight of L_diff, [0, 1] pixels, batch mean of per-sample sums (default 1, a project choice; the "
-                        "official gamma 10 is 10 N / 255^2 here: 0.0049 at batch 32, 0.0098 at batch 64)")
-    p.add_argument("--warmup-epochs", type=int, default=None,
+    add_seeds(p, "0 1 2 for conv students and 0 for adder students; a given --seeds applies to both")
+    p.add_argument("--epochs", type=positive_int, default=None, help="student epochs")
+    p.add_argument("--teacher-epochs", type=positive_int, default=None, help="robust teacher epochs")
+    p.add_argument("--beta", type=nonneg_float, default=None, help="weight of -CE_D (default 2)")
+    p.add_argument("--gamma", type=nonneg_float, default=None,
+                   help="weight of L_diff, [0, 1] pixels, batch mean of per-sample sums (default 1, a project choice; "
+                        "the official gamma 10 is 10 N / 255^2 here: 0.0049 at batch 32, 0.0098 at batch 64)")
+    p.add_argument("--warmup-epochs", type=nonneg_int, default=None,
                    help="plain CE epochs before IGAM switches on (default 0; with --schedule official, "
                         "all but the last 1/8 of --epochs)")
-    p.add_argument("--eval-samples", type=_positive(int), default=None, help="test images attacked")
-    p.add_argument("--limit-batches", type=_positive(int), default=None, help="batches per epoch (smoke runs)")
-    p.add_argument("--strong-attack", type=_positive(int), nargs=2, metavar=("STEPS", "RESTARTS"), default=None,
+    p.add_argument("--eval-samples", type=positive_int, default=None, help="test images attacked")
+    p.add_argument("--limit-batches", type=positive_int, default=None, help="batches per epoch (smoke runs)")
+    p.add_argument("--strong-attack", type=positive_int, nargs=2, metavar=("STEPS", "RESTARTS"), default=None,
                    help="students also face PGD-STEPS on cross-entropy and on the margin loss, RESTARTS "
                         "random starts each (adder students under both grad modes), worst case per image, "
                         "at eps >= 0.1 (details[].pgd_strong); issue 27's strong attack is 100 5")
     p.add_argument("--no-adapter", action="store_true", help="skip the run with a 32x32 teacher through an adapter")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=_positive(int), default=None,
+    p.add_argument("--threads", type=positive_int, default=None,
                    help="torch threads (on a shared machine 1 avoids oversubscription stalls)")
     p.add_argument("--no-progress", action="store_true")
     v2 = p.add_argument_group("second version (issue 27, pre-registered in methods/README.md)")
     v2.add_argument("--phase", choices=("tune", "eval"), default=None,
-                    help="run one chunk of the pre-registered protocol: tune (grid on the validation images) "
-                         "or eval (the chosen weights on the test images); with --merge, combine chunks")
+                    help="run one chunk of the pre-registered protocol, one --kind and one of --seeds: tune (grid "
+                         "on the validation images) or eval (the chosen weights on the test images); with --merge, "
+                         "combine chunks")
     v2.add_argument("--arms", default=None, help="comma list of ce, igam, igam_plain, gradnorm, ldiff (default all)")
     v2.add_argument("--choice", metavar="JSON", default=None, help="--phase eval: the tuning phase's choice file")
-    v2.add_argument("--seed", type=int, default=None,
-                    help="--phase: the chunk's one seed (default 100 for tune, 0 for eval)")
-    p.add_argument("--merge", nargs="+", metavar="JSON", default=None,
-                   help="combine the JSON of runs that trained different students into --json, then exit")
+    add_merge(p, "combine the JSON of runs that trained different students into --json, then exit")
     return p
 
 
 def _merge(args, cfg) -> int:
-    import json
     import os
-    parts = []
-    for path in args.merge:
-        try:
-            with open(path) as f:
-                parts.append(json.load(f))
-        except (OSError, ValueError) as e:
-            sys.stderr.write(f"python -m methods.igam: error: --merge {path}: {e}\n")
-            return 2
     if not args.json:
-        sys.stderr.write("python -m methods.igam: error: --merge needs --json for the combined result\n")
-        return 2
+        raise UserError("--merge needs --json for the combined result")
+    parts = read_merge(args.merge)
     try:
         merged = experiment.merge_results(parts, cfg)
     except ValueError as e:
-        sys.stderr.write(f"python -m methods.igam: error: --merge: {e}\n")
-        return 2
+        raise UserError(f"--merge: {e}") from None
     from methods.common.report import write_json
     write_json(args.json, merged)
     if args.out:
@@ -138,15 +89,9 @@ def _merge(args, cfg) -> int:
     return 0
 
 
-def _fail(message: str) -> int:
-    sys.stderr.write(f"python -m methods.igam: error: {message}\n")
-    return 2
-
-
-def _read_json(path: str):
-    import json
-    with open(path) as f:
-        return json.load(f)
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    return run_main(PROG, lambda: _v2(args) if args.phase is not None else _main(args))
 
 
 def _v2(args) -> int:
@@ -154,57 +99,45 @@ def _v2(args) -> int:
     from methods.common.report import write_json
     from . import preregistered as P
     if args.merge:
-        try:
-            parts = [_read_json(p) for p in args.merge]
-        except (OSError, ValueError) as e:
-            return _fail(f"--merge: {e}")
         if not args.json:
-            return _fail("--merge needs --json for the combined result")
+            raise UserError("--merge needs --json for the combined result")
+        parts = read_merge(args.merge)
         try:
             merged = P.choose(parts) if args.phase == "tune" else P.merge(parts, out=args.out)
         except (KeyError, ValueError) as e:
-            return _fail(f"--merge: {e}")
+            raise UserError(f"--merge: {e}") from None
         write_json(args.json, merged)
         print(merged.get("table") or merged["weights"])
         return 0
     if args.kind == "both":
-        return _fail("--phase runs one kind a chunk: --kind conv or --kind adder")
+        raise UserError("--phase runs one kind a chunk: --kind conv or --kind adder")
     arms = P.ARMS if args.arms is None else tuple(a.strip() for a in args.arms.split(",") if a.strip())
     bad = [a for a in arms if a not in P.ARMS]
     if bad or not arms:
-        return _fail(f"--arms takes a comma list of {', '.join(P.ARMS)}, got {args.arms!r}")
-    if args.seeds is not None:
-        return _fail("--phase runs one seed a chunk: give it with --seed N, not --seeds")
-    seed = args.seed if args.seed is not None else (P.TUNING_SEEDS[0] if args.phase == "tune" else P.EVAL_SEEDS[0])
-    if seed < 0:
-        return _fail(f"--seed must be >= 0, got {seed}")
+        raise UserError(f"--arms takes a comma list of {', '.join(P.ARMS)}, got {args.arms!r}")
+    seeds = seeds_of(args.seeds) or ((P.TUNING_SEEDS[0],) if args.phase == "tune" else (P.EVAL_SEEDS[0],))
+    if len(seeds) != 1:
+        raise UserError("--phase runs one seed a chunk: --seeds S")
     weights = None
     if args.phase == "eval":
         if args.choice is None:
-            return _fail("--phase eval needs --choice (the JSON that --phase tune --merge wrote)")
+            raise UserError("--phase eval needs --choice (the JSON that --phase tune --merge wrote)")
         try:
-            weights = _read_json(args.choice)["weights"]
-        except (OSError, ValueError, KeyError) as e:
-            return _fail(f"--choice {args.choice}: {e}")
+            weights = read_merge([args.choice])[0]["weights"]
+        except KeyError:
+            raise UserError(f"--choice {args.choice}: no 'weights' in it") from None
     import torch
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    P.run_chunk(args.kind, args.phase, seed, arms=arms, weights=weights, quick=args.quick, out=args.out,
+    P.run_chunk(args.kind, args.phase, seeds[0], arms=arms, weights=weights, quick=args.quick, out=args.out,
                 json_path=args.json)
     return 0
 
 
-def main(argv=None) -> int:
-    args = parser().parse_args(argv)
-    if args.phase is not None:
-        return _v2(args)
+def _main(args) -> int:
     if args.data != "mnist5k":
-        sys.stderr.write(f"python -m methods.igam: error: --data {args.data!r} is not supported: the miniature "
-                         "runs on the embedded mnist5k\n")
-        return 2
-    if args.warmup_epochs is not None and args.warmup_epochs < 0:
-        sys.stderr.write("python -m methods.igam: error: --warmup-epochs must be >= 0\n")
-        return 2
+        raise UserError(f"--data {args.data!r} is not supported: the miniature runs on the embedded mnist5k")
+    args.seeds = seeds_of(args.seeds)
     if args.schedule == "official":
         cfg = experiment.official_config(quick=args.quick)
     else:
@@ -222,9 +155,8 @@ def main(argv=None) -> int:
     elif args.schedule == "official" and args.epochs is not None:
         over["warmup_epochs"] = official_warmup_epochs(args.epochs)
     if over.get("warmup_epochs", cfg.warmup_epochs) > over.get("epochs", cfg.epochs):
-        sys.stderr.write(f"python -m methods.igam: error: --warmup-epochs ({over.get('warmup_epochs')}) "
-                         f"exceeds the epochs ({over.get('epochs', cfg.epochs)})\n")
-        return 2
+        raise UserError(f"--warmup-epochs ({over.get('warmup_epochs')}) exceeds the epochs "
+                        f"({over.get('epochs', cfg.epochs)})")
     if args.seeds is not None:
         over["adder_seeds"] = None     # explicit seeds apply to the adder students too
     if args.strong_attack is not None:
@@ -245,8 +177,7 @@ def main(argv=None) -> int:
     try:
         torch.device(cfg.device)
     except RuntimeError as e:
-        sys.stderr.write(f"python -m methods.igam: error: --device {cfg.device!r}: {e}\n")
-        return 2
+        raise UserError(f"--device {cfg.device!r}: {e}") from None
     experiment.run(cfg, json_path=args.json, out=args.out, quick=args.quick)
     return 0
 

@@ -258,10 +258,10 @@ def test_bf16_on_a_gpu_without_it(tmp_path, capsys, monkeypatch):
 
 
 def test_ctrl_c_is_one_line(capsys, monkeypatch):
-    import addernet.cli_info
+    import addernet.cli.info
 
     def interrupted():
         raise KeyboardInterrupt
-    monkeypatch.setattr(addernet.cli_info, "info_lines", interrupted)
+    monkeypatch.setattr(addernet.cli.info, "info_lines", interrupted)
     rc, _, err = run_cli(["info"], capsys)
     assert rc == 130 and err == "addernet info: interrupted\n"

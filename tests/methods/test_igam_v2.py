@@ -126,7 +126,7 @@ def _cli(*args, timeout=900):
 
 def test_quick_chunks_of_the_new_arms_run_and_say_they_are_too_small(tmp_path):
     tune = tmp_path / "tune.json"
-    r = _cli("--phase", "tune", "--quick", "--kind", "conv", "--arms", "ce,gradnorm", "--seed", "100",
+    r = _cli("--phase", "tune", "--quick", "--kind", "conv", "--arms", "ce,gradnorm", "--seeds", "100",
              "--threads", "1", "--json", str(tune), "--out", str(tmp_path / "out"))
     assert r.returncode == 0, r.stderr[-3000:]
     assert "too small to test the claim" in r.stdout
@@ -140,7 +140,7 @@ def test_quick_chunks_of_the_new_arms_run_and_say_they_are_too_small(tmp_path):
     assert set(weights) == {"gradnorm"} and weights["gradnorm"] in P.GRID
     choice.write_text(json.dumps({"weights": {**weights, "igam_plain": 0.005}}))
     ev = tmp_path / "eval.json"
-    r = _cli("--phase", "eval", "--quick", "--kind", "conv", "--arms", "ce,igam_plain,gradnorm", "--seed", "0",
+    r = _cli("--phase", "eval", "--quick", "--kind", "conv", "--arms", "ce,igam_plain,gradnorm", "--seeds", "0",
              "--choice", str(choice), "--threads", "1", "--json", str(ev), "--out", str(tmp_path / "out"))
     assert r.returncode == 0, r.stderr[-3000:]
     e = json.loads(ev.read_text())
@@ -154,7 +154,7 @@ def test_quick_chunks_of_the_new_arms_run_and_say_they_are_too_small(tmp_path):
 def test_phase_mistakes_exit_2_with_one_line(tmp_path):
     for args in (["--phase", "eval", "--kind", "conv"], ["--phase", "tune", "--kind", "both"],
                  ["--phase", "tune", "--kind", "conv", "--arms", "ce,mixup"],
-                 ["--phase", "tune", "--kind", "conv", "--seeds", "3"],
+                 ["--phase", "tune", "--kind", "conv", "--seeds", "100", "101"],
                  ["--phase", "eval", "--kind", "conv", "--choice", str(tmp_path / "missing.json")]):
         r = _cli(*args, timeout=120)
         assert r.returncode == 2, (args, r.stderr)

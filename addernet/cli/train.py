@@ -5,9 +5,9 @@ import argparse
 import os
 import sys
 
-from ..cli_checks import (UsageError, check_device, check_in_dir, check_out_dir, nonneg_float, nonneg_int,
-                          positive_float, positive_int, report, seed_int)
-from .config import KIND_CHOICES, TrainConfig, recipe_help
+from .checks import (UsageError, check_device, check_in_dir, check_out_dir, nonneg_float, nonneg_int,
+                     positive_float, positive_int, report, seed_int)
+from ..train.config import KIND_CHOICES, TrainConfig, recipe_help
 
 _DESCRIPTION = """Train an AdderNet model, its CNN twin, or both, with the AdderNet paper's recipe.
 
@@ -22,7 +22,7 @@ multi-GPU (one process per GPU, rank 0 writes the files):
 
 
 def add_train_parser(sub) -> argparse.ArgumentParser:
-    from .model_factory import model_names
+    from ..train.model_factory import model_names
 
     p = sub.add_parser("train", help="train an AdderNet and/or its CNN twin (the paper's recipes)",
                        description=_DESCRIPTION, epilog=_EPILOG,
@@ -116,8 +116,8 @@ def check_run_args(cfg: TrainConfig, overwrite: bool = False) -> None:
     """Everything about a resolved config that can be known wrong before any work; raises UsageError."""
     import torch
 
-    from .amp import amp_dtype
-    from .fit import pick_device
+    from ..train.amp import amp_dtype
+    from ..train.fit import pick_device
 
     check_device(cfg.device)
     if cfg.amp:
@@ -163,11 +163,11 @@ def _loaders(cfg: TrainConfig):
 
 
 def run(args) -> int:
-    from . import distributed
-    from .checkpoint import CheckpointError
-    from .config import resolve
-    from .configured import compare
-    from .fit import fit
+    from ..train import distributed
+    from ..train.checkpoint import CheckpointError
+    from ..train.config import resolve
+    from ..train.configured import compare
+    from ..train.fit import fit
 
     prog = "addernet train"
     try:
@@ -189,7 +189,7 @@ def run(args) -> int:
             res = fit(cfg, **kw)
             files = res.files
             if distributed.is_main() and res.history:
-                from .summary import format_table
+                from ..train.summary import format_table
 
                 print(f"\n{format_table([res.summary_row()])}")
         if distributed.is_main() and files:

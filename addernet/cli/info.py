@@ -5,9 +5,9 @@ import platform
 
 import torch
 
-from . import _extension, backends
-from ._version import __version__
-from .machine import cpu_flags, cpu_model
+from .. import _extension, backends
+from .._version import __version__
+from ..machine import cpu_flags, cpu_model
 
 
 def info_lines() -> list[str]:

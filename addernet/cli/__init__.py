@@ -1,14 +1,18 @@
-"""The `addernet` command line: info, demo, train and bench."""
+"""The `addernet` command line: info, demo, train and bench.
+
+The CLI layer: its modules parse arguments and call the libraries (``addernet.train``,
+``addernet.bench``); no library module holds argparse. ``checks`` says a user's mistake as one
+line with exit status 2, ``info``/``train``/``bench``/``op_bench`` are the subcommands.
+"""
 from __future__ import annotations
 
-import argparse
 import sys
 
-from .cli_checks import Parser, UsageError, positive_int, report
+from .checks import Parser, UsageError, positive_int, report
 
 
 def _info(args) -> int:
-    from .cli_info import info_lines
+    from .info import info_lines
 
     print("\n".join(info_lines()))
     return 0
@@ -18,7 +22,7 @@ def _op_check() -> float:
     """Largest difference of the default backend from the reference, forward and backward, float64."""
     import torch
 
-    from . import backends, functional
+    from .. import backends, functional
 
     torch.manual_seed(0)
     x = torch.randn(4, 6, 11, 9, dtype=torch.float64, requires_grad=True)
@@ -32,14 +36,14 @@ def _op_check() -> float:
 
 
 # The demo's training job: LeNet-5-BN adder vs CNN on the embedded mnist5k, a few epochs.
-# 10 epochs reach the plateau (~98% for both kinds, benchmarks/results_train.md) in about 35 s on
+# 10 epochs reach the plateau (~98% for both kinds, benchmarks/results/results_train.md) in about 35 s on
 # 2 idle cores, and in 2-4 minutes when other jobs share them.
 DEMO_EPOCHS = 10
 
 
 def _demo(args) -> int:
-    from . import backends
-    from .train.cli import add_train_parser
+    from .. import backends
+    from .train import add_train_parser
 
     try:
         _check_demo(args)
@@ -61,8 +65,8 @@ def _demo(args) -> int:
 
 def _check_demo(args) -> None:
     """The demo's training run is refused for the same reasons as `addernet train`'s, said before the kernel check."""
-    from .cli_checks import check_out_dir
-    from .train.cli import existing_run
+    from .checks import check_out_dir
+    from .train import existing_run
 
     check_out_dir(args.out)
     found = existing_run(args.out)
@@ -73,9 +77,8 @@ def _check_demo(args) -> None:
 
 def build_parser() -> Parser:
     """The `addernet` parser with every subcommand (tests walk it: every flag has help text)."""
-    from .train.cli import add_train_parser
-
-    from ._version import __version__
+    from .._version import __version__
+    from .train import add_train_parser
 
     parser = Parser(prog="addernet", description="Multiplication-free adder networks for PyTorch.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -93,7 +96,7 @@ def build_parser() -> Parser:
                       help="no tqdm progress bars (they are off anyway when stderr is not a terminal)")
     demo.set_defaults(fn=_demo)
     add_train_parser(sub)
-    from .bench.model_bench import add_parser as add_bench_parser  # here: `addernet info` needs no bench imports
+    from .bench import add_parser as add_bench_parser  # here: `addernet info` needs no bench imports
 
     add_bench_parser(sub)
     return parser

@@ -1,0 +1,59 @@
+"""Names that moved keep working for one release, with a DeprecationWarning naming the new place.
+
+Moved modules are aliased by an import hook rather than by files left at their old paths, so that
+git still sees each move as a rename (and edits made elsewhere to the old file follow it).
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import importlib.util
+import sys
+import warnings
+
+# old module -> new module, for modules moved by the one-CLI-layer step (issue 23 part 4).
+MOVED_MODULES = {
+    "addernet.cli_checks": "addernet.cli.checks",
+    "addernet.cli_info": "addernet.cli.info",
+    "addernet.train.cli": "addernet.cli.train",
+}
+
+_MISSING = object()
+
+
+def moved_to(new_module: str, old_module: str, names=None):
+    """A module ``__getattr__`` for ``old_module`` whose ``names`` (None: every name) now live in
+    ``new_module``. The new module is imported on first use only, so a library module can point
+    at the CLI layer above it without importing it."""
+
+    def __getattr__(name: str):
+        if name.startswith("__") or (names is not None and name not in names):
+            raise AttributeError(f"module {old_module!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(new_module), name, _MISSING)
+        if value is _MISSING:
+            raise AttributeError(f"module {old_module!r} has no attribute {name!r}")
+        warnings.warn(f"{old_module}.{name} moved to {new_module}.{name}; the old name goes in the next release",
+                      DeprecationWarning, stacklevel=2)
+        return value
+
+    return __getattr__
+
+
+class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """``import addernet.cli_checks`` gives a stand-in module whose every name forwards (with a
+    warning) to ``addernet.cli.checks``."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname in MOVED_MODULES:
+            return importlib.util.spec_from_loader(fullname, self)
+        return None
+
+    def exec_module(self, module) -> None:
+        new = MOVED_MODULES[module.__name__]
+        module.__doc__ = f"Moved to {new}; this name stays one release."
+        module.__getattr__ = moved_to(new, module.__name__)
+
+
+def install() -> None:
+    if not any(isinstance(f, _MovedModules) for f in sys.meta_path):
+        sys.meta_path.insert(0, _MovedModules())  # first: an old file left in another checkout must not win

@@ -1,0 +1,237 @@
+"""Issue 22: AdderNets trained in a plain PyTorch loop, evaluated in eval mode (mnist5k, CPU).
+
+A user's loop, not ``fit``: batch 64, 3 epochs, model.eval() + accuracy after every epoch.
+
+    study: trains on 3000 of mnist5k's 4000 training images and evaluates on the other 1000
+           (100 per class): choosing the BatchNorm fix and the Adam lr scale never sees a test image.
+    final: trains on all 4000, evaluates on the 1000 test images, once, with the chosen fix.
+
+Each cell appends one JSON line to ``benchmarks/results/plain_loop_<phase>.jsonl`` (a killed run
+keeps what it finished); ``--report`` turns both files into ``benchmarks/results/plain_loop.json``
+and the RESULTS.md section "Plain-loop training (issue 22)".
+
+    OMP_NUM_THREADS=1 python benchmarks/plain_loop.py --phase study --models lenet usercnn
+    OMP_NUM_THREADS=1 python benchmarks/plain_loop.py --report
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import re
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+import addernet
+from addernet.data.embedded import load_mnist5k
+from addernet.data.info import MNIST_MEAN, MNIST_STD
+from addernet.models import get_model
+from addernet.models.batchnorm import recalibrate_bn
+from addernet.nn import AdderConv2d
+from addernet.train.optim import adder_param_groups
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = os.path.join(HERE, "results")
+EPOCHS, BATCH = 3, 64
+ADAM_SCALE = 100.0  # the lr scale of the adder weights under Adam, chosen in the study (docs/training.md)
+
+
+class UserCNN(nn.Module):
+    """What a user might write: three 3x3 conv+BN+ReLU blocks with pooling and a linear head."""
+
+    def __init__(self):
+        super().__init__()
+        blocks = []
+        for cin, cout in ((1, 16), (16, 32), (32, 64)):
+            blocks += [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(), nn.MaxPool2d(2)]
+        self.features = nn.Sequential(*blocks)
+        self.head = nn.Linear(64 * 3 * 3, 10)
+
+    def forward(self, x):
+        return self.head(self.features(x).flatten(1))
+
+
+def make_model(name: str, kind: str, option: str) -> nn.Module:
+    if name == "lenet":
+        model = get_model("lenet5_bn", kind=kind)
+    elif name == "resnet20":
+        model = get_model("resnet20", kind=kind, in_channels=1)
+    elif name == "usercnn":
+        model = UserCNN() if kind == "conv" else addernet.convert(UserCNN())
+    else:
+        raise ValueError(name)
+    if kind == "adder":
+        apply_option(model, option)
+    return model
+
+
+def apply_option(model: nn.Module, option: str) -> None:
+    """The BatchNorm options of the study. 'center' (offset sum|w - mu|) is what the library does by
+    default; 'center_absw' is the issue's sum|w|; 'none' turns centring off (the code before)."""
+    for m in model.modules():
+        if isinstance(m, AdderConv2d):
+            m.bn_centered = option == "center"
+            if option == "center_absw":
+                m.register_forward_hook(lambda mod, args, out: out + mod.weight.detach().abs().sum(dim=(1, 2, 3)).view(1, -1, 1, 1))
+    if option == "mom0.5":
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.momentum = 0.5
+
+
+def data(phase: str, pad32: bool):
+    x_tr, y_tr = load_mnist5k(train=True)
+    x_te, y_te = load_mnist5k(train=False)
+    if phase == "study":
+        # 100 per class of the training images, fixed by seed 1, are the validation set.
+        rng = np.random.default_rng(1)
+        val = np.concatenate([rng.permutation(np.flatnonzero(y_tr == c))[:100] for c in range(10)])
+        keep = np.setdiff1d(np.arange(len(y_tr)), val)
+        x_te, y_te, x_tr, y_tr = x_tr[val], y_tr[val], x_tr[keep], y_tr[keep]
+
+    def tensor(x):
+        t = torch.from_numpy(np.ascontiguousarray(x)).float().div(255).unsqueeze(1)
+        if pad32:
+            t = F.pad(t, (2, 2, 2, 2))
+        return (t - MNIST_MEAN[0]) / MNIST_STD[0]
+
+    return (tensor(x_tr), torch.from_numpy(np.asarray(y_tr))), (tensor(x_te), torch.from_numpy(np.asarray(y_te)))
+
+
+def make_optimizer(model: nn.Module, opt: str):
+    """(optimizer, per-epoch scheduler or None). SGD as the issue's loop; Adam/AdamW at lr 1e-3
+    with the adder weights' lr scaled by ADAM_SCALE (or by the scale in the name, 'adam_s30')."""
+    match = re.fullmatch(r"(adam|adamw)(?:_s([\d.]+))?", opt)
+    if opt in ("sgd", "step"):
+        o = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        return o, (torch.optim.lr_scheduler.StepLR(o, step_size=2, gamma=0.1) if opt == "step" else None)
+    if match:
+        scale = float(match.group(2)) if match.group(2) else ADAM_SCALE
+        cls = torch.optim.Adam if match.group(1) == "adam" else torch.optim.AdamW
+        return cls(adder_param_groups(model, lr=1e-3, adder_lr_scale=scale), lr=1e-3), None
+    raise ValueError(opt)
+
+
+@torch.no_grad()
+def accuracy(model, x, y) -> float:
+    model.eval()
+    correct = sum(int((model(x[i:i + 500]).argmax(1) == y[i:i + 500]).sum()) for i in range(0, len(y), 500))
+    return 100.0 * correct / len(y)
+
+
+def batches(x, y, seed_gen, size=BATCH):
+    order = torch.randperm(len(y), generator=seed_gen)
+    for i in range(0, len(y), size):
+        idx = order[i:i + size]
+        yield x[idx], y[idx]
+
+
+def bn_diagnosis(model, train, test) -> dict:
+    """How far the running statistics are from the true ones (a precise-BN pass over 20 batches),
+    and the accuracy with only the mean, or only the variance, replaced by the true one."""
+    true = recalibrate_bn(copy.deepcopy(model), batches(*train, torch.Generator().manual_seed(99)), batches=20)
+    bns = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)]
+    tbn = dict(true.named_modules())
+    mean_z, log_var = [], []
+    for n, m in bns:
+        t = tbn[n]
+        mean_z.append(((m.running_mean - t.running_mean).abs() / (t.running_var + m.eps).sqrt()).median().item())
+        log_var.append((m.running_var / t.running_var).log().abs().median().item())
+    out = {"mean_err_sd_median": statistics.median(mean_z), "mean_err_sd_max": max(mean_z),
+           "abs_log_var_ratio_median": statistics.median(log_var), "abs_log_var_ratio_max": max(log_var)}
+    for fix in ("mean", "var"):
+        hybrid = copy.deepcopy(model)
+        hmods = dict(hybrid.named_modules())
+        for n, _ in bns:
+            getattr(hmods[n], f"running_{fix}").copy_(getattr(tbn[n], f"running_{fix}"))
+        out[f"acc_true_{fix}_only"] = accuracy(hybrid, *test)
+    out["acc_precise_bn"] = accuracy(true, *test)
+    return out
+
+
+def run_cell(phase, model_name, kind, option, opt, seed, diagnose=False) -> dict:
+    torch.manual_seed(seed)
+    train, test = data(phase, pad32=model_name == "resnet20")
+    model = make_model(model_name, kind, option)
+    optimizer, sched = make_optimizer(model, opt)
+    gen = torch.Generator().manual_seed(seed)
+    accs, losses = [], []
+    t0 = time.time()
+    for _epoch in range(EPOCHS):
+        model.train()
+        total, n = 0.0, 0
+        for xb, yb in batches(*train, gen):
+            loss = F.cross_entropy(model(xb), yb)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(yb)
+            n += len(yb)
+        if sched is not None:
+            sched.step()
+        losses.append(total / n)
+        if option == "precise" and kind == "adder":
+            recalibrate_bn(model, batches(*train, torch.Generator().manual_seed(99)), batches=20)
+        accs.append(accuracy(model, *test))
+    row = {"phase": phase, "model": model_name, "kind": kind, "option": option if kind == "adder" else "-",
+           "opt": opt, "seed": seed, "centering": "sum|w-mu|", "acc": accs, "train_loss": losses, "seconds": round(time.time() - t0, 1)}
+    if diagnose and kind == "adder":
+        row["bn"] = bn_diagnosis(model, train, test)
+    return row
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--phase", choices=("study", "final"), default="study")
+    p.add_argument("--models", nargs="+", default=["lenet", "usercnn", "resnet20"])
+    p.add_argument("--kinds", nargs="+", default=["adder", "conv"])
+    p.add_argument("--options", nargs="+", default=["center"])
+    p.add_argument("--opts", nargs="+", default=["sgd", "step", "adam", "adamw"])
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--diagnose", action="store_true", help="also measure running vs true BN statistics")
+    p.add_argument("--report", action="store_true", help="write plain_loop.json and the RESULTS.md section")
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    if args.report:
+        return report()
+    os.makedirs(OUT, exist_ok=True)
+    cells = []
+    for model_name in args.models:
+        for kind in args.kinds:
+            for option in (args.options if kind == "adder" else ["-"]):
+                for opt in args.opts:
+                    for seed in args.seeds:
+                        cells.append((model_name, kind, option, opt, seed))
+    path = os.path.join(OUT, f"plain_loop_{args.phase}.jsonl")
+    for cell in tqdm(cells, desc="plain loop", file=sys.stdout, mininterval=0):
+        row = run_cell(args.phase, *cell, diagnose=args.diagnose)
+        print(json.dumps(row), flush=True)
+        with open(path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+def _rows(phase):
+    path = os.path.join(OUT, f"plain_loop_{phase}.jsonl")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def report():
+    from plain_loop_report import write_report  # beside this file
+    write_report(_rows("study"), _rows("final"), OUT, os.path.join(HERE, "RESULTS.md"),
+                 machine=f"{platform.processor() or platform.machine()}, torch {torch.__version__}, 1 thread")
+
+
+if __name__ == "__main__":
+    main()

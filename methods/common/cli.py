@@ -1,0 +1,81 @@
+"""What the methods' command lines (``python -m methods.<name>``) share: one error type, one set of
+argument checks, one ``--seeds`` and one ``--merge`` reader.
+
+A user's mistake is one line on stderr with exit status 2, never a traceback: raise ``UserError``
+(it is ``addernet``'s ``UsageError``, so the two command lines say mistakes the same way) and let
+``run_main`` print it; ``Parser`` says argparse's own errors (an unknown flag, ``--epochs x``) as
+the same one line. The ``type=`` checks are ``addernet.cli.checks``'s.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Callable
+
+from addernet.cli.checks import (Parser, UsageError, finite_float, nonneg_float, nonneg_int, one_line,
+                                 positive_float, positive_int, report, seed_int)
+
+UserError = UsageError  # the methods' name for it; one class, so an addernet check's error is one too
+
+SEEDS_HELP = "seeds, as a list: 0 1 2 (or 0,1,2)"
+
+
+def seeds(text: str) -> list[int]:
+    """An argparse ``type=`` for one ``--seeds`` token: a seed, or a comma list of seeds."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not parts:
+        raise argparse.ArgumentTypeError(f"{SEEDS_HELP}; got {text!r}")
+    try:
+        return [seed_int(p) for p in parts]
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"{SEEDS_HELP}, each a whole number of at least 0; got {text!r}") from None
+
+
+def add_seeds(p: argparse.ArgumentParser, default: str) -> None:
+    """``--seeds 0 1 2``: the same list in every method (``seeds_of`` flattens it). ``default`` says
+    what the method runs without it."""
+    p.add_argument("--seeds", type=seeds, nargs="+", default=None, metavar="SEED",
+                   help=f"{SEEDS_HELP}; default {default}")
+
+
+def seeds_of(value) -> tuple[int, ...] | None:
+    """The ``--seeds`` value as one tuple (None when the flag was not given); a seed given twice is
+    a mistake, since it would count one run twice in the statistics."""
+    if value is None:
+        return None
+    flat = tuple(s for token in value for s in token)
+    twice = sorted({s for s in flat if flat.count(s) > 1})
+    if twice:
+        raise UserError(f"--seeds names {', '.join(map(str, twice))} twice; give each seed once")
+    return flat
+
+
+def add_merge(p: argparse.ArgumentParser, help: str) -> None:
+    p.add_argument("--merge", nargs="+", metavar="JSON", default=None, help=help)
+
+
+def read_merge(paths) -> list[dict]:
+    """The JSON results that ``--merge`` names, in order; a file that cannot be read is a UserError."""
+    parts = []
+    for path in paths:
+        try:
+            with open(path) as f:
+                parts.append(json.load(f))
+        except (OSError, ValueError) as e:
+            raise UserError(f"--merge {path}: {e}") from None
+    return parts
+
+
+def run_main(prog: str, fn: Callable[[], object], errors: tuple = ()) -> int:
+    """``fn()``, with a ``UserError`` (and any of ``errors``) said as one line on stderr: exit 2.
+    A return value that is an int is the exit status; anything else means 0."""
+    try:
+        rc = fn()
+    except (UserError, *errors) as e:
+        return report(prog, e if one_line(e) else type(e).__name__)
+    return rc if isinstance(rc, int) else 0
+
+
+__all__ = ["Parser", "SEEDS_HELP", "UserError", "add_merge", "add_seeds", "finite_float", "nonneg_float",
+           "nonneg_int", "positive_float", "positive_int", "read_merge", "report", "run_main", "seed_int", "seeds",
+           "seeds_of"]
