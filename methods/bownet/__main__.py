@@ -9,7 +9,7 @@ import argparse
 import os
 import sys
 
-from methods.common.cli import Parser, UserError, add_merge, add_seeds, read_merge, report, seeds_of
+from methods.common.cli import Parser, UserError, add_merge, add_seeds, report, seeds_of
 
 from .experiment import STAGES, MiniConfig, quick_config, run
 
@@ -80,29 +80,8 @@ def config_from_args(a: argparse.Namespace) -> MiniConfig:
 
 def _v2(args) -> int:
     """The second version's chunks (methods/README.md, "Second version"): one (kind, phase, seed) a call."""
-    from methods.common import report as files
+    from methods.common.chunks import cli_phase
     from . import preregistered as P
-    if args.merge:
-        if not args.json:
-            raise UserError("--merge needs --json for the combined result")
-        parts = read_merge(args.merge)
-        try:
-            result = P.choose(parts) if args.phase == "tune" else P.merge(parts, out=args.out)
-        except (KeyError, ValueError) as e:
-            raise UserError(f"--merge: {e}") from None
-        files.write_json(args.json, result)
-        print(result.get("table") or {k: result[k] for k in ("words", "crop", "layers")})
-        return 0
-    if args.kind not in ("conv", "adder"):
-        raise UserError("--phase runs one kind a chunk: --kind conv or --kind adder")
-    seeds = seeds_of(args.seeds) or ((P.TUNING_SEEDS[0],) if args.phase == "tune" else (P.EVAL_SEEDS[0],))
-    if len(seeds) != 1:
-        raise UserError("--phase runs one seed a chunk: --seeds S")
-    choice = None
-    if args.phase == "eval":
-        if args.choice is None:
-            raise UserError("--phase eval needs --choice (the JSON that --phase tune --merge wrote)")
-        choice = read_merge([args.choice])[0]
     if args.data not in P.SETUPS:
         raise UserError(f"--phase runs on {' or '.join(P.SETUPS)}, got --data {args.data!r}")
     if args.threads:
@@ -113,14 +92,8 @@ def _v2(args) -> int:
             faiss.omp_set_num_threads(args.threads)
         except ImportError:
             pass
-    try:
-        P.run_chunk(args.kind, args.phase, seeds[0], choice=choice, quick=args.quick, json_path=args.json,
-                    data=args.data)
-    except ValueError as e:
-        if "needs the tuning phase's choice" in str(e):
-            raise UserError(str(e)) from None
-        raise
-    return 0
+    return cli_phase(P, args, lambda seed, choice: P.run_chunk(
+        args.kind, args.phase, seed, choice=choice, quick=args.quick, json_path=args.json, data=args.data))
 
 
 def main(argv=None) -> int:

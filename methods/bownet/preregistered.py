@@ -26,6 +26,7 @@ from addernet.data import get_dataset
 from addernet.models import feature_extractor, recalibrate_bn
 from addernet.train import build_model, seed_everything
 from methods.common import extract_features, fewshot_eval, report
+from methods.common.chunks import check_chunks, finish_chunk
 from methods.common.split import validation_split
 from methods.common.stats import describe, paired_difference, summary_figure
 
@@ -143,14 +144,8 @@ def run_chunk(kind: str, phase: str, seed: int, *, choice: Optional[dict] = None
                                           vocab_loader=ssl_plain, **common)
                 add(arm, student, t0, w=w, crop=crop)
     result = {"method": "bownet", "version": 2, "data": data, "kind": kind, "phase": phase, "seed": seed,
-              "quick": quick,
-              "note": TOO_SMALL if quick else None, "choice": choice, "cells": cells, "recipe": r,
-              "seconds": round(time.perf_counter() - t_start, 1), "threads": torch.get_num_threads()}
-    if quick:
-        log(TOO_SMALL)
-    if json_path:
-        report.write_json(json_path, result)
-    return result
+              "quick": quick, "choice": choice, "cells": cells, "recipe": r}
+    return finish_chunk(result, t_start=t_start, note=TOO_SMALL, json_path=json_path, log=log)
 
 
 def _mean(vals):
@@ -160,8 +155,7 @@ def _mean(vals):
 def choose(chunks: Sequence[dict]) -> dict:
     """(words, crop): the best mean over tuning seeds of bownet's validation 5-shot at its best layer;
     then each arm's layer: the best mean validation 5-shot at that setting (ties: grid order)."""
-    if not chunks or any(c.get("phase") != "tune" for c in chunks):
-        raise ValueError("choose() takes the tuning phase's chunks")
+    check_chunks(chunks, "tune")
     cells = [cell for c in chunks for cell in c["cells"]]
 
     def at(arm, w=None, crop=None):
@@ -191,12 +185,7 @@ def choose(chunks: Sequence[dict]) -> dict:
 
 def merge(chunks: Sequence[dict], *, out: Optional[str] = None) -> dict:
     """Evaluation chunks of one kind: claim C4, the degeneracy check, description, a table and a PNG."""
-    if not chunks or any(c.get("phase") != "eval" for c in chunks):
-        raise ValueError("merge() takes the evaluation phase's chunks")
-    kinds = {c["kind"] for c in chunks}
-    if len(kinds) != 1:
-        raise ValueError(f"evaluation chunks of one kind at a time, got {sorted(kinds)}")
-    kind = kinds.pop()
+    kind = check_chunks(chunks, "eval")
     data = chunks[0].get("data", "mnist5k")
     layers = chunks[0]["choice"]["layers"]
     by = {}

@@ -324,42 +324,15 @@ def _report(result: dict, out: str, path: str):
 
 def cmd_v2(args):
     """The second version's chunks: one (kind, phase, seed) a call (methods/README.md, "Second version")."""
-    from methods.common import report
+    from methods.common.chunks import cli_phase
     from . import preregistered as P
-    if args.merge:
-        if not args.json:
-            raise UserError("--merge needs --json for the combined result")
-        parts = read_merge(args.merge)
-        try:
-            result = P.choose(parts) if args.phase == "tune" else P.merge(parts, out=args.out)
-        except (KeyError, ValueError) as e:
-            raise UserError(f"cannot merge {' '.join(args.merge)}: {e}") from None
-        report.write_json(args.json, result)
-        print(result.get("table") or result["ks"])
-        return
-    if args.kind == "both":
-        raise UserError("--phase runs one kind a chunk: --kind conv or --kind adder")
-    seeds = seeds_of(args.seeds) or ((P.TUNING_SEEDS[0],) if args.phase == "tune" else (P.EVAL_SEEDS[0],))
-    if len(seeds) != 1:
-        raise UserError("--phase runs one seed a chunk: --seeds S")
-    seed = seeds[0]
-    ks = None
-    if args.phase == "eval":
-        if args.choice is None:
-            raise UserError("--phase eval needs --choice (the JSON that --phase tune --merge wrote)")
-        ks = read_merge([args.choice])[0].get("ks")
-        if not isinstance(ks, dict):
-            raise UserError(f"{args.choice} has no 'ks' choice")
     if args.threads < 1:
         raise UserError(f"--threads must be at least 1, got {args.threads}")
     from .experiment import set_threads
     set_threads(args.threads)
-    try:
-        P.run_chunk(args.kind, args.phase, seed, ks=ks, quick=args.quick, json_path=args.json)
-    except ValueError as e:
-        if "needs the chosen K" in str(e):
-            raise UserError(str(e)) from None
-        raise
+    return cli_phase(P, args, lambda seed, choice: P.run_chunk(
+        args.kind, args.phase, seed, ks=None if choice is None else choice.get("ks"), quick=args.quick,
+        json_path=args.json))
 
 
 def cmd_run(args):

@@ -17,13 +17,13 @@ import os
 import time
 from typing import Optional, Sequence
 
-import torch
 from torch.utils.data import DataLoader
 
 from addernet.data import dataset_info, get_dataset, make_loaders
 from addernet.models import get_model
 from addernet.train import fit, seed_everything
 from methods.common import report
+from methods.common.chunks import check_chunks, finish_chunk
 from methods.common.split import validation_split
 from methods.common.stats import describe, paired_difference, summary_figure
 
@@ -140,20 +140,14 @@ def run_chunk(kind: str, phase: str, seed: int, *, ks: Optional[dict] = None, qu
                 cf_rand = _train(_net(kind, k), raw_fit, rand.labels, seed, recipe["cf_epochs"], recipe)
                 add("cf_rand", p, k, cf_rand, t0)
     result = {"method": "clusterfit", "version": 2, "kind": kind, "phase": phase, "seed": seed, "quick": quick,
-              "note": TOO_SMALL if quick else None, "ks": ks, "cells": cells, "recipe": recipe,
-              "seconds": round(time.perf_counter() - t_start, 1), "threads": torch.get_num_threads()}
-    if quick:
-        log(TOO_SMALL)
-    if json_path:
-        report.write_json(json_path, result)
-    return result
+              "ks": ks, "cells": cells, "recipe": recipe}
+    return finish_chunk(result, t_start=t_start, note=TOO_SMALL, json_path=json_path, log=log)
 
 
 def choose(chunks: Sequence[dict]) -> dict:
     """K per noise rate: the best mean over the tuning chunks of the 0-4 probe on the 0-4 validation
     images (ties: the smaller K)."""
-    if not chunks or any(c.get("phase") != "tune" for c in chunks):
-        raise ValueError("choose() takes the tuning phase's chunks")
+    check_chunks(chunks, "tune")
     cells = [cell for c in chunks for cell in c["cells"] if cell["network"] == "cf"]
     ks, scores = {}, {}
     for p in sorted({c["noise"] for c in cells}):
@@ -169,12 +163,7 @@ def choose(chunks: Sequence[dict]) -> dict:
 
 def merge(chunks: Sequence[dict], *, out: Optional[str] = None) -> dict:
     """Evaluation chunks of one kind: claim C3, the described differences, a table and a PNG."""
-    if not chunks or any(c.get("phase") != "eval" for c in chunks):
-        raise ValueError("merge() takes the evaluation phase's chunks")
-    kinds = {c["kind"] for c in chunks}
-    if len(kinds) != 1:
-        raise ValueError(f"evaluation chunks of one kind at a time, got {sorted(kinds)}")
-    kind = kinds.pop()
+    kind = check_chunks(chunks, "eval")
     by = {}
     for c in chunks:
         for cell in c["cells"]:

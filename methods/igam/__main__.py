@@ -96,42 +96,18 @@ def main(argv=None) -> int:
 
 def _v2(args) -> int:
     """The second version's chunks (methods/README.md, "Second version"): one (kind, phase, seed) a call."""
-    from methods.common.report import write_json
+    from methods.common.chunks import cli_phase
     from . import preregistered as P
-    if args.merge:
-        if not args.json:
-            raise UserError("--merge needs --json for the combined result")
-        parts = read_merge(args.merge)
-        try:
-            merged = P.choose(parts) if args.phase == "tune" else P.merge(parts, out=args.out)
-        except (KeyError, ValueError) as e:
-            raise UserError(f"--merge: {e}") from None
-        write_json(args.json, merged)
-        print(merged.get("table") or merged["weights"])
-        return 0
-    if args.kind == "both":
-        raise UserError("--phase runs one kind a chunk: --kind conv or --kind adder")
     arms = P.ARMS if args.arms is None else tuple(a.strip() for a in args.arms.split(",") if a.strip())
     bad = [a for a in arms if a not in P.ARMS]
     if bad or not arms:
         raise UserError(f"--arms takes a comma list of {', '.join(P.ARMS)}, got {args.arms!r}")
-    seeds = seeds_of(args.seeds) or ((P.TUNING_SEEDS[0],) if args.phase == "tune" else (P.EVAL_SEEDS[0],))
-    if len(seeds) != 1:
-        raise UserError("--phase runs one seed a chunk: --seeds S")
-    weights = None
-    if args.phase == "eval":
-        if args.choice is None:
-            raise UserError("--phase eval needs --choice (the JSON that --phase tune --merge wrote)")
-        try:
-            weights = read_merge([args.choice])[0]["weights"]
-        except KeyError:
-            raise UserError(f"--choice {args.choice}: no 'weights' in it") from None
-    import torch
     if args.threads is not None:
+        import torch
         torch.set_num_threads(args.threads)
-    P.run_chunk(args.kind, args.phase, seeds[0], arms=arms, weights=weights, quick=args.quick, out=args.out,
-                json_path=args.json)
-    return 0
+    return cli_phase(P, args, lambda seed, choice: P.run_chunk(
+        args.kind, args.phase, seed, arms=arms, weights=None if choice is None else choice.get("weights"),
+        quick=args.quick, out=args.out, json_path=args.json))
 
 
 def _main(args) -> int:

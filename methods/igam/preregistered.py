@@ -22,10 +22,10 @@ import tempfile
 import time
 from typing import Optional, Sequence
 
-import torch
 
 from addernet.train import seed_everything
 from methods.common import report
+from methods.common.chunks import check_chunks, finish_chunk
 from methods.common.split import split_loaders
 from methods.common.stats import describe, paired_difference, summary_figure
 
@@ -149,25 +149,15 @@ def run_chunk(kind: str, phase: str, seed: int, *, arms: Sequence[str] = ARMS, w
             + (f" strong@0.1 {cell['strong'][str(PRIMARY_EPS)]:.1f}" if "strong" in cell else "")
             + (" DEGENERATE (constant predictor)" if cell["degenerate"] else ""))
     result = {"method": "igam", "version": 2, "kind": kind, "phase": phase, "seed": seed, "quick": quick,
-              "note": TOO_SMALL if quick else None, "weights": weights, "cells": cells,
-              "config": E._config_dict(cfg, *E._adder_setup(cfg)),
-              "seconds": round(time.perf_counter() - t_start, 1), "threads": torch.get_num_threads()}
-    if quick:
-        log(TOO_SMALL)
-    if json_path:
-        report.write_json(json_path, result)
-    return result
+              "weights": weights, "cells": cells, "config": E._config_dict(cfg, *E._adder_setup(cfg))}
+    return finish_chunk(result, t_start=t_start, note=TOO_SMALL, json_path=json_path, log=log)
 
 
 def choose(chunks: Sequence[dict]) -> dict:
     """Each weighted arm's value by the pre-registered rule, from tuning chunks (one per tuning seed):
     the best mean validation PGD-20 @0.1 among the grid values whose mean validation clean accuracy is
     at most CLEAN_TOLERANCE points below ce's; none qualifying: the smallest value; ties: grid order."""
-    if not chunks or any(c.get("phase") != "tune" for c in chunks):
-        raise ValueError("choose() takes the tuning phase's chunks")
-    kinds = {c["kind"] for c in chunks}
-    if len(kinds) != 1:
-        raise ValueError(f"tuning chunks of one kind at a time, got {sorted(kinds)}")
+    check_chunks(chunks, "tune")
     cells = [cell for c in chunks for cell in c["cells"]]
 
     def mean(arm, weight, key):
@@ -194,12 +184,7 @@ def choose(chunks: Sequence[dict]) -> dict:
 
 def merge(chunks: Sequence[dict], *, out: Optional[str] = None) -> dict:
     """The evaluation chunks of one kind: per-arm rows, the claims' paired statistics, a table and a PNG."""
-    if not chunks or any(c.get("phase") != "eval" for c in chunks):
-        raise ValueError("merge() takes the evaluation phase's chunks")
-    kinds = {c["kind"] for c in chunks}
-    if len(kinds) != 1:
-        raise ValueError(f"evaluation chunks of one kind at a time, got {sorted(kinds)}")
-    kind = kinds.pop()
+    kind = check_chunks(chunks, "eval")
     seen = [(cell["arm"], cell["seed"]) for c in chunks for cell in c["cells"]]
     if len(seen) != len(set(seen)):
         raise ValueError("the chunks repeat an (arm, seed) cell")
