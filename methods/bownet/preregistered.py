@@ -15,7 +15,6 @@ no g(x)); ``rotnet_g`` (trained on g(x), then rotated); ``bownet`` (vocabulary f
 """
 from __future__ import annotations
 
-import os
 import time
 from typing import Optional, Sequence
 
@@ -25,10 +24,10 @@ from torch.utils.data import DataLoader
 from addernet.data import get_dataset
 from addernet.models import feature_extractor, recalibrate_bn
 from addernet.train import build_model, seed_everything
-from methods.common import extract_features, fewshot_eval, report
-from methods.common.chunks import check_chunks, finish_chunk
+from methods.common import extract_features, fewshot_eval
+from methods.common.chunks import check_chunks, finish_chunk, finish_merge
 from methods.common.split import validation_split
-from methods.common.stats import describe, paired_difference, summary_figure
+from methods.common.stats import describe, paired_difference
 
 from .perturb import Perturbation
 from .pipeline import random_init, train_bownet, train_rotnet
@@ -208,17 +207,9 @@ def merge(chunks: Sequence[dict], *, out: Optional[str] = None) -> dict:
     rows = [{"arm": a, "layer": layers.get(a), "seeds": sum(v is not None for v in series(a)),
              "5-shot": describe([v for v in series(a) if v is not None]),
              "1-shot": describe([v for v in series(a, "1shot") if v is not None])} for a in ARMS if a in layers]
-    quick = any(c.get("quick") for c in chunks)
-    result = {"method": "bownet", "version": 2, "data": data, "kind": kind, "seeds": seeds, "claims": claims,
-              "described": described, "rotation_pretext_degenerate": degenerate, "rows": rows, "quick": quick,
-              "note": TOO_SMALL if quick else None,
-              "table": report.table_markdown(rows, ["arm", "layer", "seeds", "5-shot", "1-shot"])}
-    if out:
-        os.makedirs(out, exist_ok=True)
-        comps = {"C4: bownet - rotnet_g": claims["C4"], **described}
-        title = f"BoWNet v2 ({data}, {kind}): 5-way 5-shot on digits 5-9, paired differences per seed"
-        fig = summary_figure(comps, title=title + (" [quick: too small]" if quick else ""),
-                             claims=["C4: bownet - rotnet_g"])
-        suffix = "" if data == "mnist5k" else f"_{data}"
-        report.save_figure(fig, os.path.join(out, f"bownet_v2_{kind}{suffix}_summary.png"))
-    return result
+    result = {"method": "bownet", "version": 2, "data": data, "kind": kind, "seeds": seeds, "rows": rows,
+              "rotation_pretext_degenerate": degenerate}
+    suffix = "" if data == "mnist5k" else f"_{data}"
+    return finish_merge(chunks, result, cols=["arm", "layer", "seeds", "5-shot", "1-shot"], note=TOO_SMALL,
+                        claims=claims, described=described, out=out, png=f"bownet_v2_{kind}{suffix}_summary.png",
+                        title=f"BoWNet v2 ({data}, {kind}): 5-way 5-shot on digits 5-9, paired differences per seed")

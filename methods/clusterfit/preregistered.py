@@ -13,7 +13,6 @@ version's same-task control, digits 0-4. Every cell has the random-id control N_
 """
 from __future__ import annotations
 
-import os
 import time
 from typing import Optional, Sequence
 
@@ -22,10 +21,9 @@ from torch.utils.data import DataLoader
 from addernet.data import dataset_info, get_dataset, make_loaders
 from addernet.models import get_model
 from addernet.train import fit, seed_everything
-from methods.common import report
-from methods.common.chunks import check_chunks, finish_chunk
+from methods.common.chunks import check_chunks, finish_chunk, finish_merge
 from methods.common.split import validation_split
-from methods.common.stats import describe, paired_difference, summary_figure
+from methods.common.stats import describe, paired_difference
 
 from .evaluation import probe_accuracy
 from .experiment import DIGIT_AUGMENT
@@ -195,16 +193,8 @@ def merge(chunks: Sequence[dict], *, out: Optional[str] = None) -> dict:
                              "K": ", ".join(sorted({str(c["K"]) for c in cells})) if cells[0]["K"] else "-",
                              "seeds": len(cells), "transfer 5-9": describe([c["transfer"] for c in cells]),
                              "same task 0-4": describe([c["same_task"] for c in cells])})
-    quick = any(c.get("quick") for c in chunks)
-    result = {"method": "clusterfit", "version": 2, "kind": kind, "seeds": seeds, "claims": claims,
-              "described": described, "rows": rows, "quick": quick, "note": TOO_SMALL if quick else None,
-              "table": report.table_markdown(rows, ["network", "noise", "K", "seeds", "transfer 5-9",
-                                                    "same task 0-4"])}
-    if out:
-        os.makedirs(out, exist_ok=True)
-        comps = {f"C3: cf - pre (p={p0})": claims["C3"], **described}
-        title = f"ClusterFit v2 ({kind}): 5-9 probe accuracy, paired differences per seed"
-        fig = summary_figure(comps, title=title + (" [quick: too small]" if quick else ""),
-                             claims=[f"C3: cf - pre (p={p0})"])
-        report.save_figure(fig, os.path.join(out, f"clusterfit_v2_{kind}_summary.png"))
-    return result
+    result = {"method": "clusterfit", "version": 2, "kind": kind, "seeds": seeds, "rows": rows}
+    return finish_merge(chunks, result, cols=["network", "noise", "K", "seeds", "transfer 5-9", "same task 0-4"],
+                        note=TOO_SMALL, claims=claims, described=described, out=out,
+                        png=f"clusterfit_v2_{kind}_summary.png",
+                        title=f"ClusterFit v2 ({kind}): 5-9 probe accuracy (p={p0} for C3), paired differences per seed")

@@ -8,6 +8,7 @@ A chunk is a JSON with ``phase`` ("tune" or "eval"), ``kind``, ``seed``, ``quick
 from __future__ import annotations
 
 import json
+import os
 import time
 from typing import Optional, Sequence
 
@@ -76,3 +77,21 @@ def cli_phase(module, args, run) -> int:
             raise UserError(f"--choice {args.choice}: {e}") from None
         raise
     return 0
+
+
+def finish_merge(chunks: Sequence[dict], result: dict, *, cols: Sequence[str], note: str, claims: dict,
+                 described: dict, out: Optional[str], png: str, title: str) -> dict:
+    """Complete a merged result: the claims and the described differences (``paired_difference``
+    results keyed by their labels), the markdown table of ``result["rows"]``, the quick note; with
+    ``out``, the one summary PNG (claims in green/red, description in blue)."""
+    quick = any(c.get("quick") for c in chunks)
+    result.update(claims=claims, described=described, quick=quick, note=note if quick else None,
+                  table=report.table_markdown(result["rows"], list(cols)))
+    if out:
+        from .stats import summary_figure
+        os.makedirs(out, exist_ok=True)
+        labels = {f"{name}: {c['a']} - {c['b']}": c for name, c in claims.items()}
+        fig = summary_figure({**labels, **described}, title=title + (" [quick: too small]" if quick else ""),
+                             claims=list(labels))
+        report.save_figure(fig, os.path.join(out, png))
+    return result

@@ -24,10 +24,9 @@ from typing import Optional, Sequence
 
 
 from addernet.train import seed_everything
-from methods.common import report
-from methods.common.chunks import check_chunks, finish_chunk
+from methods.common.chunks import check_chunks, finish_chunk, finish_merge
 from methods.common.split import split_loaders
-from methods.common.stats import describe, paired_difference, summary_figure
+from methods.common.stats import describe, paired_difference
 
 from . import experiment as E
 from .evaluation import robustness, strong_pgd
@@ -208,18 +207,8 @@ def merge(chunks: Sequence[dict], *, out: Optional[str] = None) -> dict:
                      "strong@0.1": describe([c["strong"][key] for c in cells]),
                      "pgd20@0.1": describe([c["pgd20"][key] for c in cells]),
                      "degenerate seeds": ", ".join(str(c["seed"]) for c in cells if c["degenerate"]) or "none"})
-    quick = any(c.get("quick") for c in chunks)
-    result = {"method": "igam", "version": 2, "kind": kind, "seeds": seeds, "claims": claims,
-              "described": described, "rows": rows, "quick": quick, "note": TOO_SMALL if quick else None,
-              "table": report.table_markdown(rows, ["arm", "seeds", "clean", "pgd20@0.1", "strong@0.1",
-                                                    "degenerate seeds"])}
-    if out:
-        os.makedirs(out, exist_ok=True)
-        comps = {f"{n}: {c['a']} - {c['b']}": c for n, c in claims.items()}
-        comps.update(described)
-        title = f"IGAM v2 ({kind}): strong-attack accuracy @0.1, paired differences per seed"
-        fig = summary_figure(comps, title=title + (" [quick: too small]" if quick else ""),
-                             claims=[f"{n}: {c['a']} - {c['b']}" for n, c in claims.items()])
-        report.save_figure(fig,
-                           os.path.join(out, f"igam_v2_{kind}_summary.png"))
-    return result
+    result = {"method": "igam", "version": 2, "kind": kind, "seeds": seeds, "rows": rows}
+    return finish_merge(chunks, result, cols=["arm", "seeds", "clean", "pgd20@0.1", "strong@0.1", "degenerate seeds"],
+                        note=TOO_SMALL, claims=claims, described=described, out=out,
+                        png=f"igam_v2_{kind}_summary.png",
+                        title=f"IGAM v2 ({kind}): strong-attack accuracy @0.1, paired differences per seed")
