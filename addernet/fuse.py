@@ -18,67 +18,24 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from . import backends
-from .functional import resolve_padding
-from .nn import AdderConv2d
+from .nn import AdderConv2d, FusedAdderConv2d
 
-__all__ = ["fuse", "FusedAdderConv2d"]
-
-
-class FusedAdderConv2d(nn.Module):
-    """An AdderConv2d with a following eval-mode BatchNorm (and ReLU) folded into its epilogue.
-
-    Inference only: it always applies the BatchNorm's running statistics, and has no gradient path.
-    """
-
-    def __init__(self, adder: AdderConv2d, bn: nn.BatchNorm2d, relu: bool):
-        super().__init__()
-        for attr in ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups",
-                     "padding_mode", "backend"):
-            setattr(self, attr, getattr(adder, attr))
-        self._reversed_padding_repeated_twice = adder._reversed_padding_repeated_twice
-        self.relu = relu
-        with torch.no_grad():
-            inv_std = torch.rsqrt(bn.running_var + bn.eps)
-            scale = bn.weight * inv_std if bn.affine else inv_std
-            shift = (bn.bias if bn.affine else 0) - bn.running_mean * scale
-            if adder.bias is not None:
-                shift = shift + adder.bias * scale
-        self.register_buffer("weight", adder.weight.detach().clone())
-        self.register_buffer("scale", scale.to(adder.weight.dtype).contiguous())
-        self.register_buffer("shift", shift.to(adder.weight.dtype).contiguous())
-
-    def extra_repr(self) -> str:
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
-                f"padding={self.padding}, bn_folded=True, relu={self.relu}")
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        padding = self.padding
-        if self.padding_mode != "zeros":
-            x = nn.functional.pad(x, self._reversed_padding_repeated_twice, mode=self.padding_mode)
-            padding = 0
-        x, pad = resolve_padding(x, self.weight, padding, tuple(self.stride), tuple(self.dilation))
-        backend = backends.current(self.backend)
-        if backend == "native":
-            return torch.ops.addernet.adder_conv2d_fused(
-                x, self.weight, self.scale, self.shift, list(self.stride), list(pad), list(self.dilation),
-                self.groups, self.relu)
-        y = backends.implementation(backend)(x, self.weight, tuple(self.stride), pad, tuple(self.dilation), self.groups)
-        y = y * self.scale.view(1, -1, 1, 1) + self.shift.view(1, -1, 1, 1)
-        return torch.relu(y) if self.relu else y
+# FusedAdderConv2d lives with the other layer variants in addernet.nn; it is re-exported here.
+__all__ = ["DataFlow", "FusedAdderConv2d", "data_flow", "fuse"]
 
 
 # ------------------------------------------------------------------------------ data flow
 
-class _Flow:
-    """Who consumes what each module produced: consumers[name] lists ('module', name) / ('op', name)."""
+class DataFlow:
+    """Who consumes what each module produced: consumers[name] lists ('module', name) / ('op', name);
+    calls[name] counts the module's calls. ``fuse`` and ``quantize`` decide what follows what from it."""
 
     def __init__(self):
         self.consumers: dict[str, list[tuple[str, str]]] = defaultdict(list)
         self.calls: dict[str, int] = defaultdict(int)
 
 
-def _flow_from_fx(model: nn.Module) -> _Flow:
+def _flow_from_fx(model: nn.Module) -> DataFlow:
     import torch.fx
 
     class Tracer(torch.fx.Tracer):
@@ -86,7 +43,7 @@ def _flow_from_fx(model: nn.Module) -> _Flow:
             return isinstance(m, AdderConv2d) or super().is_leaf_module(m, qualname)
 
     graph = Tracer().trace(model)
-    flow = _Flow()
+    flow = DataFlow()
     for node in graph.nodes:
         if node.op != "call_module":
             continue
@@ -101,13 +58,13 @@ def _flow_from_fx(model: nn.Module) -> _Flow:
 _NOT_CONSUMING = {"size", "dim", "numel", "__len__", "is_contiguous", "__get__", "__format__", "__bool__"}
 
 
-def _flow_from_run(model: nn.Module, example_input) -> _Flow:
+def data_flow(model: nn.Module, example_input) -> DataFlow:
     """Runs the model once, recording which module or op reads each module's output.
 
     Tensors are keyed by (id, version), so an in-place ReLU's output is not mistaken for its input;
     every tensor is kept alive during the run so that ids are not reused.
     """
-    flow = _Flow()
+    flow = DataFlow()
     producer: dict[tuple[int, int], str] = {}
     alive: list[torch.Tensor] = []
     active: list[str] = []
@@ -162,11 +119,6 @@ def _flow_from_run(model: nn.Module, example_input) -> _Flow:
 
 # ------------------------------------------------------------------------------ fusion
 
-def _set(model: nn.Module, name: str, module: nn.Module) -> None:
-    parent, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, child, module)
-
-
 def fuse(model: nn.Module, example_input=None, inplace: bool = False) -> nn.Module:
     """Folds every eval-mode BatchNorm2d (and a following nn.ReLU) that only an adder layer feeds.
 
@@ -176,7 +128,7 @@ def fuse(model: nn.Module, example_input=None, inplace: bool = False) -> nn.Modu
     if model.training:
         raise ValueError("fuse() folds BatchNorm running statistics, which only eval mode uses: call model.eval() first")
     if example_input is not None:
-        flow = _flow_from_run(model, example_input)
+        flow = data_flow(model, example_input)
     else:
         try:
             flow = _flow_from_fx(model)
@@ -209,10 +161,10 @@ def fuse(model: nn.Module, example_input=None, inplace: bool = False) -> nn.Modu
         after_bn = flow.consumers.get(bn_name, [])
         if len(after_bn) == 1 and after_bn[0][0] == "module" and single(after_bn[0][1], nn.ReLU) is not None:
             relu_name = after_bn[0][1]
-        _set(model, name, FusedAdderConv2d(adder, bn, relu=relu_name is not None))
-        _set(model, bn_name, nn.Identity())
+        model.set_submodule(name, FusedAdderConv2d(adder, bn, relu=relu_name is not None))
+        model.set_submodule(bn_name, nn.Identity())
         if relu_name is not None:
-            _set(model, relu_name, nn.Identity())
+            model.set_submodule(relu_name, nn.Identity())
         fused.append((name, bn_name, relu_name))
     model.fused_layers = fused
     return model

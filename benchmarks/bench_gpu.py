@@ -1,20 +1,31 @@
-"""GPU check of the adder convolution: correctness of the native CUDA ops, then timings.
+"""GPU check of the adder convolution: correctness of the native ops, then timings against cuDNN.
 
     python benchmarks/bench_gpu.py --out OUT [--budget-s 150] [--skip-bench] [--skip-correctness]
+    python benchmarks/bench_gpu.py --dry-run --out OUT    # CPU only: every step on tiny shapes
 
-Correctness: per dtype (float32, float16, bfloat16) fresh random inputs on small shapes that
-reach every kernel tile configuration; forward, fused, backward (both weight-gradient routes,
-ADDERNET_CUDA_WGRAD=kernel|cudnn) and the output masks, against a float64 CPU evaluation of the
-definitions. The caching allocator is poisoned with NaN before each call, so an output element a
-kernel forgets to write shows up.
+A driver over addernet.bench: the shapes of addernet.bench.shapes, the candidates of
+addernet.bench.op_table, the interleaved CUDA-event timing of addernet.bench.latency and the
+float64 definition of addernet.backends.reference. It needs torch (and triton for that backend)
+only: the GPU machines it runs on have nothing else installed.
 
-Timings: ResNet-20 (CIFAR, batch 256) and ResNet-18 (ImageNet, batch 64) layer shapes, forward
-and forward+backward, for the native CUDA op, Triton (when available), the unfold reference
-(when it fits), torch.cdist(p=1) on unfolded patches (forward) and cuDNN F.conv2d with TF32 off
-and on. Repetitions are interleaved across the contenders of a case and the median is kept;
-ratios are against cuDNN with TF32 off. Writes OUT/gpu_results.json and OUT/gpu_results.md.
-Exit status: 0 when every correctness check passed and every contender ran or was skipped
-for a stated reason, 1 otherwise, 2 without a GPU.
+Correctness: per dtype (float32, float16, bfloat16) fresh random inputs on CHECK_SHAPES, small shapes
+that reach every kernel tile configuration; forward, fused, backward (both weight-gradient routes,
+ADDERNET_CUDA_WGRAD=kernel|cudnn) and the output masks, against the float64 definition evaluated on
+the CPU. The caching allocator is poisoned with NaN before each call, so an output element a kernel
+forgets to write shows up.
+
+Timings: the ResNet-20 layers at batch 256 and the ResNet-18 layers at batch 64, forward and
+forward+backward, for the native op, Triton (when available), the unfold reference (when it fits),
+torch.cdist(p=1) on unfolded patches (forward) and cuDNN F.conv2d with TF32 off and on. The
+contenders of a case run interleaved and the median is kept; ratios are against cuDNN with TF32
+off. Writes OUT/gpu_results.json and OUT/gpu_results.md.
+
+--dry-run runs the same code on the CPU: the native CPU ops (float32, bfloat16) against the same
+reference, then the timing loop on the 'tiny' shapes for 2 rounds. Its times are no measurement:
+it exists so that CI catches a change that breaks this script before a GPU runs it.
+
+Exit status: 0 when every correctness check passed and every contender ran or was skipped for a
+stated reason, 1 otherwise, 2 without a GPU (and without --dry-run).
 """
 from __future__ import annotations
 
@@ -22,11 +33,9 @@ import argparse
 import contextlib
 import json
 import os
-import statistics
 import sys
 import time
 import traceback
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -35,63 +44,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+from addernet.backends import reference  # noqa: E402
+from addernet.bench.latency import time_interleaved  # noqa: E402
+from addernet.bench.model_bench import peak_memory, resolve_backends  # noqa: E402
+from addernet.bench.op_table import candidates  # noqa: E402
+from addernet.bench.shapes import CHECK_SHAPES, LAYER_SETS  # noqa: E402
+
 WGRAD_ENV = "ADDERNET_CUDA_WGRAD"
-
-
-@dataclass(frozen=True)
-class Conv:
-    net: str
-    name: str
-    n: int
-    c: int
-    h: int
-    w: int
-    o: int
-    k: int
-    stride: int = 1
-    pad: int = 0
-    dilation: int = 1
-    groups: int = 1
-
-    @property
-    def out_hw(self):
-        reach = self.dilation * (self.k - 1) + 1
-        return ((self.h + 2 * self.pad - reach) // self.stride + 1,
-                (self.w + 2 * self.pad - reach) // self.stride + 1)
-
-    def args(self):
-        return (self.stride, self.stride), (self.pad, self.pad), (self.dilation, self.dilation), self.groups
-
-
-BENCH_SHAPES = [
-    Conv("resnet20", "16@32 3x3", 256, 16, 32, 32, 16, 3, 1, 1),
-    Conv("resnet20", "16->32@32 3x3 s2", 256, 16, 32, 32, 32, 3, 2, 1),
-    Conv("resnet20", "16->32@32 1x1 s2", 256, 16, 32, 32, 32, 1, 2, 0),
-    Conv("resnet20", "32@16 3x3", 256, 32, 16, 16, 32, 3, 1, 1),
-    Conv("resnet20", "32->64@16 3x3 s2", 256, 32, 16, 16, 64, 3, 2, 1),
-    Conv("resnet20", "32->64@16 1x1 s2", 256, 32, 16, 16, 64, 1, 2, 0),
-    Conv("resnet20", "64@8 3x3", 256, 64, 8, 8, 64, 3, 1, 1),
-    Conv("resnet18", "64@56 3x3", 64, 64, 56, 56, 64, 3, 1, 1),
-    Conv("resnet18", "128@28 3x3", 64, 128, 28, 28, 128, 3, 1, 1),
-    Conv("resnet18", "256@14 3x3", 64, 256, 14, 14, 256, 3, 1, 1),
-    Conv("resnet18", "512@7 3x3", 64, 512, 7, 7, 512, 3, 1, 1),
-]
-
-# Small shapes for the correctness pass; channel counts pick each tile configuration.
-CHECK_SHAPES = [
-    Conv("check", "direct og<=4", 2, 3, 7, 6, 4, 3, 1, 1),
-    Conv("check", "depthwise s2", 2, 6, 9, 8, 6, 3, 2, 1, groups=6),
-    Conv("check", "tiny 3x3", 3, 16, 8, 8, 16, 3, 1, 1),
-    Conv("check", "rgb 5x5 s2", 2, 3, 11, 13, 12, 5, 2, 2),
-    Conv("check", "small s2", 2, 16, 9, 9, 32, 3, 2, 1),
-    Conv("check", "1x1 s2", 2, 32, 8, 8, 24, 1, 2, 0),
-    Conv("check", "dilated", 2, 40, 9, 9, 48, 3, 1, 2, dilation=2),
-    Conv("check", "grouped", 2, 64, 6, 6, 64, 3, 1, 1, groups=2),
-    Conv("check", "large", 2, 72, 5, 5, 136, 3, 1, 1),
-    Conv("check", "large cin", 2, 136, 4, 3, 40, 1, 1, 0),
-    Conv("check", "batch 9", 9, 8, 10, 10, 20, 3, 1, 0),
-]
-
+# (layer set, batch) timed on the GPU, and in a dry run.
+TIMED_SETS = {"gpu": (("resnet20", 256), ("resnet18", 64)), "dry": (("tiny", 2),)}
+DTYPES = {"cuda": (torch.float32, torch.float16, torch.bfloat16), "cpu": (torch.float32, torch.bfloat16)}
 # Error allowed relative to the sum of |terms| of each output element.
 TOLERANCE = {torch.float32: 2e-5, torch.float16: 2e-3, torch.bfloat16: 1e-2}
 
@@ -118,39 +80,37 @@ def set_conv_tf32(on: bool) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# float64 definition
+# correctness
 
 
-def reference64(x, w, g, scale, shift, s: Conv):
-    """Forward, its |terms| sum, gradients and their |terms| sums, in float64 on the CPU."""
+def expected(x, w, g, scale, shift, s):
+    """Forward, fused, and both gradients in float64 on the CPU from the library's definition, each
+    with the sum of |terms| of every element (what a rounding error scales with)."""
     x, w, g = x.double().cpu(), w.double().cpu(), g.double().cpu()
-    stride, padding, dilation, groups = s.args()
-    n, c, h, wd = x.shape
-    o, cg, kh, kw = w.shape
-    oh, ow = s.out_hw
-    k = cg * kh * kw
-    cols = F.unfold(x, (kh, kw), dilation=dilation, padding=padding, stride=stride)
-    cols = cols.view(n, groups, 1, k, oh * ow)
-    wg = w.view(1, groups, o // groups, k, 1)
-    diff = cols - wg
-    y = -diff.abs().sum(3).reshape(n, o, oh, ow)
-    y_scale = -y
-    gc = g.reshape(n, groups, o // groups, 1, oh * ow)
-    gw = (gc * diff).sum((0, 4)).reshape(w.shape)
-    # Bounds both evaluation orders: sum G*(X-W) directly, or sum G*X - W*sum G (cuDNN route).
-    gw_scale = (gc.abs() * (cols.abs() + wg.abs())).sum((0, 4)).reshape(w.shape)
-    ht = (wg - cols).clamp(-1, 1)
-    fold = dict(output_size=(h, wd), kernel_size=(kh, kw), dilation=dilation, padding=padding, stride=stride)
-    gi = F.fold((gc * ht).sum(2).reshape(n, c * kh * kw, oh * ow), **fold)
-    gi_scale = F.fold((gc.abs() * ht.abs()).sum(2).reshape(n, c * kh * kw, oh * ow), **fold)
+    conf = s.conv_args
+    y = reference.forward(x, w, *conf)
+    gi, gw = reference.backward(g, x, w, *conf)
+    ag = g.abs()
+    # grad_weight = sum G*(X - W), directly or as sum G*X - W*sum G (the cuDNN route): both are
+    # bounded by sum |G|(|X| + |W|); padded taps (X = 0) count, as in the op.
+    gw_scale = (torch.nn.grad.conv2d_weight(x.abs(), w.shape, ag, *conf)
+                + w.abs() * ag.sum((0, 2, 3)).view(-1, 1, 1, 1))
+    # grad_input = sum G*HardTanh(W - X). Its |terms| come from the same definition through
+    # |HardTanh(d)| = clamp(d, 0, 1) + clamp(-d, 0, 1) and clamp(d, 0, 1) = (HardTanh(2d - 1) + 1) / 2,
+    # with 2d - 1 = (2W - 1) - 2X: two more reference gradients and a sum of |G| over the taps.
+    taps = torch.nn.grad.conv2d_input(x.shape, torch.ones_like(w), ag, *conf)
+    up = reference.backward(ag, 2 * x, 2 * w - 1, *conf, need_weight=False)[0]
+    down = reference.backward(ag, -2 * x, -2 * w - 1, *conf, need_weight=False)[0]
+    gi_scale = (up + down) / 2 + taps
     sc, sf = scale.double().cpu().view(1, -1, 1, 1), shift.double().cpu().view(1, -1, 1, 1)
     fused = (sc * y + sf).clamp_min(0)
-    fused_scale = sc.abs() * y_scale + sf.abs()
-    return dict(y=(y, y_scale), fused=(fused, fused_scale), gi=(gi, gi_scale), gw=(gw, gw_scale))
+    return dict(y=(y, -y), fused=(fused, sc.abs() * -y + sf.abs()), gi=(gi, gi_scale), gw=(gw, gw_scale))
 
 
-def poison(*shapes_dtypes):
-    """Leaves NaN-filled blocks of these sizes in the caching allocator for the next op."""
+def poison(device, *shapes_dtypes):
+    """Leaves NaN-filled blocks of these sizes in the CUDA caching allocator for the next op."""
+    if device != "cuda":
+        return  # the CPU allocator hands memory back to the system: nothing to poison
     blocks = [torch.full(shape, float("nan"), dtype=dt, device="cuda") for shape, dt in shapes_dtypes]
     torch.cuda.synchronize()
     del blocks
@@ -166,61 +126,65 @@ def compare(got, want, dtype):
     bad = ~(err <= allowed)  # NaN counts as bad
     if bool(bad.any()):
         idx = int(bad.flatten().nonzero()[0])
-        return False, (
-            f"{int(bad.sum())}/{bad.numel()} wrong; first flat index {idx}: got "
-            f"{got64.flatten()[idx].item():.6g}, want {want_v.flatten()[idx].item():.6g}"
-        )
+        return False, (f"{int(bad.sum())}/{bad.numel()} wrong; first flat index {idx}: got "
+                       f"{got64.flatten()[idx].item():.6g}, want {want_v.flatten()[idx].item():.6g}")
     rel = float((err / (scale + want_v.abs() + 1e-12)).max()) if err.numel() else 0.0
     return True, f"max rel err {rel:.2e}"
 
 
-def correctness(log) -> list:
+def _sync(device):
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def correctness(log, device: str = "cuda") -> list:
     ops = torch.ops.addernet
     results = []
     set_conv_tf32(False)  # the cuDNN weight-gradient route is checked at full float32 precision
     gen = torch.Generator().manual_seed(0)
-    for dtype in (torch.float32, torch.float16, torch.bfloat16):
+
+    def record(dtype, shape, what, ok, msg, quiet=False):
+        results.append(dict(dtype=str(dtype).replace("torch.", ""), shape=shape, check=what, ok=ok, detail=msg))
+        if not (quiet and ok):
+            log(f"  [{'ok' if ok else 'FAIL'}] {results[-1]['dtype']:8s} {shape:14s} {what:22s} {msg}")
+
+    for dtype in DTYPES[device]:
         for s in CHECK_SHAPES:
-            stride, padding, dilation, groups = s.args()
             oh, ow = s.out_hw
-            x = (torch.rand(s.n, s.c, s.h, s.w, generator=gen) * 4 - 2).to(dtype)
-            w = (torch.rand(s.o, s.c // groups, s.k, s.k, generator=gen) * 2 - 1).to(dtype)
-            g = (torch.rand(s.n, s.o, oh, ow, generator=gen) * 2 - 1).to(dtype)
+            x = (torch.rand(s.batch, s.cin, *s.in_hw, generator=gen) * 4 - 2).to(dtype)
+            w = (torch.rand(s.cout, s.cin // s.groups, s.kernel, s.kernel, generator=gen) * 2 - 1).to(dtype)
+            g = (torch.rand(s.batch, s.cout, oh, ow, generator=gen) * 2 - 1).to(dtype)
             # The folded BatchNorm terms travel in the activation dtype, as the op requires.
-            scale = (torch.rand(s.o, generator=gen) * 3 - 1.5).to(dtype)
-            shift = (torch.rand(s.o, generator=gen) * 4 - 2).to(dtype)
-            ref = reference64(x, w, g, scale, shift, s)
-            xd, wd, gd = x.cuda(), w.cuda(), g.cuda()
-            conf = (list(stride), list(padding), list(dilation), groups)
+            scale = (torch.rand(s.cout, generator=gen) * 3 - 1.5).to(dtype)
+            shift = (torch.rand(s.cout, generator=gen) * 4 - 2).to(dtype)
+            ref = expected(x, w, g, scale, shift, s)
+            xd, wd, gd = x.to(device), w.to(device), g.to(device)
+            conf = tuple(list(a) if isinstance(a, tuple) else a for a in s.conv_args)
 
             def check(what, fn, want_key, index=None):
                 try:
                     out = fn()
-                    torch.cuda.synchronize()
-                    got = out if index is None else out[index]
-                    ok, msg = compare(got, ref[want_key], dtype)
+                    _sync(device)
+                    ok, msg = compare(out if index is None else out[index], ref[want_key], dtype)
                 except Exception as exc:  # a crash is a failed check, the pass goes on
                     ok, msg = False, f"{type(exc).__name__}: {exc}"
-                results.append(dict(dtype=str(dtype).replace("torch.", ""), shape=s.name, check=what, ok=ok, detail=msg))
-                log(f"  [{'ok' if ok else 'FAIL'}] {results[-1]['dtype']:8s} {s.name:14s} {what:22s} {msg}")
+                record(dtype, s.name, what, ok, msg)
 
-            ysz = ((s.n, s.o, oh, ow), dtype)
-            poison(ysz)
+            ysz = ((s.batch, s.cout, oh, ow), dtype)
+            poison(device, ysz)
             check("forward", lambda: ops.adder_conv2d(xd, wd, *conf), "y")
-            poison(ysz)
+            poison(device, ysz)
             check("fused scale+shift+relu", lambda: ops.adder_conv2d_fused(
-                xd, wd, scale.cuda(), shift.cuda(), *conf, True), "fused")
-            poison(ysz)
+                xd, wd, scale.to(device), shift.to(device), *conf, True), "fused")
+            poison(device, ysz)
             check("forward channels_last", lambda: ops.adder_conv2d(
                 xd.to(memory_format=torch.channels_last), wd, *conf), "y")
             for mode in ("kernel", "cudnn"):
                 with env(WGRAD_ENV, mode):
-                    poison((tuple(x.shape), dtype), (tuple(w.shape), dtype))
-                    check(f"grad_input [{mode}]", lambda: ops.adder_conv2d_backward(
-                        gd, xd, wd, *conf, [True, True]), "gi", 0)
-                    poison((tuple(x.shape), dtype), (tuple(w.shape), dtype))
-                    check(f"grad_weight [{mode}]", lambda: ops.adder_conv2d_backward(
-                        gd, xd, wd, *conf, [True, True]), "gw", 1)
+                    for what, key, index in (("grad_input", "gi", 0), ("grad_weight", "gw", 1)):
+                        poison(device, (tuple(x.shape), dtype), (tuple(w.shape), dtype))
+                        check(f"{what} [{mode}]", lambda: ops.adder_conv2d_backward(
+                            gd, xd, wd, *conf, [True, True]), key, index)
             # Output masks: the masked gradient must come back as an empty tensor.
             try:
                 gi, gw = ops.adder_conv2d_backward(gd, xd, wd, *conf, [True, False])
@@ -229,18 +193,15 @@ def correctness(log) -> list:
                 msg = f"shapes {tuple(gi.shape)} {tuple(gw.shape)} {tuple(gi2.shape)} {tuple(gw2.shape)}"
             except Exception as exc:
                 ok, msg = False, f"{type(exc).__name__}: {exc}"
-            results.append(dict(dtype=str(dtype).replace("torch.", ""), shape=s.name, check="output_mask", ok=ok, detail=msg))
-            if not ok:
-                log(f"  [FAIL] {dtype} {s.name} output_mask {msg}")
-    # A float64 CUDA tensor must be refused with a message, not crash.
-    try:
-        ops.adder_conv2d(torch.zeros(1, 1, 3, 3, device="cuda", dtype=torch.float64),
-                         torch.zeros(1, 1, 1, 1, device="cuda", dtype=torch.float64), [1, 1], [0, 0], [1, 1], 1)
-        ok, msg = False, "float64 on CUDA was accepted"
-    except RuntimeError as exc:
-        ok, msg = "float64" in str(exc), str(exc).splitlines()[0]
-    results.append(dict(dtype="float64", shape="-", check="refused on CUDA", ok=ok, detail=msg))
-    log(f"  [{'ok' if ok else 'FAIL'}] float64 refused: {msg}")
+            record(dtype, s.name, "output_mask", ok, msg, quiet=True)
+    if device == "cuda":  # a float64 CUDA tensor must be refused with a message, not crash
+        try:
+            ops.adder_conv2d(torch.zeros(1, 1, 3, 3, device="cuda", dtype=torch.float64),
+                             torch.zeros(1, 1, 1, 1, device="cuda", dtype=torch.float64), [1, 1], [0, 0], [1, 1], 1)
+            ok, msg = False, "float64 on CUDA was accepted"
+        except RuntimeError as exc:
+            ok, msg = "float64" in str(exc), str(exc).splitlines()[0]
+        record("float64", "-", "refused on CUDA", ok, msg)
     return results
 
 
@@ -248,179 +209,155 @@ def correctness(log) -> list:
 # timing
 
 
-def time_interleaved(runners: dict, reps: int, target_ms: float, deadline: float):
-    """Median ms per call of each runner; one sample of each in turn, `reps` rounds."""
-    inner, samples, errors = {}, {k: [] for k in runners}, {}
-    for name, fn in list(runners.items()):
+def _tf32(fn, on: bool):
+    def run():
+        set_conv_tf32(on)
+        return fn()
+    return run
+
+
+def _wgrad(fn, mode: str):
+    def run():
+        set_conv_tf32(False)  # the cuDNN route at full float32, like the baseline, whatever ran before
+        with env(WGRAD_ENV, mode):
+            return fn()
+    return run
+
+
+def _free_bytes(device) -> float:
+    return torch.cuda.mem_get_info()[0] if device == "cuda" else float("inf")
+
+
+def contenders(s, device, names: list[str], left_out: dict, include_slow: bool) -> tuple[dict, dict, dict]:
+    """(forward, forward+backward, skipped) candidates of one layer shape; ``left_out``: the
+    backends that cannot run here, with the reason."""
+    free = _free_bytes(device)
+    oh, ow = s.out_hw
+    cols_bytes = s.batch * s.cin * s.kernel ** 2 * oh * ow * 4
+    skipped, timed = dict(left_out), [b for b in names if b == "native"]
+    for be in ("triton", "reference"):
+        if be not in names:
+            continue
+        if not include_slow:
+            skipped[be] = "time budget"
+        elif be == "reference" and cols_bytes * 6 + (1 << 28) > 0.6 * free:
+            skipped[be] = f"needs ~{cols_bytes * 6 / 2**30:.1f} GiB"
+        else:
+            timed.append(be)
+    passes = {}
+    for mode in ("fwd", "fwdbwd"):
+        c = candidates(s, timed, mode, device=device)
+        runners = {"cudnn fp32": _tf32(c["conv"], False), "cudnn tf32": _tf32(c["conv"], True)}
+        for be in timed:
+            if be == "native" and mode == "fwdbwd":
+                runners.update({f"native wgrad={m}": _wgrad(c[be], m) for m in ("cudnn", "kernel")})
+            else:
+                runners[be] = c[be]
+        passes[mode] = runners
+    if not include_slow:
+        skipped["cdist"] = "time budget"
+    elif s.groups == 1 and s.batch * oh * ow * (s.cout + s.cin * s.kernel ** 2) * 4 * 3 < 0.6 * free:
+        passes["fwd"]["cdist p=1"] = _cdist(s, device)
+    else:
+        skipped["cdist"] = "does not fit"
+    return passes["fwd"], passes["fwdbwd"], skipped
+
+
+def _cdist(s, device):
+    """-||patch - filter||_1 by torch.cdist on unfolded patches: the adder forward without a kernel."""
+    x = torch.randn(s.batch, s.cin, *s.in_hw, device=device)
+    wflat = torch.randn(s.cout, s.cin * s.kernel ** 2, device=device)
+    oh, ow = s.out_hw
+
+    def run():
+        with torch.no_grad():
+            cols = F.unfold(x, s.kernel, dilation=s.dilation, padding=s.padding, stride=s.stride).transpose(1, 2)
+            return -torch.cdist(cols, wflat.expand(s.batch, -1, -1), p=1).transpose(1, 2).reshape(
+                s.batch, s.cout, oh, ow)
+    return run
+
+
+def _probe(runners: dict, device) -> dict:
+    """Calls each runner once (Triton compiles, cuDNN picks its algorithm); the errors of those that fail."""
+    errors = {}
+    for name, fn in runners.items():
         try:
-            fn()  # warm-up: Triton compiles, cuDNN picks its algorithm
-            torch.cuda.synchronize()
-            t0 = time.perf_counter()
             fn()
-            torch.cuda.synchronize()
-            once = (time.perf_counter() - t0) * 1e3
-            inner[name] = max(1, min(50, int(target_ms / max(once, 1e-3))))
+            _sync(device)
         except Exception as exc:
             errors[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            torch.cuda.empty_cache()
-    live = [k for k in runners if k not in errors]
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    for rep in range(reps):
-        if rep >= 3 and time.perf_counter() > deadline:
-            break
-        for name in (live if rep % 2 == 0 else live[::-1]):
-            fn, n = runners[name], inner[name]
-            start.record()
-            for _ in range(n):
-                fn()
-            end.record()
-            end.synchronize()
-            samples[name].append(start.elapsed_time(end) / n)
-    return {k: statistics.median(v) for k, v in samples.items() if v}, errors
+            if device == "cuda":
+                torch.cuda.empty_cache()
+    return errors
 
 
-def peak_mib(fn):
-    torch.cuda.synchronize()
-    base = torch.cuda.memory_allocated()
-    torch.cuda.reset_peak_memory_stats()
-    fn()
-    torch.cuda.synchronize()
-    return (torch.cuda.max_memory_allocated() - base) / 2**20
-
-
-def make_runners(s: Conv, backends_ok, include_slow: bool):
-    import addernet.functional as AF
-
-    stride, padding, dilation, groups = s.args()
-    oh, ow = s.out_hw
-    x = torch.randn(s.n, s.c, s.h, s.w, device="cuda")
-    w = torch.randn(s.o, s.c // groups, s.k, s.k, device="cuda") * 0.1
-    g = torch.randn(s.n, s.o, oh, ow, device="cuda")
-    xg, wg = x.clone().requires_grad_(), w.clone().requires_grad_()
-    fwd, fb, skipped = {}, {}, {}
-
-    def adder(backend):
-        return lambda a, b: AF.adder_conv2d(a, b, None, stride, padding, dilation, groups, backend=backend)
-
-    def fwd_bwd(f):
-        def run():
-            y = f(xg, wg)
-            torch.autograd.grad(y, (xg, wg), g)
-        return run
-
-    def cudnn(tf32):
-        def f(a, b):
-            set_conv_tf32(tf32)
-            return F.conv2d(a, b, None, stride, padding, dilation, groups)
-        return f
-
-    fwd["cudnn fp32"] = lambda: cudnn(False)(x, w)
-    fwd["cudnn tf32"] = lambda: cudnn(True)(x, w)
-    fb["cudnn fp32"] = fwd_bwd(cudnn(False))
-    fb["cudnn tf32"] = fwd_bwd(cudnn(True))
-
-    if "native" in backends_ok:
-        fwd["native"] = lambda: torch.ops.addernet.adder_conv2d(x, w, list(stride), list(padding), list(dilation), groups)
-        for mode in ("cudnn", "kernel"):
-            def run(mode=mode, f=fwd_bwd(adder("native"))):
-                # The cuDNN route at full float32, like the baseline, whatever ran before.
-                set_conv_tf32(False)
-                os.environ[WGRAD_ENV] = mode
-                f()
-            fb[f"native wgrad={mode}"] = run
-    else:
-        skipped["native"] = "native backend unavailable"
-    if "triton" in backends_ok and include_slow:
-        fwd["triton"] = lambda: adder("triton")(x, w)
-        fb["triton"] = fwd_bwd(adder("triton"))
-    elif "triton" not in backends_ok:
-        skipped["triton"] = "triton backend unavailable"
-    else:
-        skipped["triton"] = "time budget"
-
-    k = s.c // groups * s.k * s.k
-    cols_bytes = s.n * s.c * s.k * s.k * oh * ow * 4
-    free, _ = torch.cuda.mem_get_info()
-    if not include_slow:
-        skipped["reference"] = skipped["cdist"] = "time budget"
-    elif cols_bytes * 6 + (1 << 28) > 0.6 * free:
-        skipped["reference"] = f"needs ~{cols_bytes * 6 / 2**30:.1f} GiB"
-    else:
-        fwd["reference"] = lambda: adder("reference")(x, w)
-        fb["reference"] = fwd_bwd(adder("reference"))
-    if include_slow and groups == 1 and s.n * oh * ow * (s.o + k) * 4 * 3 < 0.6 * free:
-        wflat = w.reshape(s.o, -1)
-
-        def cdist():
-            cols = F.unfold(x, (s.k, s.k), dilation=dilation, padding=padding, stride=stride).transpose(1, 2)
-            return -torch.cdist(cols, wflat.expand(s.n, -1, -1), p=1).transpose(1, 2).reshape(s.n, s.o, oh, ow)
-        fwd["cdist p=1"] = cdist
-    elif include_slow:
-        skipped["cdist"] = "does not fit"
-    return fwd, fb, skipped
-
-
-def bench(log, budget_s: float, reps: int, target_ms: float) -> tuple[list, list]:
-    from addernet import backends
-
-    backends_ok = backends.available()
-    log(f"backends available: {backends_ok}")
+def bench(log, device: str, sets, budget_s: float, reps: int, target_ms: float) -> tuple[list, list]:
+    names, notes = resolve_backends(None, device, 0)
+    log(f"backends timed: {names}" + "".join(f"; {n}" for n in notes))
+    left_out = dict(n.split(": ", 1) for n in notes)  # each note is 'backend: why'
+    left_out.update({be: "unavailable" for be in ("native", "triton", "reference")
+                     if be not in names and be not in left_out})
+    shapes = [(net, s) for net, batch in sets for s in LAYER_SETS[net](batch)]
     rows, problems = [], []
     t_end = time.perf_counter() + budget_s
-    for i, s in enumerate(BENCH_SHAPES):
+    for i, (net, s) in enumerate(shapes):
         remaining = t_end - time.perf_counter()
-        include_slow = remaining > budget_s * 0.25
-        case_deadline = time.perf_counter() + max(2.0, remaining / (len(BENCH_SHAPES) - i))
+        case_s = max(2.0, remaining / (len(shapes) - i))
         try:
-            fwd, fb, skipped = make_runners(s, backends_ok, include_slow)
+            fwd, fb, skipped = contenders(s, device, names, left_out, include_slow=remaining > budget_s * 0.25)
         except Exception as exc:
-            problems.append(f"{s.net} {s.name}: setup failed: {exc}")
+            problems.append(f"{net} {s.name}: setup failed: {exc}")
             log(problems[-1])
             continue
         for pass_name, runners in (("fwd", fwd), ("fwd+bwd", fb)):
-            med, errors = time_interleaved(runners, reps, target_ms, case_deadline)
-            base = med.get("cudnn fp32")
+            errors = _probe(runners, device)
+            live = {k: v for k, v in runners.items() if k not in errors}
+            # warmup 0: _probe was the warm-up call; each pass gets half the case's time.
+            timings = time_interleaved(live, repeats=reps, warmup=0, cuda=device == "cuda", max_seconds=case_s / 2,
+                                       sample_seconds=target_ms / 1e3)
+            base = timings["cudnn fp32"].median if "cudnn fp32" in timings else None
             for name in runners:
-                row = dict(net=s.net, layer=s.name, n=s.n, c=s.c, h=s.h, w=s.w, o=s.o, k=s.k,
-                           stride=s.stride, pad=s.pad, pass_=pass_name, contender=name)
-                if name in med:
-                    row["ms"] = med[name]
-                    row["vs_cudnn_fp32"] = med[name] / base if base else None
-                    try:
-                        row["peak_mib"] = peak_mib(runners[name])
-                    except Exception as exc:
-                        row["peak_mib"] = None
-                        row["error"] = f"peak run: {exc}"
+                row = dict(net=net, layer=s.name, n=s.batch, c=s.cin, h=s.size, w=s.in_hw[1], o=s.cout, k=s.kernel,
+                           stride=s.stride, pad=s.padding, pass_=pass_name, contender=name)
+                if name in timings:
+                    row["ms"] = timings[name].median * 1e3
+                    row["vs_cudnn_fp32"] = row["ms"] / (base * 1e3) if base else None
+                    if device == "cuda":
+                        try:
+                            row["peak_mib"] = peak_memory(runners[name], device) / 2**20
+                        except Exception as exc:
+                            row["peak_mib"] = None
+                            row["error"] = f"peak run: {exc}"
                 else:
                     row["error"] = errors.get(name, "not timed")
-                    problems.append(f"{s.net} {s.name} {pass_name} {name}: {row['error']}")
+                    problems.append(f"{net} {s.name} {pass_name} {name}: {row['error']}")
                 rows.append(row)
             for name, why in skipped.items():
-                rows.append(dict(net=s.net, layer=s.name, pass_=pass_name, contender=name, skipped=why))
-        os.environ.pop(WGRAD_ENV, None)
-        torch.cuda.empty_cache()
-        log(f"timed {s.net} {s.name} ({time.perf_counter() - t_end + budget_s:.0f}s elapsed)")
+                rows.append(dict(net=net, layer=s.name, pass_=pass_name, contender=name, skipped=why))
+        if device == "cuda":
+            torch.cuda.empty_cache()
+        log(f"timed {net} {s.name} ({time.perf_counter() - t_end + budget_s:.0f}s elapsed)")
     set_conv_tf32(False)
     return rows, problems
 
 
+COLUMNS = [("fwd", "cudnn fp32"), ("fwd", "cudnn tf32"), ("fwd", "native"), ("fwd", "triton"), ("fwd", "reference"),
+           ("fwd", "cdist p=1"), ("fwd+bwd", "cudnn fp32"), ("fwd+bwd", "cudnn tf32"),
+           ("fwd+bwd", "native wgrad=cudnn"), ("fwd+bwd", "native wgrad=kernel"), ("fwd+bwd", "triton"),
+           ("fwd+bwd", "reference")]
+
+
 def markdown(rows, device) -> str:
-    columns = [("fwd", "cudnn fp32"), ("fwd", "cudnn tf32"), ("fwd", "native"), ("fwd", "triton"),
-               ("fwd", "reference"), ("fwd", "cdist p=1"), ("fwd+bwd", "cudnn fp32"),
-               ("fwd+bwd", "cudnn tf32"), ("fwd+bwd", "native wgrad=cudnn"),
-               ("fwd+bwd", "native wgrad=kernel"), ("fwd+bwd", "triton"), ("fwd+bwd", "reference")]
-    by = {}
-    for r in rows:
-        by[(r["net"], r["layer"], r["pass_"], r["contender"])] = r
+    by = {(r["net"], r["layer"], r["pass_"], r["contender"]): r for r in rows}
+    cases = list(dict.fromkeys((r["net"], r["layer"]) for r in rows))
     lines = [f"Adder conv on {device}: median ms (ratio to cuDNN fp32 of the same pass); "
              "peak MiB above inputs for native fwd+bwd (wgrad=cudnn / kernel).", ""]
-    head = ["net", "layer"] + [f"{p} {c}" for p, c in columns] + ["peak MiB native f+b"]
-    lines.append("| " + " | ".join(head) + " |")
-    lines.append("|" + "---|" * len(head))
-    for s in BENCH_SHAPES:
-        cells = [s.net, s.name]
-        for p, c in columns:
-            r = by.get((s.net, s.name, p, c))
+    head = ["net", "layer"] + [f"{p} {c}" for p, c in COLUMNS] + ["peak MiB native f+b"]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for net, layer in cases:
+        cells = [net, layer]
+        for p, c in COLUMNS:
+            r = by.get((net, layer, p, c))
             if r is None:
                 cells.append("")
             elif "ms" in r:
@@ -432,50 +369,73 @@ def markdown(rows, device) -> str:
                 cells.append("ERROR")
         peaks = []
         for mode in ("cudnn", "kernel"):
-            r = by.get((s.net, s.name, "fwd+bwd", f"native wgrad={mode}"))
+            r = by.get((net, layer, "fwd+bwd", f"native wgrad={mode}"))
             peaks.append(f"{r['peak_mib']:.0f}" if r and r.get("peak_mib") is not None else "-")
         cells.append(" / ".join(peaks))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
+def _native_problem(device) -> str | None:
+    from addernet import _extension
+
+    if not _extension.native_available():
+        return f"native extension unavailable: {_extension.NATIVE_ERROR}"
+    if device == "cuda" and not _extension.cuda_built():
+        return "native CUDA extension unavailable: addernet has no CUDA kernels registered (CPU-only build)"
+    return None
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=os.environ.get("OUT", "out/gpu_bench"))
-    ap.add_argument("--budget-s", type=float, default=150.0, help="time budget of the timing part")
-    ap.add_argument("--reps", type=int, default=15)
+    ap.add_argument("--budget-s", type=float, default=None, help="time budget of the timing part (150; dry run 60)")
+    ap.add_argument("--reps", type=int, default=None, help="timed rounds per case (15; dry run 2)")
     ap.add_argument("--target-ms", type=float, default=2.0, help="length of one timing sample")
     ap.add_argument("--skip-correctness", action="store_true")
     ap.add_argument("--skip-bench", action="store_true")
+    ap.add_argument("--dry-run", action="store_true",
+                    help="run every step on the CPU with tiny shapes (CI): checks the script, measures nothing")
     args = ap.parse_args(argv)
+    dry = args.dry_run
+    budget_s = args.budget_s if args.budget_s is not None else (60.0 if dry else 150.0)
+    reps = args.reps if args.reps is not None else (2 if dry else 15)
     os.makedirs(args.out, exist_ok=True)
 
     def log(msg):
         print(msg, flush=True)
 
-    if not torch.cuda.is_available():
-        log("bench_gpu: no CUDA device visible to torch; nothing to do")
+    if not dry and not torch.cuda.is_available():
+        log("bench_gpu: no CUDA device visible to torch; nothing to do (--dry-run runs it on the CPU)")
         return 2
-    device = torch.cuda.get_device_name()
-    log(f"device: {device}, torch {torch.__version__}, CUDA {torch.version.cuda}, "
-        f"cuDNN {torch.backends.cudnn.version()}")
-    result = dict(device=device, torch=torch.__version__, cuda=torch.version.cuda,
-                  cudnn=torch.backends.cudnn.version(), correctness=[], timings=[], problems=[])
-    failed = False
+    device = "cpu" if dry else "cuda"
+    name = "CPU (dry run: no timing claims)" if dry else torch.cuda.get_device_name()
+    log(f"device: {name}, torch {torch.__version__}, CUDA {torch.version.cuda}, "
+        f"cuDNN {torch.backends.cudnn.version() if not dry else '-'}")
+    threads = torch.get_num_threads()
+    if dry:
+        # One thread: a dry run shares its machine (CI, a laptop), where an OpenMP team that waits
+        # for a descheduled thread turns a microsecond op into 100 ms.
+        torch.set_num_threads(1)
     try:
-        import addernet  # noqa: F401  (registers torch.ops.addernet)
-        from addernet import _extension
+        return _run(args, log, device, name, dry, budget_s, reps)
+    finally:
+        torch.set_num_threads(threads)  # main() is also called in-process, by the dry-run test
 
-        if not _extension.cuda_built():
-            raise RuntimeError(f"addernet has no CUDA kernels registered ({_extension.NATIVE_ERROR or 'CPU-only build'})")
-    except Exception as exc:
-        result["problems"].append(f"native CUDA extension unavailable: {exc}")
-        log(result["problems"][-1])
+
+def _run(args, log, device, name, dry, budget_s, reps) -> int:
+    result = dict(device=name, dry_run=dry, torch=torch.__version__, cuda=torch.version.cuda,
+                  cudnn=None if dry else torch.backends.cudnn.version(), correctness=[], timings=[], problems=[])
+    failed = False
+    problem = _native_problem(device)
+    if problem:
+        result["problems"].append(problem)
+        log(problem)
         failed = True
     if not args.skip_correctness and not failed:
-        log("== correctness (float64 CPU definition, NaN-poisoned allocator)")
+        log("== correctness (float64 CPU definition" + (", NaN-poisoned allocator)" if not dry else ")"))
         try:
-            result["correctness"] = correctness(log)
+            result["correctness"] = correctness(log, device)
         except Exception:
             result["problems"].append("correctness pass crashed:\n" + traceback.format_exc())
             log(result["problems"][-1])
@@ -483,9 +443,10 @@ def main(argv=None) -> int:
         log(f"correctness: {len(result['correctness']) - len(bad)} passed, {len(bad)} failed")
         failed |= bool(bad) or not result["correctness"]
     if not args.skip_bench:
-        log("== timings")
+        log("== timings" + (" (dry run: tiny shapes, not measurements)" if dry else ""))
         try:
-            rows, problems = bench(log, args.budget_s, args.reps, args.target_ms)
+            rows, problems = bench(log, device, TIMED_SETS["dry" if dry else "gpu"], budget_s, reps,
+                                   args.target_ms)
             result["timings"] = rows
             result["problems"] += problems
             failed |= bool(problems)
@@ -493,7 +454,7 @@ def main(argv=None) -> int:
             result["problems"].append("timing pass crashed:\n" + traceback.format_exc())
             log(result["problems"][-1])
             failed = True
-        table = markdown(result["timings"], device)
+        table = markdown(result["timings"], name)
         with open(os.path.join(args.out, "gpu_results.md"), "w") as f:
             f.write(table)
         print(table)

@@ -1,6 +1,6 @@
 """Regenerates the model part of RESULTS.md: the paper's cost table and measured latency ratios.
 
-    python benchmarks/bench_models.py                 # writes benchmarks/results/results_models.md and bench_<model>.png
+    python benchmarks/bench_models.py                 # writes benchmarks/results/results_models.md, bench_<model>.png
     python benchmarks/bench_models.py --no-latency    # the cost tables only (seconds)
 
 Counts are per image and exact (addernet.bench.counts); latency is measured here, CNN and AdderNet

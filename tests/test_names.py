@@ -1,6 +1,7 @@
-"""One name for one thing: no two addernet modules define a public function or class of the same
-name (once there were two count_ops, two LayerCount, two compare and two canonical_name, each
-meaning something else), and the benchmark library does not reach up into the CLI."""
+"""One name for one thing: no two modules of addernet and methods define a public function or class
+of the same name (once there were two count_ops, two LayerCount, two compare and two
+canonical_name, each meaning something else; methods had two describe, two is_main and a validate
+beside addernet's), and the benchmark library does not reach up into the CLI."""
 import collections
 import importlib
 import inspect
@@ -9,25 +10,42 @@ import subprocess
 import sys
 
 import addernet
+import methods
 
 # Names every module of a kind defines on purpose, with one meaning each: a CLI module's entry
-# points, a report module's renderer, and each op's implementations (a backend each, plus the
+# points, a report module's renderers, and each op's implementations (a backend each, plus the
 # dispatching functional form).
-SHARED_BY_DESIGN = {"main", "run", "add_arguments", "markdown", "adder_conv2d", "adder_conv2d_u8"}
+SHARED_BY_DESIGN = {"main", "run", "add_arguments", "markdown", "plot", "table", "adder_conv2d",
+                    "adder_conv2d_u8"}
+
+
+def _role(module: str):
+    """methods.<name>.<role>: the methods share one layout (shared/DESIGN.md), so their modules of
+    one role (experiment, step, ...) may define the same names, meaning the same thing each time."""
+    parts = module.split(".")
+    return parts[2] if parts[0] == "methods" and len(parts) == 3 else None
+
+
+def _public_definitions() -> dict[str, set[str]]:
+    where = collections.defaultdict(set)
+    for package in (addernet, methods):
+        for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+            if info.name.endswith("__main__"):
+                continue
+            mod = importlib.import_module(info.name)
+            for name, obj in vars(mod).items():
+                if name.startswith("_") or not (inspect.isfunction(obj) or inspect.isclass(obj)):
+                    continue
+                if getattr(obj, "__module__", None) == info.name:
+                    where[name].add(info.name)
+    return where
 
 
 def test_each_public_name_is_defined_once():
-    where = collections.defaultdict(set)
-    for info in pkgutil.walk_packages(addernet.__path__, "addernet."):
-        if info.name.endswith("__main__"):
-            continue
-        mod = importlib.import_module(info.name)
-        for name, obj in vars(mod).items():
-            if name.startswith("_") or not (inspect.isfunction(obj) or inspect.isclass(obj)):
-                continue
-            if getattr(obj, "__module__", None) == info.name:
-                where[name].add(info.name)
-    twice = {n: sorted(m) for n, m in where.items() if len(m) > 1 and n not in SHARED_BY_DESIGN}
+    where = _public_definitions()
+    assert any(m.startswith("methods.common.") for ms in where.values() for m in ms)  # methods are walked
+    twice = {n: sorted(m) for n, m in where.items() if len(m) > 1 and n not in SHARED_BY_DESIGN
+             and not (len({_role(x) for x in m}) == 1 and _role(next(iter(m))) is not None)}
     assert not twice, twice
 
 

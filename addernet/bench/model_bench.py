@@ -29,7 +29,8 @@ from .energy import load_energy_table
 from .latency import time_interleaved
 
 # Small enough that a CPU finishes a few timed rounds of each in seconds.
-BATCH = {"lenet5_bn": 32, "resnet20": 32, "resnet32": 32, "vgg_small": 8, "resnet18": 2, "resnet50": 1}
+BATCH = {"lenet5_bn": 32, "resnet20": 32, "resnet32": 32, "vgg_small": 8, "resnet18": 2, "resnet50": 1,
+         "tinynet": 64}
 # The reference backend (unfold + broadcast) is timed by default only below this many adder taps
 # per batch: above it one call takes seconds. Naming it in --backends times it anyway.
 REFERENCE_TAPS_LIMIT = 2e8
@@ -129,7 +130,7 @@ def _with_backend(be: str | None, fn):
     return run
 
 
-def _model_fns(model: nn.Module, x: torch.Tensor, classes: int):
+def model_fns(model: nn.Module, x: torch.Tensor, classes: int):
     """(inference, training step) closures for one model."""
     target = torch.randint(0, classes, (x.shape[0],), device=x.device)
     # A small lr keeps the weights (and so the kernels' speed) where they started.
@@ -325,7 +326,7 @@ def _bench(name, kind, batch_size, device, backends_spec, dtype, table, latency,
     fns = {"fwd": {}, "train": {}}
     for k, m in models.items():
         m.to(device)
-        fwd, train = _model_fns(m, x, classes)
+        fwd, train = model_fns(m, x, classes)
         for be in (names if k == "adder" else [None]):
             fns["fwd"][be or "conv"] = _with_backend(be, fwd)
             fns["train"][be or "conv"] = _with_backend(be, train)

@@ -21,10 +21,12 @@ from .latency import time_interleaved
 from .shapes import LAYER_SETS
 
 
-def _candidates(shape, backends, mode, dtype):
-    x = torch.randn(shape.batch, shape.cin, shape.size, shape.size, dtype=dtype)
-    w = torch.randn(shape.cout, shape.cin, shape.kernel, shape.kernel, dtype=dtype)
-    conf = (None, shape.stride, shape.padding)
+def candidates(shape, backends, mode, dtype=torch.float32, device="cpu"):
+    """{'conv': F.conv2d, backend: the adder op, ...} at one layer ``shape``, as closures that run a
+    forward (``mode`` 'fwd') or a forward and backward ('fwdbwd') on fixed random inputs."""
+    x = torch.randn(shape.batch, shape.cin, *shape.in_hw, dtype=dtype, device=device)
+    w = torch.randn(shape.cout, shape.cin // shape.groups, shape.kernel, shape.kernel, dtype=dtype, device=device)
+    conf = (None, *shape.conv_args)
     out = {}
 
     def make(fn):
@@ -106,7 +108,7 @@ def run(args) -> list[dict]:
         shapes = LAYER_SETS[set_name]() if batch is None else LAYER_SETS[set_name](batch)
         for shape in shapes:
             for mode in args.modes.split(","):
-                timings = time_interleaved(_candidates(shape, backends, mode, dtype), repeats=args.repeats,
+                timings = time_interleaved(candidates(shape, backends, mode, dtype), repeats=args.repeats,
                                   max_seconds=args.max_seconds)
                 conv = timings["conv"].median
                 row = dict(set=set_name, layer=shape.name, batch=shape.batch, mode=mode, conv_s=conv,

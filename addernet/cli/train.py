@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 from .checks import (UsageError, check_device, check_in_dir, check_out_dir, nonneg_float, nonneg_int,
                      positive_float, positive_int, report, seed_int)
@@ -117,7 +116,7 @@ def check_run_args(cfg: TrainConfig, overwrite: bool = False) -> None:
     import torch
 
     from ..train.amp import amp_dtype
-    from ..train.fit import pick_device
+    from ..train.runtime import pick_device
 
     check_device(cfg.device)
     if cfg.amp:
@@ -166,8 +165,7 @@ def run(args) -> int:
     from ..train import distributed
     from ..train.checkpoint import CheckpointError
     from ..train.config import resolve
-    from ..train.configured import compare
-    from ..train.fit import fit
+    from ..train.configured import compare, fit_config
 
     prog = "addernet train"
     try:
@@ -186,7 +184,7 @@ def run(args) -> int:
             if out["table"] is not None:
                 print(f"\n{cfg.model} on {cfg.data}, {cfg.epochs} epochs:\n{out['table']}")
         else:
-            res = fit(cfg, **kw)
+            res = fit_config(cfg, **kw)
             files = res.files
             if distributed.is_main() and res.history:
                 from ..train.summary import format_table

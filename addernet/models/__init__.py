@@ -1,4 +1,5 @@
-"""The AdderNet paper's architectures, each in an adder kind and its CNN twin (kind='conv').
+"""The AdderNet paper's architectures, each in an adder kind and its CNN twin (kind='conv'), and
+TinyNet (no paper: smoke tests and the 8x8 digits set). ``MODELS`` is the one registry of them.
 
     from addernet.models import get_model
     net = get_model("resnet20", num_classes=10, kind="adder")
@@ -22,7 +23,8 @@ from .registry import MODELS, SPECS, ModelSpec, get_model, model_spec
 from .resnet_cifar import resnet20, resnet32
 from .resnet_imagenet import resnet18, resnet50
 from .small import lenet5_bn, vgg_small
+from .tiny import TinyNet, tinynet
 
 __all__ = ["MODELS", "KINDS", "SPECS", "ModelSpec", "get_model", "model_spec", "load_official",
            "FeatureClassifier", "FeatureExtractor", "feature_extractor", "replace_head", "recalibrate_bn",
-           "lenet5_bn", "resnet20", "resnet32", "resnet18", "resnet50", "vgg_small"]
+           "lenet5_bn", "resnet20", "resnet32", "resnet18", "resnet50", "vgg_small", "TinyNet", "tinynet"]

@@ -8,6 +8,7 @@ from torch import nn
 from .resnet_cifar import CifarResNet, resnet20, resnet32
 from .resnet_imagenet import resnet18, resnet50
 from .small import LeNet5BN, VGGSmall, lenet5_bn, vgg_small
+from .tiny import tinynet
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "lenet5_bn": lenet5_bn,
@@ -16,16 +17,19 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "resnet18": resnet18,
     "resnet50": resnet50,
     "vgg_small": vgg_small,
+    "tinynet": tinynet,   # no paper behind it: smoke tests and the 8x8 digits
 }
 
 
 class ModelSpec(NamedTuple):
     """What a registered model takes by default: ``input_size`` (C, H, W) of one image and
     ``num_classes``. ``fixed_size``: the model accepts only this H x W (other sizes raise
-    ValueError); the ImageNet ResNets pool adaptively and take any size, 224x224 being the usual."""
+    ValueError); the ImageNet ResNets pool adaptively and take any size, 224x224 being the usual,
+    and TinyNet any of 2x2 or more (8x8, the digits set's, by default)."""
     input_size: tuple[int, int, int]
     num_classes: int
     fixed_size: bool = True
+    paper: bool = True      # one of the AdderNet paper's architectures (TinyNet is not)
 
 
 SPECS: dict[str, ModelSpec] = {
@@ -35,13 +39,15 @@ SPECS: dict[str, ModelSpec] = {
     "resnet18": ModelSpec((3, 224, 224), 1000, fixed_size=False),
     "resnet50": ModelSpec((3, 224, 224), 1000, fixed_size=False),
     "vgg_small": ModelSpec((3, *VGGSmall.image_size), 10),
+    "tinynet": ModelSpec((1, 8, 8), 10, fixed_size=False, paper=False),
 }
 
 
 def canonical_name(name: str) -> str:
     key = str(name).strip().lower().replace("-", "_")
     if key not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(sorted(MODELS))}")
+        listed = sorted(MODELS, key=lambda n: (not SPECS[n].paper, n))  # the paper's first
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(listed)}")
     return key
 
 

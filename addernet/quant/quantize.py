@@ -12,7 +12,7 @@ import copy
 import torch
 from torch import nn
 
-from ..fuse import FusedAdderConv2d, _flow_from_run, _set, fuse
+from ..fuse import FusedAdderConv2d, data_flow, fuse
 from ..nn import AdderConv2d
 from .layer import QuantAdderConv2d
 
@@ -121,10 +121,10 @@ def quantize(model: nn.Module, calib_loader, *, batches: int = 8, percentile: fl
         q = QuantAdderConv2d(m.weight, scale, shift, relu, m.stride, m.padding, m.dilation, m.groups,
                              _range(samples[name], percentile),
                              filter_groups=filter_groups if m.groups == 1 else 1, weight_clamp=weight_clamp)
-        _set(model, name, q)
+        model.set_submodule(name, q)
         layers[name] = q
     if requantize and layers:
-        flow = _flow_from_run(model, example)
+        flow = data_flow(model, example)
         for name, q in layers.items():
             if flow.calls.get(name) != 1:
                 continue

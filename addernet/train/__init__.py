@@ -23,26 +23,28 @@ The pieces, for loops of one's own::
 ``mixed_precision(model, device, amp)`` is the adder layers' autocast policy for any loop. The
 paper's runs by name (the CLI, ``addernet train --help``)::
 
-    fit(TrainConfig(model="lenet5_bn", kind="adder", data="mnist5k", epochs=10, out="runs/x"))
+    fit_config(TrainConfig(model="lenet5_bn", kind="adder", data="mnist5k", epochs=10, out="runs/x"))  # or fit(...)
     compare(TrainConfig(data="mnist5k", kind="both", epochs=10, out="runs/y"))   # adder vs conv
 """
 from .amp import amp_dtype, make_scaler, mixed_precision, optimizer_step, restore_adder_grads
 from .callbacks import Callback, TrainState
 from .checkpoint import CheckpointError, atomic_write, load_checkpoint, save_checkpoint
 from .config import RECIPES, TrainConfig, resolve
-from .configured import compare
+from .configured import compare, fit_config
 from .costs import weight_layer_ops
-from .fit import FitResult, epoch_seed, fit, pick_device, seed_everything, set_loader_epoch
+from .engine import FitResult
+from .fit import fit
 from .loop import MetricMeter, evaluate, to_device, train_one_epoch
 from .model_factory import TinyNet, build_model
 from .optim import build_optimizer, cosine_schedule
+from .runtime import epoch_seed, pick_device, seed_everything, set_loader_epoch
 from .step import StepOutput, classification_step, soft_target_step
 
 __all__ = [
     "Callback", "CheckpointError", "FitResult", "MetricMeter", "RECIPES", "StepOutput", "TinyNet", "TrainConfig",
     "TrainState",
     "amp_dtype", "atomic_write", "build_model", "build_optimizer", "classification_step", "compare", "cosine_schedule",
-    "epoch_seed", "evaluate", "fit", "load_checkpoint", "make_scaler", "mixed_precision", "optimizer_step",
+    "epoch_seed", "evaluate", "fit", "fit_config", "load_checkpoint", "make_scaler", "mixed_precision", "optimizer_step",
     "pick_device", "resolve", "restore_adder_grads", "save_checkpoint", "seed_everything", "set_loader_epoch",
     "soft_target_step", "to_device", "train_one_epoch", "weight_layer_ops",
 ]

@@ -82,7 +82,13 @@ def mixed_precision(model: nn.Module, device: Union[str, torch.device], amp: Amp
     block, as autocast recommends.
     """
     device = torch.device(device)
-    dtype = amp_dtype(amp, device.type)
+    with autocast_model(model, device, amp_dtype(amp, device.type)):
+        yield
+
+
+@contextlib.contextmanager
+def autocast_model(model: nn.Module, device: torch.device, dtype: Optional[torch.dtype]):
+    """``mixed_precision`` for a dtype already resolved (None: off), as the loops hold it."""
     if dtype is None:
         yield
         return

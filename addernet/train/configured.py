@@ -1,6 +1,6 @@
-"""Runs described by a ``TrainConfig`` (the CLI's): ``fit(TrainConfig)`` builds the loaders and model
-the config names and runs ``fit``'s loop; ``compare`` trains the adder model and its CNN twin one
-after the other, with the side-by-side summary."""
+"""Runs described by a ``TrainConfig`` (the CLI's): ``fit_config`` (also ``fit(TrainConfig)``) builds
+the loaders and model the config names and runs the one loop (``engine.run_epochs``); ``compare``
+trains the adder model and its CNN twin one after the other, with the side-by-side summary."""
 from __future__ import annotations
 
 import dataclasses
@@ -12,12 +12,12 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from ..data import make_loaders
-from . import amp as _amp
 from . import distributed as _dist
 from .config import TrainConfig, resolve
-from .fit import FitResult, _batches, _split_loaders, pick_device, seed_everything, train_run
+from .engine import FitResult, Hooks, Record, run_epochs
 from .model_factory import build_model
 from .plots import plot_compare
+from .runtime import _kind_of, _split_loaders, plan_schedule, start_run
 from .step import classification_step
 from .summary import write_summary
 
@@ -49,11 +49,9 @@ def fit_config(config: TrainConfig, *, model: Optional[nn.Module] = None, loader
     cfg = resolve(config)
     if cfg.kind == "both":
         raise ValueError("fit trains one kind; use compare() for kind='both'")
-    if cfg.distributed:
-        env, device = _dist.setup(cfg.device)
-    else:
-        env, device = _dist.DistEnv(), pick_device(cfg.device)
-    seed_everything(cfg.seed)
+    hooks = Hooks(step, eval_step, callbacks, extra_state)
+    run = start_run(cfg.device, cfg.amp, cfg.seed, cfg.distributed)
+    env, device = run.env, run.device
     if loaders is None:
         loaders = make_loaders(cfg.data, cfg.data_root, cfg.batch_size, cfg.num_workers, seed=cfg.seed,
                                distributed=cfg.distributed)
@@ -68,26 +66,22 @@ def fit_config(config: TrainConfig, *, model: Optional[nn.Module] = None, loader
     else:
         cfg = _label_with(cfg, model, info)
     tag = f"{cfg.kind} {cfg.model}"
-    dtype = _amp.amp_dtype(cfg.amp, device.type)
-    steps = _batches(train_loader, cfg.limit_batches)
-    intro = (f"{tag} on {cfg.data}: {cfg.epochs} epochs of {steps} steps, batch {cfg.batch_size}"
+    model = model.to(device)
+    plan = plan_schedule(model, train_loader, cfg.epochs, optimizer=optimizer, scheduler=scheduler, lr=cfg.lr,
+                         momentum=cfg.momentum, weight_decay=cfg.weight_decay, schedule=cfg.schedule,
+                         limit_batches=cfg.limit_batches, stop_after=cfg.stop_after)
+    intro = (f"{tag} on {cfg.data}: {cfg.epochs} epochs of {plan.steps} steps, batch {cfg.batch_size}"
              f"{f' x {env.world_size} processes' if env.world_size > 1 else ''}, lr {cfg.lr} cosine, "
-             f"eta {cfg.eta}, seed {cfg.seed}, {device}{f', amp {dtype}' if dtype else ''} -> {cfg.out}")
-    return train_run(model, train_loader, test_loader, info, env=env, device=device, step=step, eval_step=eval_step,
-                     optimizer=optimizer, scheduler=scheduler, epochs=cfg.epochs, out=cfg.out, callbacks=callbacks,
-                     extra_state=extra_state, amp=cfg.amp, seed=cfg.seed, resume=_resume_arg(cfg),
-                     progress=cfg.progress, log=log, limit_batches=cfg.limit_batches, stop_after=cfg.stop_after,
-                     lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, schedule=cfg.schedule,
-                     distributed=cfg.distributed, run_config=cfg.to_dict(), must_match=_RESUME_MUST_MATCH, tag=tag,
-                     title=f"{tag} on {cfg.data}", header=_header(cfg, device), config=cfg, intro=intro)
+             f"eta {cfg.eta}, seed {cfg.seed}, {device}{f', amp {run.amp}' if run.amp else ''} -> {cfg.out}")
+    record = Record(cfg.out, _resume_arg(cfg), cfg.to_dict(), _RESUME_MUST_MATCH, tag, log, cfg.progress,
+                    title=f"{tag} on {cfg.data}", header=_header(cfg, device), intro=intro, config=cfg)
+    return run_epochs(model, (train_loader, test_loader, info), run, plan, hooks, record)
 
 
 def _label_with(cfg: TrainConfig, model: nn.Module, info) -> TrainConfig:
     """The config as it describes the caller's ``model``: its kind, and the config's model name only
     if the model has the architecture that name builds (else its class name), so that the log, the
     summary and the checkpoint name what was trained."""
-    from .fit import _kind_of
-
     kind = _kind_of(model)
     same = False
     if info is not None:
@@ -109,10 +103,8 @@ def _header(cfg: TrainConfig, device) -> dict:
 def compare(config: TrainConfig, log: Optional[Callable[[str], None]] = print, **fit_kwargs) -> dict:
     """Train kind 'adder' then 'conv' (same seed, so the same data order) under ``out/adder`` and
     ``out/conv``; write ``summary.json``, ``summary.md`` and ``compare.png`` in ``out``.
-    ``fit_kwargs`` go to ``fit`` (step, callbacks...). Returns {'adder': FitResult, 'conv': FitResult,
+    ``fit_kwargs`` go to ``fit_config`` (step, callbacks...). Returns {'adder': FitResult, 'conv': FitResult,
     'rows': [...], 'table': str, 'files': [the paths written]}."""
-    from .fit import fit
-
     cfg = resolve(config)
     if isinstance(cfg.resume, str) and os.path.isfile(cfg.resume):
         raise ValueError("with kind 'both', resume takes True or the --out folder, not one checkpoint file")
@@ -122,7 +114,7 @@ def compare(config: TrainConfig, log: Optional[Callable[[str], None]] = print, *
         if isinstance(resume, str) and not os.path.isdir(resume):
             resume = False
         sub = dataclasses.replace(cfg, kind=kind, out=os.path.join(cfg.out, kind), resume=resume)
-        results[kind] = fit(sub, log=log, **fit_kwargs)
+        results[kind] = fit_config(sub, log=log, **fit_kwargs)
     rows = [r.summary_row() for r in results.values()]
     table = None
     files = [f for r in results.values() for f in r.files]

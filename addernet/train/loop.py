@@ -119,7 +119,7 @@ def _ordered(names) -> list[str]:
 
 
 def _run_step(step: Step, model, batch, device, dtype) -> StepOutput:
-    with _amp.mixed_precision(model, device, dtype or False):
+    with _amp.autocast_model(model, device, dtype):
         out = step(model, batch)
     if not isinstance(out, StepOutput):
         raise TypeError(f"a step must return a StepOutput, got {type(out).__name__}")

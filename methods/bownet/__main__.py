@@ -104,10 +104,10 @@ def main(argv=None) -> int:
         except UserError as e:
             return report(PROG, e)
     try:
-        from .experiment import validate
+        from .experiment import validate_config
 
         cfg = config_from_args(args)
-        validate(cfg)
+        validate_config(cfg)
     except (UserError, ValueError, FileNotFoundError, TypeError) as e:
         return report(PROG, e)
     run(cfg)  # past the checks, an error is a bug: it keeps its traceback

@@ -83,7 +83,7 @@ def quick_config(**overrides) -> MiniConfig:
     return MiniConfig(**kw)
 
 
-def validate(cfg: MiniConfig) -> MiniConfig:
+def validate_config(cfg: MiniConfig) -> MiniConfig:
     """User mistakes, found before anything trains (ValueError / FileNotFoundError, one line)."""
     info = dataset_info(cfg.data, cfg.data_root)
     for k in cfg.kinds:
@@ -146,7 +146,7 @@ def run_seed(cfg: MiniConfig, kind: str, seed: int, log: Callable[[str], None] =
         return evaluate_representation(model, ev_train, ev_test, seed=seed, per_class=cfg.per_class,
                                        episodes=cfg.episodes, device=device, progress=False)
 
-    common = dict(seed=seed, device=device, progress=cfg.progress and is_main(), log=None,
+    common = dict(seed=seed, device=device, progress=cfg.progress and _is_main(), log=None,
                   distributed=cfg.distributed)
     bow_kw = dict(layer=cfg.layer, num_words=cfg.num_words, epochs=cfg.bownet_epochs, input_shape=shape,
                   perturb=perturb, lr=cfg.lr, weight_decay=cfg.weight_decay, kappa=cfg.kappa, border=cfg.border,
@@ -158,7 +158,7 @@ def run_seed(cfg: MiniConfig, kind: str, seed: int, log: Callable[[str], None] =
         t0 = time.perf_counter()
         model = fn()
         t1 = time.perf_counter()
-        if not is_main():        # under DDP rank 0 scores; the other ranks go on to the next stage
+        if not _is_main():        # under DDP rank 0 scores; the other ranks go on to the next stage
             return model
         # extra (the rotation analysis) first: scoring re-estimates BN statistics on upright images
         # only, which a network trained on all four rotations does not expect.
@@ -201,7 +201,7 @@ def _device(cfg: MiniConfig) -> torch.device:
     return torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
-def is_main() -> bool:
+def _is_main() -> bool:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank() == 0
     return int(os.environ.get("RANK", "0")) == 0
@@ -217,7 +217,7 @@ def _mean_std(values):
 
 
 def run(cfg: MiniConfig, log: Callable[[str], None] = print) -> dict:
-    cfg = validate(cfg)
+    cfg = validate_config(cfg)
     if cfg.threads:
         # BLAS (the scikit-learn probe) too: on this 2-core machine shared with other jobs, 2 threads
         # made the probe 7x slower in CPU time than 1.
@@ -235,7 +235,7 @@ def run(cfg: MiniConfig, log: Callable[[str], None] = print) -> dict:
 def _run(cfg: MiniConfig, log: Callable[[str], None]) -> dict:
     if cfg.distributed:
         distributed.setup(cfg.device)    # join torchrun's group before the loaders shard the data
-    if not is_main():
+    if not _is_main():
         for kind in cfg.kinds:
             for seed in cfg.seeds:
                 run_seed(cfg, kind, seed, log=lambda _m: None)

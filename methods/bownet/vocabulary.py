@@ -10,6 +10,7 @@ from torch import nn
 from addernet.models import feature_extractor
 
 from ..common import kmeans
+from ..common.deprecation import renamed_keyword
 from .targets import bow_targets, drop_border
 
 
@@ -119,15 +120,17 @@ class Vocabulary(nn.Module):
 
 
 def build_vocabulary(teacher: nn.Module, loader, layer: str, num_words: int, *, border: int = 1,
-                     max_vectors: int = 100_000, seed: int = 0, iters: int = 50, backend: str = "auto",
-                     device="cpu", progress: bool = False, **target_options) -> Vocabulary:
+                     max_vectors: int = 100_000, seed: int = 0, iters: int = 50, solver: str = "auto",
+                     device="cpu", progress: bool = False, backend: str | None = None, **target_options) -> Vocabulary:
     """k-means over ``teacher``'s dense features at ``layer``; ``target_options`` (assign, pool,
-    binary, inv_delta) go to the Vocabulary.
+    binary, inv_delta) go to the Vocabulary. ``solver``: k-means's ("faiss", "torch", "auto";
+    ``backend=`` is its old name, deprecated).
 
     Under DDP rank 0 clusters its vectors and broadcasts the words, and the mean nearest-word
     distance is averaged over ranks, so all ranks hold one vocabulary (given the same unsharded
     loader, as the miniature does, every rank also samples the same vectors).
     """
+    solver = renamed_keyword("build_vocabulary", "backend", "solver", backend, solver, "auto")
     if num_words < 2:
         raise ValueError(f"num_words must be >= 2, got {num_words}")
     features = TeacherLayer(teacher, layer)
@@ -139,7 +142,7 @@ def build_vocabulary(teacher: nn.Module, loader, layer: str, num_words: int, *, 
     rank, world = _dist_world()
     words = torch.zeros(num_words, vectors.shape[1])
     if rank == 0:
-        words = kmeans(vectors, num_words, iters=iters, seed=seed, backend=backend).centroids.float().cpu()
+        words = kmeans(vectors, num_words, iters=iters, seed=seed, solver=solver).centroids.float().cpu()
     if world > 1:
         comm = words.to(device)
         torch.distributed.broadcast(comm, src=0)

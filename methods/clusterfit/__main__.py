@@ -94,7 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--k", type=int, required=True)
     cl.add_argument("--iters", type=int, default=50)
     cl.add_argument("--seed", type=int, default=1234)
-    cl.add_argument("--backend", default="auto", choices=("auto", "faiss", "torch"))
+    cl.add_argument("--solver", default="auto", choices=("auto", "faiss", "torch"),
+                    help="k-means by faiss or torch (default auto: faiss when installed)")
+    cl.add_argument("--backend", dest="solver", choices=("auto", "faiss", "torch"), help=argparse.SUPPRESS)
     cl.add_argument("--sample", type=int, default=None, help="fit on this many points (default: 256 per centroid)")
     cl.add_argument("--spherical", action="store_true")
     cl.add_argument("--device", default=None, help="where torch k-means runs (cpu, cuda); faiss uses its GPUs")
@@ -129,8 +131,8 @@ def _device(args):
 
 
 def _is_main() -> bool:
-    import torch.distributed as dist
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+    from addernet.train.distributed import is_main
+    return is_main()
 
 
 def _save_model(model, path: str, meta: dict):
@@ -245,12 +247,13 @@ def cmd_cluster(args):
     if not 1 <= args.k <= n:
         raise UserError(f"--k must be in 1..{n} (the number of images), got {args.k}")
     pseudo = make_pseudo_labels(obj["features"], args.k, iters=args.iters, seed=args.seed, spherical=args.spherical,
-                                backend=args.backend, sample=args.sample if args.sample else "auto",
+                                solver=args.solver, sample=args.sample if args.sample else "auto",
                                 device=args.device,
                                 config={"features": args.features, **obj["config"]})
     pseudo.save(args.out)
     sizes = pseudo.cluster_sizes()
-    print(f"{n} images -> {args.k} clusters ({pseudo.config['backend']}; sizes {int(sizes.min())}.."
+    solver = pseudo.config.get("solver", pseudo.config.get("backend"))  # "backend" in files made before the rename
+    print(f"{n} images -> {args.k} clusters ({solver}; sizes {int(sizes.min())}.."
           f"{int(sizes.max())}, inertia {pseudo.config['inertia']:.4g}) -> {args.out}")
 
 

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 
 from addernet.data import dataset_info, get_dataset
 from methods.common import linear_probe
+from methods.common.deprecation import renamed_keyword
 
 from .features import cluster_features
 
@@ -29,12 +30,14 @@ def plain_loaders(data, root=None, batch_size: int = 256, num_workers: int = 0):
 
 def probe_accuracy(model: nn.Module, train_loader: DataLoader, test_loader: DataLoader, *,
                    layer: str = "features", device="cpu", recalibrate: Optional[bool] = None,
-                   recalibrate_batches: int = 50, backend: str = "auto", seed: int = 0, progress: bool = False,
-                   **probe_kw) -> float:
+                   recalibrate_batches: int = 50, solver: str = "auto", seed: int = 0, progress: bool = False,
+                   backend: Optional[str] = None, **probe_kw) -> float:
     """Accuracy (fraction) of a linear probe on ``model``'s frozen ``layer`` features: fitted on
     ``train_loader``'s images and labels, scored on ``test_loader``'s. BatchNorm statistics are
     re-estimated on the train images first when ``recalibrate`` (None: adder models only; pass True
-    for a random-init network, whose running statistics were never estimated)."""
+    for a random-init network, whose running statistics were never estimated). ``solver``: the
+    probe's (``linear_probe``; ``backend=`` is its old name, deprecated)."""
+    solver = renamed_keyword("probe_accuracy", "backend", "solver", backend, solver, "auto")
     tr_x, tr_y, _ = cluster_features(model, train_loader, layer=layer, device=device, normalize=False,
                                      recalibrate=recalibrate, recalibrate_batches=recalibrate_batches,
                                      progress=progress)
@@ -44,4 +47,4 @@ def probe_accuracy(model: nn.Module, train_loader: DataLoader, test_loader: Data
     if not torch.isfinite(tr_x).all() or not torch.isfinite(te_x).all():
         raise FloatingPointError(f"{type(model).__name__} gives non-finite {layer!r} features; "
                                  f"the probe cannot score it")
-    return float(linear_probe(tr_x, tr_y, te_x, te_y, backend=backend, seed=seed, **probe_kw))
+    return float(linear_probe(tr_x, tr_y, te_x, te_y, solver=solver, seed=seed, **probe_kw))

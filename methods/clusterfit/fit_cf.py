@@ -7,7 +7,7 @@ same code runs on CPU, GPU and under DDP (each rank draws its own augmentations)
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import torch
@@ -111,6 +111,3 @@ def _num_outputs(model: nn.Module, info) -> Optional[int]:
     finally:
         model.train(was)
 
-
-def describe(aug: CFAugment) -> dict:
-    return asdict(aug)

@@ -13,6 +13,7 @@ import torch
 
 from addernet.train import atomic_write
 from methods.common import kmeans
+from methods.common.deprecation import renamed_keyword
 
 OFFICIAL_ITERS = 50
 OFFICIAL_SEED = 1234
@@ -25,7 +26,7 @@ class PseudoLabels:
     """Cluster ids of D_cf (row i is image i of the dataset the features came from)."""
     labels: torch.Tensor        # (N,) int64 in [0, K)
     centroids: torch.Tensor     # (K, D) float32
-    config: dict = field(default_factory=dict)   # how they were made: k, iters, seed, layer, backend, ...
+    config: dict = field(default_factory=dict)   # how they were made: k, iters, seed, layer, solver, ...
 
     def __post_init__(self):
         check_pseudo_labels(self.labels, self.centroids)
@@ -75,13 +76,16 @@ def default_sample(n: int, k: int, max_points_per_centroid: int = MAX_POINTS_PER
 
 
 def make_pseudo_labels(features: torch.Tensor, k: int, *, iters: int = OFFICIAL_ITERS, seed: int = OFFICIAL_SEED,
-                       spherical: bool = False, backend: str = "auto", sample: int | None | str = "auto",
-                       batch_size: int = 65536, device=None, config: dict | None = None) -> PseudoLabels:
+                       spherical: bool = False, solver: str = "auto", sample: int | None | str = "auto",
+                       batch_size: int = 65536, device=None, config: dict | None = None,
+                       backend: str | None = None) -> PseudoLabels:
     """k-means (``methods.common.kmeans``) of (N, D) features into ``k`` clusters; every point gets the
     id of its nearest centroid. ``sample="auto"`` fits on at most 256 points per centroid, as faiss
-    does; an int fits on that many; None fits on all points. ``device``: where the torch backend
+    does; an int fits on that many; None fits on all points. ``solver``: k-means's ("faiss",
+    "torch", "auto"; ``backend=`` is its old name, deprecated). ``device``: where the torch solver
     (and the assignment) runs, e.g. "cuda"; faiss uses its GPUs when it has them. ``config`` is
     stored with the result."""
+    solver = renamed_keyword("make_pseudo_labels", "backend", "solver", backend, solver, "auto")
     if features.dim() != 2:
         raise ValueError(f"features must be (N, D), got shape {tuple(features.shape)}")
     n = features.shape[0]
@@ -91,12 +95,12 @@ def make_pseudo_labels(features: torch.Tensor, k: int, *, iters: int = OFFICIAL_
         raise ValueError(f"k-means needs at least 1 iteration, got {iters}")
     if sample == "auto":
         sample = default_sample(n, k)
-    res = kmeans(features, k, iters=iters, seed=seed, spherical=spherical, backend=backend, sample=sample,
+    res = kmeans(features, k, iters=iters, seed=seed, spherical=spherical, solver=solver, sample=sample,
                  batch_size=batch_size, device=device)
     # methods.common.kmeans assigns every row, not only the sample it fitted on
     labels = torch.as_tensor(res.labels).long().reshape(-1).cpu()
     cfg = {"k": k, "iters": iters, "seed": seed, "spherical": spherical, "sample": sample,
-           "backend": res.backend, "inertia": float(res.inertia), "n": n, "dim": int(features.shape[1])}
+           "solver": res.solver, "inertia": float(res.inertia), "n": n, "dim": int(features.shape[1])}
     cfg.update(config or {})
     return PseudoLabels(labels, torch.as_tensor(res.centroids).float().cpu(), cfg)
 

@@ -1,50 +1,31 @@
 """Frozen features of a whole dataset: the output of a model, a function, or a named layer.
 
-With ``layer`` the model runs up to that module only: a forward hook takes a clone of its output
-(so an in-place ReLU after it cannot change it) and stops the forward pass there. A module called at
-more than one site of the forward pass yields its first call's output.
+With ``layer`` the model runs up to that module only (``addernet.models.feature_extractor`` with
+``stop=True``): it takes a clone of the module's output (so an in-place ReLU after it cannot change
+it) and stops the forward pass there. A module called at more than one site of the forward pass
+yields its first call's output; ``layer="features"`` is ``forward_features``' output.
 """
 import torch
 from tqdm.auto import tqdm
 
+from addernet.models import feature_extractor
+from addernet.models.features import FEATURES
+
 from .modes import eval_mode
 
 
-class _Stop(Exception):
-    """Raised by the hook to end the forward pass once the wanted layer has run."""
-
-
 def _layer_fn(model, layer):
+    """x -> the output of module ``layer`` (addernet's feature extractor, stopping the forward there)."""
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"layer={layer!r} needs an nn.Module, got {type(model).__name__}")
     modules = dict(model.named_modules())
-    if layer not in modules:
+    if layer not in modules and layer != FEATURES:
         points = getattr(model, "feature_layers", None)
         hint = f"its feature points are {list(points)}" if points else \
             f"its modules include {[n for n in modules if n][:20]}"
         raise ValueError(f"model has no module named {layer!r}; {hint}")
-    module = modules[layer]
-
-    def run(x):
-        captured = []
-
-        def hook(_mod, _inp, out):
-            if not isinstance(out, torch.Tensor):
-                raise TypeError(f"layer {layer!r} returned {type(out).__name__}, not a tensor")
-            captured.append(out.detach().clone())
-            raise _Stop
-
-        handle = module.register_forward_hook(hook)
-        try:
-            model(x)
-        except _Stop:
-            pass
-        finally:
-            handle.remove()
-        if not captured:
-            raise RuntimeError(f"layer {layer!r} did not run in the model's forward pass")
-        return captured[0]
-    return run
+    extract = feature_extractor(model, layer, stop=True)
+    return lambda x: extract(x)[layer].detach()
 
 
 def _flat(out, pool):

@@ -1,24 +1,27 @@
 """k-means: faiss's Lloyd iterations when it is installed (CPU, or its GPUs), else a batched torch Lloyd
 on CPU or GPU. Both start from the same seeded greedy k-means++ seeding and keep the best of n_init starts.
 
-Both backends fit on ``x`` (or on a seeded random ``sample`` of its rows, for data too large to
+Both solvers fit on ``x`` (or on a seeded random ``sample`` of its rows, for data too large to
 cluster whole), then every row of ``x`` is assigned to its nearest centroid in batches, so ``x``
 may be a numpy memmap larger than memory. The labels and the inertia always come from that one
-exact torch assignment, so the two backends report comparable numbers.
+exact torch assignment, so the two solvers report comparable numbers.
 
 Spherical k-means clusters by cosine: rows and centroids are L2-normalised and the distance is
 the squared Euclidean distance between unit vectors, ``2 - 2 cos``.
 """
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .deprecation import renamed_keyword
+
 try:
     import faiss
-except ImportError:  # the torch backend stands in
+except ImportError:  # the torch solver stands in
     faiss = None
 
 # Bound on the (rows x k) distance block computed at once, in elements (256 MiB of float32).
@@ -28,11 +31,17 @@ _BLOCK_ELEMENTS = 1 << 26
 @dataclass
 class KMeansResult:
     """centroids (k, d) float32 on CPU; labels (n,) int64 on CPU; inertia: sum of squared distances of
-    every row to its centroid (in the normalised space when spherical); backend: "faiss" or "torch"."""
+    every row to its centroid (in the normalised space when spherical); solver: "faiss" or "torch"."""
     centroids: torch.Tensor
     labels: torch.Tensor
     inertia: float
-    backend: str
+    solver: str
+
+    @property
+    def backend(self) -> str:
+        """The old name of ``solver``; it goes in the next release."""
+        warnings.warn("KMeansResult.backend is now KMeansResult.solver", DeprecationWarning, stacklevel=2)
+        return self.solver
 
 
 def faiss_available():
@@ -192,20 +201,21 @@ def _fit(xs, k, iters, seed, spherical, n_init, init, lloyd):
     return best
 
 
-def kmeans(x, k, *, iters=50, seed=0, spherical=False, backend="auto", sample=None, batch_size=65536,
-           n_init=1, init="k-means++", device=None):
+def kmeans(x, k, *, iters=50, seed=0, spherical=False, solver="auto", sample=None, batch_size=65536,
+           n_init=1, init="k-means++", device=None, backend=None):
     """Cluster the rows of x (torch.Tensor or numpy array/memmap, shape (n, d)) into k clusters.
 
-    backend: "faiss", "torch", or "auto" (faiss when installed and the data lives on CPU or faiss has
-    GPUs; else torch, on x's device or ``device``). sample: fit on that many rows drawn at random
-    (seeded), then assign all rows in batches. n_init: independent starts, the one of least inertia is
+    solver: "faiss", "torch", or "auto" (faiss when installed and the data lives on CPU or faiss has
+    GPUs; else torch, on x's device or ``device``); ``backend=`` is its old name, deprecated.
+    sample: fit on that many rows drawn at random (seeded), then assign all rows in batches. n_init: independent starts, the one of least inertia is
     kept (one Lloyd run can stop in a local minimum that merges two clusters and splits another).
-    init: "k-means++" (greedy D^2 seeding, ours, shared by both backends so that they differ only in
+    init: "k-means++" (greedy D^2 seeding, ours, shared by both solvers so that they differ only in
     their Lloyd iterations; O(n k d log k), about log k Lloyd iterations' worth) or "random" (k distinct
     rows; cheap, for large k). faiss's own seeding is not used: on the tests' data it stopped in a
     local minimum in 16 of 40 runs.
-    Fixed seed -> same result on the same backend and device.
+    Fixed seed -> same result on the same solver and device.
     """
+    solver = renamed_keyword("kmeans", "backend", "solver", backend, solver, "auto")
     _check_rows(x)
     n = x.shape[0]
     if not isinstance(k, int) or k < 1:
@@ -216,13 +226,13 @@ def kmeans(x, k, *, iters=50, seed=0, spherical=False, backend="auto", sample=No
         raise ValueError(f"init must be 'k-means++' or 'random', got {init!r}")
     if not isinstance(n_init, int) or n_init < 1:
         raise ValueError(f"n_init must be a positive int, got {n_init!r}")
-    if backend not in ("auto", "faiss", "torch"):
-        raise ValueError(f"backend must be 'auto', 'faiss' or 'torch', got {backend!r}")
-    if backend == "faiss" and faiss is None:
-        raise ImportError("backend='faiss' but faiss is not installed (pip install faiss-cpu)")
+    if solver not in ("auto", "faiss", "torch"):
+        raise ValueError(f"solver must be 'auto', 'faiss' or 'torch', got {solver!r}")
+    if solver == "faiss" and faiss is None:
+        raise ImportError("solver='faiss' but faiss is not installed (pip install faiss-cpu)")
     dev = _device_of(x, device)
-    if backend == "auto":
-        backend = "faiss" if faiss is not None and (dev.type == "cpu" or _faiss_gpus() > 0) else "torch"
+    if solver == "auto":
+        solver = "faiss" if faiss is not None and (dev.type == "cpu" or _faiss_gpus() > 0) else "torch"
 
     if sample is not None and not (isinstance(sample, int) and sample >= 1):
         raise ValueError(f"sample must be a positive int or None, got {sample!r}")
@@ -237,10 +247,10 @@ def kmeans(x, k, *, iters=50, seed=0, spherical=False, backend="auto", sample=No
     xs = _rows(fit_rows, 0, n_fit, dev, spherical)
 
     centroids = _fit(xs, k, iters, seed, spherical, n_init, init,
-                     _lloyd_faiss if backend == "faiss" else _lloyd_torch)
+                     _lloyd_faiss if solver == "faiss" else _lloyd_torch)
     del xs
     labels, dists = assign(x, centroids, spherical=spherical, batch_size=batch_size, device=dev)
     inertia = float(dists.double().sum())
     if not math.isfinite(inertia):
         raise FloatingPointError("k-means inertia is not finite")
-    return KMeansResult(centroids.detach().float().cpu(), labels, inertia, backend)
+    return KMeansResult(centroids.detach().float().cpu(), labels, inertia, solver)

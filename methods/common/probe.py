@@ -1,13 +1,15 @@
 """A linear probe on frozen features: multinomial logistic regression on standardised features.
 
-Two backends fit the same model. scikit-learn's LogisticRegression (lbfgs, multinomial loss) is the
+Two solvers fit the same model. scikit-learn's LogisticRegression (lbfgs, multinomial loss) is the
 reference; a torch linear layer (full-batch L-BFGS, or minibatch Adam for data that does not fit
-one batch) serves large feature sets and GPUs. ``backend="auto"`` picks sklearn up to
+one batch) serves large feature sets and GPUs. ``solver="auto"`` picks sklearn up to
 ``AUTO_SKLEARN_MAX_ELEMENTS`` feature values, torch above.
 """
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .deprecation import renamed_keyword
 
 AUTO_SKLEARN_MAX_ELEMENTS = 20_000_000
 
@@ -108,22 +110,24 @@ def _torch_probe(tx, ty, vx, vy, seed, optimizer="lbfgs", weight_decay=None, C=1
     return correct / len(vx)
 
 
-def linear_probe(train_x, train_y, test_x, test_y, *, backend="auto", seed=0, **kw):
+def linear_probe(train_x, train_y, test_x, test_y, *, solver="auto", seed=0, backend=None, **kw):
     """Fit a linear classifier on frozen train features, return test accuracy as a fraction.
 
+    ``solver``: "sklearn", "torch" or "auto" (``backend=`` is its old name, deprecated).
     Features are standardised with the train statistics. Keywords: C (inverse L2 strength, both
-    backends), max_iter; torch only: optimizer ("lbfgs" full batch, or "adam" minibatch), epochs, lr,
+    solvers), max_iter; torch only: optimizer ("lbfgs" full batch, or "adam" minibatch), epochs, lr,
     batch_size, weight_decay (overrides C), device. "auto" takes torch when one of those is given.
     """
-    if backend not in ("auto", "sklearn", "torch"):
-        raise ValueError(f"backend must be 'auto', 'sklearn' or 'torch', got {backend!r}")
+    solver = renamed_keyword("linear_probe", "backend", "solver", backend, solver, "auto")
+    if solver not in ("auto", "sklearn", "torch"):
+        raise ValueError(f"solver must be 'auto', 'sklearn' or 'torch', got {solver!r}")
     tx, ty, vx, vy = _check(train_x, train_y, test_x, test_y)
-    if backend == "auto":
+    if solver == "auto":
         torch_only = set(kw) - {"C", "max_iter"}
-        backend = "sklearn" if tx.size <= AUTO_SKLEARN_MAX_ELEMENTS and not torch_only else "torch"
-    if backend == "sklearn":
+        solver = "sklearn" if tx.size <= AUTO_SKLEARN_MAX_ELEMENTS and not torch_only else "torch"
+    if solver == "sklearn":
         unknown = set(kw) - {"C", "max_iter"}
         if unknown:
-            raise TypeError(f"linear_probe(backend='sklearn') got unexpected keywords {sorted(unknown)}")
+            raise TypeError(f"linear_probe(solver='sklearn') got unexpected keywords {sorted(unknown)}")
         return _sklearn_probe(tx, ty, vx, vy, seed, **kw)
     return _torch_probe(tx, ty, vx, vy, seed, **kw)

@@ -52,6 +52,7 @@ def test_the_console_script_entry_points_still_resolve():
     ("addernet.train.cli", "addernet.cli.train", "check_run_args"),
     ("addernet.bench.model_bench", "addernet.cli.bench", "add_parser"),
     ("addernet.bench.op_table", "addernet.cli.op_bench", "main"),
+    ("addernet.train.fit", "addernet.train.runtime", "pick_device"),
 ])
 def test_moved_names_still_import_with_a_warning(old, new, name):
     import importlib

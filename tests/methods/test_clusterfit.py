@@ -31,11 +31,11 @@ def _blobs(n_per, k, d, seed=0):
 
 # ----------------------------------------------------------------------------- pseudo-labels
 
-@pytest.mark.parametrize("backend", ["torch", "auto"])
+@pytest.mark.parametrize("solver", ["torch", "auto"])
 @pytest.mark.parametrize("k", [1, 7, 40])
-def test_pseudo_labels_have_the_right_shape_and_range(backend, k):
+def test_pseudo_labels_have_the_right_shape_and_range(solver, k):
     x = l2_normalize(_blobs(50, 7, 12))
-    pl = make_pseudo_labels(x, k, backend=backend, config={"layer": "features"})
+    pl = make_pseudo_labels(x, k, solver=solver, config={"layer": "features"})
     assert pl.labels.shape == (350,) and pl.labels.dtype == torch.int64
     assert int(pl.labels.min()) >= 0 and int(pl.labels.max()) < k
     assert pl.centroids.shape == (k, 12) and pl.centroids.dtype == torch.float32
@@ -51,13 +51,13 @@ def test_sample_then_assign_labels_every_point():
     # faiss's rule, 256 points per centroid: 3 clusters fit on 768 of the 2000 points
     x = _blobs(400, 5, 8, seed=1)
     assert default_sample(2000, 3) == 768 and default_sample(2000, 10) is None
-    pl = make_pseudo_labels(x, 3, backend="torch")
+    pl = make_pseudo_labels(x, 3, solver="torch")
     assert pl.config["sample"] == 768
     assert pl.labels.shape == (2000,) and 0 <= int(pl.labels.min()) and int(pl.labels.max()) < 3
 
 
 def test_pseudo_labels_round_trip_through_a_file(tmp_path):
-    pl = make_pseudo_labels(_blobs(20, 4, 6), 4, backend="torch", config={"noise": 0.5})
+    pl = make_pseudo_labels(_blobs(20, 4, 6), 4, solver="torch", config={"noise": 0.5})
     path = tmp_path / "sub" / "labels.pt"
     pl.save(path)
     back = PseudoLabels.load(path)
@@ -189,7 +189,7 @@ def test_cli_stages_chain(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     r = _cli("features", *common, "--checkpoint", str(pre / "model.pt"), "--out", str(feats))
     assert r.returncode == 0, r.stderr[-3000:]
-    r = _cli("cluster", "--features", str(feats), "--k", "12", "--backend", "torch", "--out", str(labels))
+    r = _cli("cluster", "--features", str(feats), "--k", "12", "--solver", "torch", "--out", str(labels))
     assert r.returncode == 0, r.stderr[-3000:]
     pl = PseudoLabels.load(labels)
     assert pl.labels.shape == (1437,) and pl.num_clusters == 12

@@ -13,7 +13,7 @@ from methods import common as mc
 from methods.common import report
 from methods.common.kmeans import faiss_available
 
-BACKENDS = ["torch"] + (["faiss"] if faiss_available() else [])
+SOLVERS = ["torch"] + (["faiss"] if faiss_available() else [])
 needs_faiss = pytest.mark.skipif(not faiss_available(), reason="faiss is not installed")
 
 
@@ -29,11 +29,11 @@ def _blobs(n_per, k, d, spread, sep, seed):
 
 # --------------------------------------------------------------------- k-means
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_kmeans_recovers_separated_clusters(backend):
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_kmeans_recovers_separated_clusters(solver):
     x, y = _blobs(200, 6, 8, spread=0.3, sep=4.0, seed=1)
-    r = mc.kmeans(x, 6, backend=backend, seed=0)
-    assert r.backend == backend
+    r = mc.kmeans(x, 6, solver=solver, seed=0)
+    assert r.solver == solver
     assert r.centroids.shape == (6, 8) and r.centroids.dtype == torch.float32
     assert r.labels.shape == (1200,) and r.labels.dtype == torch.int64
     assert adjusted_rand_score(y.numpy(), r.labels.numpy()) > 0.99
@@ -48,25 +48,25 @@ def test_faiss_and_torch_agree_by_ari_and_inertia(seed):
     # Overlapping clusters, so that a run can stop in a local minimum (two clusters merged, one split).
     # From the same seeding the two Lloyd implementations must reach the same partition, good or bad.
     x, _ = _blobs(300, 5, 16, spread=1.0, sep=2.0, seed=3)
-    rf = mc.kmeans(x, 5, backend="faiss", seed=seed)
-    rt = mc.kmeans(x, 5, backend="torch", seed=seed)
+    rf = mc.kmeans(x, 5, solver="faiss", seed=seed)
+    rt = mc.kmeans(x, 5, solver="torch", seed=seed)
     assert adjusted_rand_score(rf.labels.numpy(), rt.labels.numpy()) > 0.95
     assert rt.inertia == pytest.approx(rf.inertia, rel=0.01)
 
 
 def test_kmeans_restarts_keep_the_least_inertia():
     x, _ = _blobs(300, 5, 16, spread=1.0, sep=2.0, seed=3)
-    single = mc.kmeans(x, 5, backend="torch", seed=0)
-    best = mc.kmeans(x, 5, backend="torch", seed=0, n_init=3)
+    single = mc.kmeans(x, 5, solver="torch", seed=0)
+    best = mc.kmeans(x, 5, solver="torch", seed=0, n_init=3)
     # the restarts continue seed 0's generator, so the first start is seed 0's single run
     assert best.inertia <= single.inertia + 1e-6
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_kmeans_fixed_seed_is_reproducible(backend):
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_kmeans_fixed_seed_is_reproducible(solver):
     x, _ = _blobs(100, 4, 5, spread=1.0, sep=1.5, seed=4)
-    a = mc.kmeans(x, 4, backend=backend, seed=7)
-    b = mc.kmeans(x, 4, backend=backend, seed=7)
+    a = mc.kmeans(x, 4, solver=solver, seed=7)
+    b = mc.kmeans(x, 4, solver=solver, seed=7)
     assert torch.equal(a.centroids, b.centroids) and torch.equal(a.labels, b.labels)
 
 
@@ -81,32 +81,32 @@ def test_assign_picks_the_nearest_centroid():
         mc.assign(x, torch.randn(3, 5))
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_spherical_kmeans_normalises(backend):
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_spherical_kmeans_normalises(solver):
     # clusters by direction only; each row gets a random scale in [0.1, 10]
     g = torch.Generator().manual_seed(5)
     dirs = torch.nn.functional.normalize(torch.randn(4, 10, generator=g), dim=1)
     y = torch.arange(4).repeat_interleave(150)
     x = dirs[y] + 0.05 * torch.randn(600, 10, generator=g)
     scaled = x * torch.exp(torch.empty(600, 1).uniform_(math.log(0.1), math.log(10), generator=g))
-    r = mc.kmeans(scaled, 4, backend=backend, seed=0, spherical=True)
+    r = mc.kmeans(scaled, 4, solver=solver, seed=0, spherical=True)
     torch.testing.assert_close(r.centroids.norm(dim=1), torch.ones(4), rtol=1e-4, atol=1e-4)
     assert adjusted_rand_score(y.numpy(), r.labels.numpy()) > 0.99
     # rescaling rows changes nothing in spherical mode
-    r2 = mc.kmeans(x, 4, backend=backend, seed=0, spherical=True)
+    r2 = mc.kmeans(x, 4, solver=solver, seed=0, spherical=True)
     assert torch.equal(r.labels, r2.labels)
     labels, dist = mc.assign(scaled, r.centroids, spherical=True)
     assert torch.equal(labels, r.labels) and float(dist.max()) <= 4.0 + 1e-5
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_kmeans_on_a_memmap_sample_assigns_every_row(tmp_path, backend):
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_kmeans_on_a_memmap_sample_assigns_every_row(tmp_path, solver):
     x, y = _blobs(500, 5, 6, spread=0.3, sep=4.0, seed=6)
     mm = np.lib.format.open_memmap(tmp_path / "x.npy", mode="w+", dtype=np.float32, shape=tuple(x.shape))
     mm[:] = x.numpy()
     mm.flush()
     mm = np.load(tmp_path / "x.npy", mmap_mode="r")
-    r = mc.kmeans(mm, 5, backend=backend, seed=0, sample=300, batch_size=333)
+    r = mc.kmeans(mm, 5, solver=solver, seed=0, sample=300, batch_size=333)
     assert r.labels.shape == (2500,)
     assert adjusted_rand_score(y.numpy(), r.labels.numpy()) > 0.99
     labels, dist = mc.assign(x, r.centroids)
@@ -116,7 +116,7 @@ def test_kmeans_on_a_memmap_sample_assigns_every_row(tmp_path, backend):
 
 def test_torch_kmeans_survives_more_clusters_than_distinct_points():
     x = torch.tensor([[0.0, 0.0], [5.0, 5.0]]).repeat(50, 1)
-    r = mc.kmeans(x, 4, backend="torch", seed=0)
+    r = mc.kmeans(x, 4, solver="torch", seed=0)
     assert torch.isfinite(r.centroids).all()
     assert r.inertia == pytest.approx(0.0, abs=1e-6)
     assert set(r.labels.unique().tolist()) <= set(range(4))
@@ -129,14 +129,14 @@ def test_kmeans_rejects_bad_input():
         mc.kmeans(torch.randn(10), 2)
     with pytest.raises(ValueError, match="non-finite"):
         mc.kmeans(torch.tensor([[0.0, float("nan")], [1.0, 1.0]]), 1)
-    with pytest.raises(ValueError, match="backend"):
-        mc.kmeans(torch.randn(10, 2), 2, backend="sklearn")
+    with pytest.raises(ValueError, match="solver"):
+        mc.kmeans(torch.randn(10, 2), 2, solver="sklearn")
 
 
 # --------------------------------------------------------------------- linear probe
 
-@pytest.mark.parametrize("kw", [dict(backend="sklearn"), dict(backend="torch"),
-                                dict(backend="torch", optimizer="adam", epochs=30, batch_size=128)])
+@pytest.mark.parametrize("kw", [dict(solver="sklearn"), dict(solver="torch"),
+                                dict(solver="torch", optimizer="adam", epochs=30, batch_size=128)])
 def test_linear_probe_separable_features(kw):
     x, y = _blobs(200, 4, 20, spread=0.5, sep=3.0, seed=7)
     perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
@@ -145,25 +145,25 @@ def test_linear_probe_separable_features(kw):
     assert acc >= 0.99
 
 
-@pytest.mark.parametrize("backend", ["sklearn", "torch"])
-def test_linear_probe_chance_on_random_labels(backend):
+@pytest.mark.parametrize("solver", ["sklearn", "torch"])
+def test_linear_probe_chance_on_random_labels(solver):
     g = torch.Generator().manual_seed(8)
     x = torch.randn(4000, 16, generator=g)
     y = torch.randint(4, (4000,), generator=g)
-    acc = mc.linear_probe(x[:2000], y[:2000], x[2000:], y[2000:], backend=backend)
+    acc = mc.linear_probe(x[:2000], y[:2000], x[2000:], y[2000:], solver=solver)
     assert abs(acc - 0.25) < 0.05
 
 
-def test_linear_probe_backends_agree_and_unknown_test_labels_count_wrong():
+def test_linear_probe_solvers_agree_and_unknown_test_labels_count_wrong():
     x, y = _blobs(150, 3, 10, spread=1.0, sep=0.8, seed=9)  # overlapping: accuracy well below 1
     perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(1))
     x, y = x[perm], y[perm]
-    a_sk = mc.linear_probe(x[:300], y[:300], x[300:], y[300:], backend="sklearn")
-    a_t = mc.linear_probe(x[:300], y[:300], x[300:], y[300:], backend="torch")
+    a_sk = mc.linear_probe(x[:300], y[:300], x[300:], y[300:], solver="sklearn")
+    a_t = mc.linear_probe(x[:300], y[:300], x[300:], y[300:], solver="torch")
     assert 0.4 < a_sk < 0.98 and abs(a_sk - a_t) <= 0.02
     y_test = y[300:].clone()
     y_test[:50] = 99  # a class the probe never saw
-    assert mc.linear_probe(x[:300], y[:300], x[300:], y_test, backend="torch") <= a_t - 50 / 150 + 0.02
+    assert mc.linear_probe(x[:300], y[:300], x[300:], y_test, solver="torch") <= a_t - 50 / 150 + 0.02
     with pytest.raises(ValueError, match="features"):
         mc.linear_probe(x[:300], y[:300], x[300:, :5], y[300:])
 
@@ -383,14 +383,14 @@ def test_table_markdown():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_gpu_paths_match_cpu():
     x, y = _blobs(200, 4, 8, spread=0.3, sep=4.0, seed=13)
-    rc = mc.kmeans(x, 4, backend="torch", seed=0)
-    rg = mc.kmeans(x.cuda(), 4, backend="torch", seed=0)
+    rc = mc.kmeans(x, 4, solver="torch", seed=0)
+    rg = mc.kmeans(x.cuda(), 4, solver="torch", seed=0)
     assert rg.labels.device.type == "cpu" and adjusted_rand_score(rc.labels.numpy(), rg.labels.numpy()) > 0.99
     assert rg.inertia == pytest.approx(rc.inertia, rel=1e-3)
     m_c = mc.fewshot_eval(x, y, n_way=3, k_shot=1, n_query=5, episodes=50, seed=0)
     m_g = mc.fewshot_eval(x.cuda(), y, n_way=3, k_shot=1, n_query=5, episodes=50, seed=0)
     assert m_c == pytest.approx(m_g)
-    acc = mc.linear_probe(x[::2], y[::2], x[1::2], y[1::2], backend="torch", device="cuda")
+    acc = mc.linear_probe(x[::2], y[::2], x[1::2], y[1::2], solver="torch", device="cuda")
     assert acc >= 0.99
     model = nn.Sequential(nn.Flatten(), nn.Linear(12, 3)).cuda()
     xi = torch.rand(8, 1, 3, 4, device="cuda")

@@ -7,10 +7,10 @@ from torch.utils.data import DataLoader, TensorDataset
 import addernet.data as D
 from addernet.models import (MODELS, SPECS, feature_extractor, get_model, model_spec, recalibrate_bn,
                              replace_head)
-from addernet.train.model_factory import TinyNet
+from addernet.models import TinyNet
 
 # Small inputs keep the ImageNet ResNets cheap: they pool adaptively.
-FAST = {"resnet18": (3, 32, 32), "resnet50": (3, 32, 32)}
+FAST = {"resnet18": (3, 32, 32), "resnet50": (3, 32, 32), "tinynet": (1, 8, 8)}
 # name -> (feature width, {feature layer: output shape per image})
 LAYOUT = {
     "lenet5_bn": (84, {"pool1": (6, 14, 14), "pool2": (16, 5, 5), "relu3": (120, 1, 1)}),
@@ -21,6 +21,7 @@ LAYOUT = {
                        "layer4": (512, 1, 1)}),
     "resnet50": (2048, {"layer1": (256, 8, 8), "layer2": (512, 4, 4), "layer3": (1024, 2, 2),
                         "layer4": (2048, 1, 1)}),
+    "tinynet": (32, {"features.2": (8, 8, 8), "features.6": (16, 4, 4)}),
 }
 
 
@@ -45,7 +46,7 @@ def test_every_model_has_a_layout():
     assert set(LAYOUT) == set(MODELS) == set(SPECS)
 
 
-@pytest.mark.parametrize("name", sorted(LAYOUT) + ["tinynet"])
+@pytest.mark.parametrize("name", sorted(LAYOUT))
 def test_forward_is_head_of_features_and_layers_are_extractable(name):
     model, chw = build(name, kind="conv", num_classes=5)
     model = randomised(model)
@@ -139,7 +140,7 @@ def test_extractor_unwraps_a_wrapper():
                                    model.forward_features(x))
 
 
-@pytest.mark.parametrize("name", sorted(LAYOUT) + ["tinynet"])
+@pytest.mark.parametrize("name", sorted(LAYOUT))
 def test_replace_head(name):
     model, chw = build(name, kind="conv")
     dtype = torch.float64 if name in ("lenet5_bn", "tinynet") else torch.float32  # big ones: cheap
@@ -241,3 +242,40 @@ def test_the_input_check_compiles_without_graph_breaks(kind):
         torch.testing.assert_close(compiled(x), model(x))
         with pytest.raises(ValueError, match="28x28"):  # without fullgraph the check's error is raised as is
             torch.compile(model, backend="eager")(torch.randn(2, 1, 32, 32))
+
+
+def test_stop_ends_the_forward_at_the_last_wanted_module():
+    # methods.common.extract_features(layer=...) relies on it: an early layer costs only its prefix.
+    class Boom(nn.Module):
+        def forward(self, x):
+            raise AssertionError("the forward should have stopped before this module")
+
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(inplace=True), Boom())  # no forward_features
+    x = torch.randn(2, 1, 5, 5)
+    out = feature_extractor(model, ["0", "1"], stop=True)(x)
+    with torch.no_grad():
+        ref = model[0](x)
+    torch.testing.assert_close(out["0"], ref)  # cloned before the in-place ReLU overwrote it
+    torch.testing.assert_close(out["1"], ref.clamp(min=0))
+    with pytest.raises(AssertionError, match="stopped before"):
+        feature_extractor(model, ["0"])(x)  # without stop the whole forward runs
+
+
+def test_stop_takes_a_shared_modules_first_call():
+    class Shared(TinyNet):
+        def forward_features(self, x):
+            return self.features[2](self.features[2](x) - 1).mean((2, 3))
+
+    x = torch.randn(1, 1, 4, 4)
+    out = feature_extractor(Shared(), ["features.2"], stop=True)(x.clone())  # its ReLU is in place
+    torch.testing.assert_close(out["features.2"], torch.relu(x))
+
+
+def test_a_module_that_returns_no_tensor_is_named():
+    class Pair(nn.Module):
+        def forward(self, x):
+            return x, x
+
+    model = nn.Sequential(Pair())
+    with pytest.raises(TypeError, match="module '0' returned tuple, not a tensor"):
+        feature_extractor(model, ["0"])(torch.randn(1, 2))
