@@ -10,7 +10,7 @@ no g(x)); ``rotnet_g`` (trained on g(x), then rotated); ``bownet`` (vocabulary f
   the 5-9 validation images at every layer. ``choose`` picks (words, crop) and each arm's layer.
 - ``run_chunk(kind, "eval", seed, choice=...)``: the chosen setting, scored on the 5-9 test images
   (every layer recorded; the chosen layer's score is the endpoint).
-- ``merge``: claim C4 (bownet - rotnet_g, 5-shot), the degeneracy check (rotnet_g - random) and the
+- ``merge_chunks``: claim C4 (bownet - rotnet_g, 5-shot), the degeneracy check (rotnet_g - random) and the
   rest as description; a table and one summary PNG.
 """
 from __future__ import annotations
@@ -182,7 +182,7 @@ def choose(chunks: Sequence[dict]) -> dict:
             "seeds": sorted({c["seed"] for c in chunks})}
 
 
-def merge(chunks: Sequence[dict], *, out: Optional[str] = None) -> dict:
+def merge_chunks(chunks: Sequence[dict], *, out: Optional[str] = None) -> dict:
     """Evaluation chunks of one kind: claim C4, the degeneracy check, description, a table and a PNG."""
     kind = check_chunks(chunks, "eval")
     data = chunks[0].get("data", "mnist5k")

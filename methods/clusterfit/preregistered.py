@@ -8,7 +8,7 @@ version's same-task control, digits 0-4. Every cell has the random-id control N_
   0-4 validation images; ``choose`` picks K per p by the best mean over the tuning seeds.
 - ``run_chunk(kind, "eval", seed, ks=choice)``: N_pre, N_cf, N_cf_rand at the chosen K, and a
   random-init network, probed on the test images (5-9 transfer, 0-4 same task).
-- ``merge``: claim C3 (5-9 probe at p = 0.8, N_cf - N_pre) with ``paired_difference``, description of
+- ``merge_chunks``: claim C3 (5-9 probe at p = 0.8, N_cf - N_pre) with ``paired_difference``, description of
   the rest, a table and one summary PNG.
 """
 from __future__ import annotations
@@ -159,7 +159,7 @@ def choose(chunks: Sequence[dict]) -> dict:
     return {"ks": ks, "scores": scores, "seeds": sorted({c["seed"] for c in chunks})}
 
 
-def merge(chunks: Sequence[dict], *, out: Optional[str] = None) -> dict:
+def merge_chunks(chunks: Sequence[dict], *, out: Optional[str] = None) -> dict:
     """Evaluation chunks of one kind: claim C3, the described differences, a table and a PNG."""
     kind = check_chunks(chunks, "eval")
     by = {}

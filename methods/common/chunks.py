@@ -42,7 +42,7 @@ def check_chunks(chunks: Sequence[dict], phase: str) -> str:
 
 
 def cli_phase(module, args, run) -> int:
-    """``--phase`` of a method's command line. ``module``: its ``preregistered`` (``choose``, ``merge``,
+    """``--phase`` of a method's command line. ``module``: its ``preregistered`` (``choose``, ``merge_chunks``,
     ``TUNING_SEEDS``, ``EVAL_SEEDS``); ``run(seed, choice)``: runs one chunk (``choice``: the tuning
     choice read from ``--choice`` in phase eval, else None)."""
     if args.merge:
@@ -50,7 +50,7 @@ def cli_phase(module, args, run) -> int:
             raise UserError("--merge needs --json for the combined result")
         parts = read_merge(args.merge)
         try:
-            result = module.choose(parts) if args.phase == "tune" else module.merge(parts, out=args.out)
+            result = module.choose(parts) if args.phase == "tune" else module.merge_chunks(parts, out=args.out)
         except (KeyError, ValueError) as e:
             raise UserError(f"--merge: {e}") from None
         report.write_json(args.json, result)

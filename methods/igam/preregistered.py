@@ -9,7 +9,7 @@ ldiff (CE + gamma L_diff, robust teacher). All train on the fit images (``method
 - ``run_chunk(kind, "eval", seed, weights=choice)``: the chosen weights, scored once on the test
   images: clean, FGSM, PGD-20 (per-image worst case over an adder's grad modes) and the strong attack
   (PGD-100, 5 restarts, CE and CW margin, worst case per image and mode), at each eps.
-- ``merge(eval_chunks)``: per arm and seed, the paired claims C1 (igam - ce) and C2 (igam - igam_plain)
+- ``merge_chunks(eval_chunks)``: per arm and seed, the paired claims C1 (igam - ce) and C2 (igam - igam_plain)
   on the strong attack at eps 0.1, with ``methods.common.stats.paired_difference``; a table and one
   summary PNG.
 Each chunk is one (kind, phase, seed): its JSON is written as soon as it ends.
@@ -181,7 +181,7 @@ def choose(chunks: Sequence[dict]) -> dict:
             "seeds": sorted({c["seed"] for c in chunks})}
 
 
-def merge(chunks: Sequence[dict], *, out: Optional[str] = None) -> dict:
+def merge_chunks(chunks: Sequence[dict], *, out: Optional[str] = None) -> dict:
     """The evaluation chunks of one kind: per-arm rows, the claims' paired statistics, a table and a PNG."""
     kind = check_chunks(chunks, "eval")
     seen = [(cell["arm"], cell["seed"]) for c in chunks for cell in c["cells"]]

@@ -40,7 +40,7 @@ def test_merge_gives_c4_and_calls_a_pretext_degenerate_when_it_does_not_beat_ran
     chunks = [{"phase": "eval", "kind": "conv", "seed": s, "choice": {"layers": layers},
                "cells": [_cell(a, s, v) for a, v in zip(("random", "rotnet_g", "bownet", "bownet_randteacher",
                                                          "rotnet"), vals)]} for s, vals in per.items()]
-    m = P.merge(chunks, out=str(tmp_path))
+    m = P.merge_chunks(chunks, out=str(tmp_path))
     ref = paired_difference([per[s][2] for s in per], [per[s][1] for s in per])
     assert m["claims"]["C4"]["mean"] == pytest.approx(ref["mean"]) and m["claims"]["C4"]["holds"] == ref["holds"]
     assert m["rotation_pretext_degenerate"] is True      # rotnet_g - random: +0.33, interval includes 0

@@ -48,13 +48,13 @@ def test_merge_gives_claim_c3_and_the_random_id_control(tmp_path):
     chunks = [{"phase": "eval", "kind": "conv", "seed": s, "cells": [
         _cell("random", None, None, s, 70.0), _cell("pre", 0.8, None, s, pre[s]),
         _cell("cf", 0.8, 25, s, cf[s]), _cell("cf_rand", 0.8, 25, s, rand[s])]} for s in range(3)]
-    m = P.merge(chunks, out=str(tmp_path))
+    m = P.merge_chunks(chunks, out=str(tmp_path))
     ref = paired_difference(cf, pre)
     assert m["claims"]["C3"]["mean"] == pytest.approx(ref["mean"]) and m["claims"]["C3"]["holds"] == ref["holds"]
     assert m["described"]["p=0.8: cf - cf_rand"]["mean"] == pytest.approx(np.mean(np.subtract(cf, rand)))
     assert (tmp_path / "clusterfit_v2_conv_summary.png").stat().st_size > 1000
     with pytest.raises(ValueError, match="repeat"):
-        P.merge(chunks + chunks[:1])
+        P.merge_chunks(chunks + chunks[:1])
 
 
 def _cli(*args, timeout=900):

@@ -102,7 +102,7 @@ def test_merge_computes_the_preregistered_claims_and_writes_the_summary_png(tmp_
     per_seed = {0: {"ce": 40.0, "igam": 55.0, "igam_plain": 45.0, "gradnorm": 41.0, "ldiff": 42.0},
                 1: {"ce": 50.0, "igam": 62.0, "igam_plain": 49.0, "gradnorm": 52.0, "ldiff": 50.0},
                 2: {"ce": 30.0, "igam": 47.0, "igam_plain": 36.0, "gradnorm": 30.0, "ldiff": 33.0}}
-    m = P.merge([_eval_chunk(s, v) for s, v in per_seed.items()], out=str(tmp_path))
+    m = P.merge_chunks([_eval_chunk(s, v) for s, v in per_seed.items()], out=str(tmp_path))
     igam = [per_seed[s]["igam"] for s in (0, 1, 2)]
     for name, other in (("C1", "ce"), ("C2", "igam_plain")):
         ref = paired_difference(igam, [per_seed[s][other] for s in (0, 1, 2)])
@@ -113,9 +113,9 @@ def test_merge_computes_the_preregistered_claims_and_writes_the_summary_png(tmp_
     assert (tmp_path / "igam_v2_conv_summary.png").stat().st_size > 1000
     # a seed without its igam cell: the claims are not judged, not computed on fewer seeds
     broken = [_eval_chunk(s, {k: v for k, v in per_seed[s].items() if (s, k) != (1, "igam")}) for s in per_seed]
-    assert P.merge(broken)["claims"]["C1"]["holds"] is None
+    assert P.merge_chunks(broken)["claims"]["C1"]["holds"] is None
     with pytest.raises(ValueError, match="repeat"):
-        P.merge([_eval_chunk(0, per_seed[0]), _eval_chunk(0, per_seed[0])])
+        P.merge_chunks([_eval_chunk(0, per_seed[0]), _eval_chunk(0, per_seed[0])])
 
 
 def _cli(*args, timeout=900):
