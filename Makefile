@@ -24,7 +24,7 @@ $(BUILD_STAMP): $(DEPS_STAMP) $(NATIVE_SOURCES)
 build: $(BUILD_STAMP)
 
 demo: build
-	$(VENV)/bin/addernet demo --overwrite   # replaces the last demo run in runs/demo
+	$(VENV)/bin/addernet demo --overwrite   # trains beside the last run in runs/demo, swaps it in at the end
 
 test: build native-test cuda-check pytest
 

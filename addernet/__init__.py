@@ -6,8 +6,8 @@
 """
 from ._version import __version__
 from . import _deprecated
-from . import _extension, ops  # noqa: F401  (loads the native build and registers its fake/autograd kernels)
-from . import backends, functional, models
+from . import backends  # noqa: F401  (loads the backends that register ops with torch: the native build)
+from . import functional, models
 from .convert import convert, count_layers
 from .fuse import fuse
 from .nn import AdderConv2d

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Union
 
@@ -30,6 +31,7 @@ def convert(
     inplace: bool = False,
     copy_weights: bool = False,
     grad_mode: str = "paper",
+    bn_centered: bool = True,
 ) -> nn.Module:
     """Replace each ``nn.Conv2d`` of ``model`` by an ``AdderConv2d`` with the same hyper-parameters.
 
@@ -55,6 +57,14 @@ def convert(
     ``grad_mode`` ("paper" or "exact") is given to every new adder layer, see ``AdderConv2d``.
 
     A module registered under several names (shared) is replaced everywhere by one adder layer.
+
+    BatchNorm: each new adder layer whose output feeds a ``BatchNorm2d`` and nothing else is made
+    ``bn_centered`` (unless ``bn_centered=False``), so that the BatchNorm's running statistics hold
+    in eval mode at any point of training (see ``AdderConv2d``). What follows each conv is read
+    from a torch.fx trace of the model; a model fx cannot trace is read in registration order (the
+    module registered right after the conv, if it is a BatchNorm2d of as many channels). An adder
+    layer with no BatchNorm after it gets a warning: its output sits near -sum |w| and moves as the
+    weights train, and nothing downstream can follow it in eval mode.
     """
     check_grad_mode(grad_mode)
     if not inplace:
@@ -82,6 +92,7 @@ def convert(
 
     if id(model) in replacement:  # the model is itself a single conv
         return replacement[id(model)]
+    _center_before_bn(model, named, replacement, bn_centered)
     # Walk every parent's children (not named_modules, which lists a shared module once) so that
     # all the places a shared conv is registered get the same new layer.
     for parent in model.modules():
@@ -113,6 +124,59 @@ def _adder_like(conv: nn.Conv2d, name: str, eta, copy_weights: bool, grad_mode: 
         new.bias.requires_grad_(conv.bias.requires_grad)
     new.train(conv.training)
     return new
+
+
+def _center_before_bn(model: nn.Module, named, replacement: dict[int, nn.Module], enable: bool) -> None:
+    """Sets ``bn_centered`` on the new adder layers a BatchNorm follows; warns about the others.
+    Runs on the model before the swap (fx traces nn.Conv2d as a leaf, not the new layers)."""
+    names = [n for n, m in named if id(m) in replacement]
+    if not names:
+        return
+    followed = _followed_by_bn(model, set(names))
+    for name in names:
+        if name in followed:
+            replacement[id(dict(named)[name])].bn_centered = enable
+    lonely = [n for n in names if n not in followed]
+    if lonely:
+        warnings.warn(
+            f"convert: adder layer(s) {', '.join(map(repr, lonely))} feed no BatchNorm2d of their own. An adder "
+            "layer's output sits near -sum|w| per filter and moves as the weights train, so running statistics "
+            "downstream lag it and eval-mode outputs can be wrong mid-training: put a BatchNorm2d right after "
+            "each adder layer, or call addernet.models.recalibrate_bn before evaluating.", stacklevel=3)
+
+
+def _followed_by_bn(model: nn.Module, convs: set[str]) -> set[str]:
+    """The names in ``convs`` whose output only a BatchNorm2d (called once) consumes."""
+    import torch.fx
+
+    modules = dict(model.named_modules())
+    try:
+        graph = torch.fx.Tracer().trace(model)
+    except Exception:  # data-dependent Python: fall back to registration order
+        graph = None
+    if graph is not None:
+        calls: dict[str, int] = {}
+        for node in graph.nodes:
+            if node.op == "call_module":
+                calls[node.target] = calls.get(node.target, 0) + 1
+        out = set()
+        for node in graph.nodes:
+            if node.op != "call_module" or node.target not in convs or calls[node.target] != 1:
+                continue
+            users = list(node.users)
+            if (len(users) == 1 and users[0].op == "call_module" and calls[users[0].target] == 1
+                    and isinstance(modules[users[0].target], nn.BatchNorm2d)):
+                out.add(node.target)
+        return out
+    out = set()
+    for parent_name, parent in model.named_modules():
+        children = list(parent._modules.items())
+        for (key, child), (_, nxt) in zip(children, children[1:]):
+            name = f"{parent_name}.{key}" if parent_name else key
+            if (name in convs and isinstance(nxt, nn.BatchNorm2d)
+                    and nxt.num_features == child.out_channels):
+                out.add(name)
+    return out
 
 
 def _selector(sel: Selector, what: str, named) -> Callable[[str, nn.Module], bool] | None:

@@ -10,7 +10,7 @@ from . import backends
 from .backends import grad2
 from ._validation import check_args, pair, same_padding
 
-__all__ = ["adder_conv2d"]
+__all__ = ["adder_conv2d", "adder_linear"]
 
 
 def resolve_padding(input, weight, padding, stride, dilation):
@@ -62,8 +62,32 @@ def adder_conv2d(
     input, padding_ = resolve_padding(input, weight, padding, stride_, dilation_)
     check_args(input, weight, bias, stride_, padding_, dilation_, groups)
     grad2.check_grad_mode(grad_mode)
-    impl = backends.implementation(backends.current(backend))
-    out = impl(input, weight, stride_, padding_, dilation_, groups, grad_mode=grad_mode)
+    key = "adder_conv2d_exact" if grad_mode == "exact" else "adder_conv2d"
+    out = backends.op(key, backend, input.device)(input, weight, stride_, padding_, dilation_, groups)
     if bias is not None and out.shape[1] != 0:  # conv2d ignores the bias of a (N, 0, ...) output too
         out = out + bias.view(1, -1, 1, 1)
     return out
+
+
+def adder_linear(
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    *,
+    backend: str | None = None,
+) -> torch.Tensor:
+    """Y[..., o] = -sum_i |X[..., i] - W[o, i]| + bias[o], in the form of ``torch.nn.functional.linear``.
+
+    Gradients are the paper's, as in ``adder_conv2d``: grad_W = sum G*(X-W) (full precision),
+    grad_X = sum G*clamp(W-X, -1, 1) (HardTanh). Leading dimensions of ``input`` are batch dims.
+    """
+    if input.dim() < 1 or weight.dim() != 2 or input.shape[-1] != weight.shape[1]:
+        raise ValueError(f"adder_linear: input {tuple(input.shape)} and weight {tuple(weight.shape)} do not "
+                         f"match: expected input (..., {weight.shape[-1] if weight.dim() == 2 else 'I'}) and "
+                         "weight (O, I)")
+    if bias is not None and tuple(bias.shape) != (weight.shape[0],):
+        raise ValueError(f"adder_linear: bias has shape {tuple(bias.shape)}, expected ({weight.shape[0]},)")
+    lead = input.shape[:-1]
+    x = input.reshape(-1, input.shape[-1])
+    out = backends.op("adder_linear", backend, input.device)(x, weight).view(*lead, weight.shape[0])
+    return out if bias is None else out + bias

@@ -1,5 +1,8 @@
-"""Every ```python block in README.md and docs/*.md runs, as a reader would run them: the blocks of
-one page in order, in one namespace, from an empty folder (so their ``runs/...`` land in a temp dir).
+"""Every ```python block in README.md and docs/*.md runs alone, as a reader who pastes just that block
+would run it: in a fresh interpreter, from an empty folder of its own (so its ``runs/...`` land in a
+temp dir). A block that leans on an earlier one's imports or names fails here with its NameError.
+The blocks of a page start together, as parallel processes, so a page costs about one import of
+torch rather than one per block.
 
 A block that cannot run here (it needs a data root, a GPU or a file of the user's) says so on its
 first line, where the reader sees it too::
@@ -8,8 +11,11 @@ first line, where the reader sees it too::
 
 Keep those few: a skipped block is an unchecked one.
 """
+import os
 import pathlib
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -49,13 +55,23 @@ TRAINS = {"training.md"}
 
 @pytest.mark.parametrize("page", [pytest.param(p, marks=[pytest.mark.slow] if p.name in TRAINS else [])
                                   for p in PAGES], ids=[p.name for p in PAGES])
-def test_page_snippets_run(page, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    namespace = {"__name__": "__doc_snippet__"}
+def test_page_snippets_run_alone(page, tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+    procs = []
     for line, code in blocks(page):
         if skip_reason(code):
             continue
-        try:
-            exec(compile(code, f"{page.name}:{line}", "exec"), namespace)
-        except Exception as e:
-            raise AssertionError(f"the snippet at {page.name} line {line} fails: {type(e).__name__}: {e}") from e
+        folder = tmp_path / f"line{line}"
+        folder.mkdir()
+        script = folder / "snippet.py"
+        script.write_text(code)
+        procs.append((line, subprocess.Popen([sys.executable, str(script)], cwd=folder, env=env, text=True,
+                                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)))
+    failed = []
+    for line, proc in procs:
+        _, err = proc.communicate(timeout=600)
+        if proc.returncode != 0:
+            last = err.strip().splitlines()[-1] if err.strip() else f"exit status {proc.returncode}"
+            failed.append(f"the snippet at {page.name} line {line} fails alone, in a fresh interpreter: {last}")
+    assert not failed, "\n".join(failed)

@@ -54,3 +54,51 @@ def test_bench_library_does_not_import_the_cli():
             "print(sorted(m for m in sys.modules if m == 'addernet.cli' or m.startswith('addernet.cli.')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def _outside_backends():
+    import ast
+    import pathlib
+
+    root = pathlib.Path(addernet.__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root)
+        if rel.parts[0] != "backends":
+            yield rel, ast.parse(path.read_text())
+
+
+def _docstrings(tree):
+    import ast
+
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                yield first.value
+
+
+def test_no_module_outside_backends_names_a_backend():
+    """A new backend touches its own module and one registry line: nothing above backends/ may test
+    for a backend by name (``backend == "native"``), import one's module, or call its ops directly."""
+    import ast
+
+    from addernet import backends
+
+    names = set(backends.REGISTRY)
+    modules = {f"addernet.backends.{n}" for n in names} | {
+        "addernet.ops", "addernet.ops_u8", "addernet._extension", "addernet._native_checks"}
+    found = []
+    for rel, tree in _outside_backends():
+        docs = {id(d) for d in _docstrings(tree)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and node.value in names and id(node) not in docs:
+                found.append(f"{rel}:{node.lineno} names backend {node.value!r}")
+            elif isinstance(node, ast.ImportFrom):
+                package = ["addernet", *rel.parts[:-1]]
+                base = package[: len(package) - node.level + 1] if node.level else []
+                mod = ".".join([*base, *([node.module] if node.module else [])])
+                targets = {mod} | {f"{mod}.{a.name}" for a in node.names}
+                found += [f"{rel}:{node.lineno} imports {t}" for t in sorted(targets & modules)]
+            elif isinstance(node, ast.Import):
+                found += [f"{rel}:{node.lineno} imports {a.name}" for a in node.names if a.name in modules]
+    assert not found, "\n".join(found)

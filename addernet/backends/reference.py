@@ -10,10 +10,13 @@ same differentiable torch ops, so the triton backend composes its double backwar
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
 from .grad2 import engine_will_use
+from .registry import Backend, compose_fused, linear_via_conv2d
 
 # Upper bound on the broadcast temporary (elements): 32M float32 = 128 MiB.
 _CHUNK_ELEMS = 1 << 25
@@ -238,7 +241,7 @@ def adder_conv2d_u8(input, weight, zero_point, scale, shift, stride, padding, di
     ``out_zero_point`` (``round(v * (1 / out_scale)) + out_zero_point``, clamped). A float32
     input is first quantised with ``input_scale`` and ``zero_point``.
     """
-    from ..ops_u8 import u8_out_dtype
+    from .native.ops_u8 import u8_out_dtype
 
     if input_scale is not None:
         input = torch.clamp(torch.round(input.float() / input_scale) + zero_point, 0, 255)
@@ -265,3 +268,36 @@ def adder_conv2d_u8(input, weight, zero_point, scale, shift, stride, padding, di
         return v
     # The kernel multiplies by the reciprocal (in float32) rather than dividing.
     return torch.clamp(torch.round(v * (1.0 / out_scale)) + out_zero_point, 0, 255).to(torch.uint8)
+
+
+def _backward_masked(grad_out, x, weight, stride, padding, dilation, groups, output_mask):
+    """``backward`` in the native op's form: a masked-out gradient is an empty tensor."""
+    gx, gw = backward(grad_out, x, weight, stride, padding, dilation, groups,
+                      need_input=output_mask[0], need_weight=output_mask[1])
+    return (gx if output_mask[0] else x.new_empty((0,))), (gw if output_mask[1] else weight.new_empty((0,)))
+
+
+class _TapSums:
+    tapsum_output = staticmethod(tapsum_output)
+    tapsum_input = staticmethod(tapsum_input)
+    tapsum_weight = staticmethod(tapsum_weight)
+
+
+_FLOATS = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+
+# Every op, on every device torch runs these ops on: what the other backends fall back to.
+BACKEND = Backend(
+    name="reference",
+    ops={
+        "adder_conv2d": adder_conv2d,
+        "adder_conv2d_exact": functools.partial(adder_conv2d, grad_mode="exact"),
+        "adder_conv2d_backward": _backward_masked,
+        "adder_conv2d_fused": compose_fused(adder_conv2d),
+        "adder_conv2d_u8": adder_conv2d_u8,
+        "adder_conv2d_tapsums": _TapSums,
+        "adder_linear": linear_via_conv2d(adder_conv2d),
+    },
+    dtypes={"cpu": _FLOATS, "cuda": _FLOATS, "mps": _FLOATS},
+    auto=True,
+    fast=False,
+)

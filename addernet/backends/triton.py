@@ -16,6 +16,7 @@ Triton kernel stays the default so that the backend does not depend on cuDNN's c
 (TF32, nondeterministic algorithms); the alternative is kept for comparison and benchmarking.
 """
 # No `from __future__ import annotations`: the op schemas are inferred from real annotations.
+import functools
 import os
 
 import torch
@@ -25,6 +26,7 @@ from .._validation import check_args, out_size
 from . import grad2
 from . import reference as _reference
 from . import triton_kernels as _k
+from .registry import Backend, compose_fused
 
 _SUPPORTED = (torch.float32, torch.float16, torch.bfloat16)
 
@@ -276,3 +278,36 @@ def adder_conv2d(x, weight, stride, padding, dilation, groups, grad_mode="paper"
     return op(
         x, weight, list(stride), list(padding), list(dilation), groups
     )
+
+
+def _backward(grad_output, x, weight, stride, padding, dilation, groups, output_mask):
+    return torch.ops.addernet.triton_adder_conv2d_backward(
+        grad_output.contiguous(), x, weight, list(stride), list(padding), list(dilation), groups, list(output_mask))
+
+
+def _why_unavailable() -> str | None:
+    ok, why = status()
+    return None if ok else why
+
+
+def _why_not_on(device: str) -> str | None:
+    if device == "cuda":
+        return None if torch.cuda.is_available() else _NO_GPU
+    if device == "cpu":
+        return None if _k.INTERPRET else "the Triton kernels run on CPU tensors only under TRITON_INTERPRET=1"
+    return None
+
+
+BACKEND = Backend(
+    name="triton",
+    ops={
+        "adder_conv2d": adder_conv2d,
+        "adder_conv2d_exact": functools.partial(adder_conv2d, grad_mode="exact"),
+        "adder_conv2d_backward": _backward,
+        "adder_conv2d_fused": compose_fused(adder_conv2d),
+    },
+    why_unavailable=_why_unavailable,
+    dtypes={"cuda": _SUPPORTED, "cpu": _SUPPORTED},
+    device_check=_why_not_on,
+    emulated=lambda: ("cpu",) if _k.INTERPRET else (),
+)

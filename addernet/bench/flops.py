@@ -20,9 +20,13 @@ import math
 
 import torch
 
-from .._extension import native_available
 
 _registered = False
+
+
+def ops_built() -> bool:
+    """Whether the ``torch.ops.addernet`` ops these formulas count exist (a backend registered them)."""
+    return hasattr(torch.ops.addernet, "adder_conv2d_fused")
 
 
 def _taps(x_shape, w_shape, out_shape) -> int:
@@ -52,7 +56,7 @@ def register() -> bool:
     """Registers the formulas once; returns whether they are registered. Without the native
     extension the ops do not exist, and this does nothing."""
     global _registered
-    if _registered or not native_available():
+    if _registered or not ops_built():
         return _registered
     from torch.utils.flop_counter import flop_registry, register_flop_formula
 

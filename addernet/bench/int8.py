@@ -16,12 +16,10 @@ from .energy import EnergyTable
 
 def int8_unavailable_reason(device: str) -> str | None:
     """None when the int8 column can be measured here, else why not."""
-    from .._extension import native_available
+    from .. import backends
 
-    if device != "cpu":
-        return "the uint8 adder kernels are CPU-only"
-    if not native_available():
-        return "the native extension is not built"
+    if backends.provider("adder_conv2d_u8", None, device) == backends.REFERENCE:
+        return f"no backend has fast uint8 adder kernels for {device} (only the reference definition)"
     return None
 
 

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import _extension, backends
+from .. import backends
 from .._deprecated import moved_to
 from ..models.registry import canonical_name, get_model, model_spec
 from .counts import CONVENTION, count_ops
@@ -45,18 +45,12 @@ class BenchError(ValueError):
     """A request that cannot run (unknown model, unavailable backend, bad table); said before any work."""
 
 
-def _cuda_ok(be: str) -> str | None:
-    if be == "native" and not _extension.cuda_built():
-        return "the native extension was built without its CUDA kernels"
-    return None
-
-
 def check_backends(spec: str, device: str) -> list[str]:
     names = [b.strip() for b in spec.split(",") if b.strip()]
     for be in names:
-        if be not in backends.ALL:
-            raise BenchError(f"unknown backend {be!r}; choose from {', '.join(backends.ALL)}")
-        why = backends.why_unavailable(be) or (_cuda_ok(be) if device == "cuda" else None)
+        if be not in backends.REGISTRY:
+            raise BenchError(f"unknown backend {be!r}; choose from {', '.join(backends.REGISTRY)}")
+        why = backends.why_unavailable(be) or backends.descriptor(be).why_not_on(device)
         if why is not None:
             raise BenchError(f"backend {be!r} is not available: {why}")
     return names
@@ -69,12 +63,14 @@ def resolve_backends(spec: str | None, device: str, adder_taps: float) -> tuple[
         return check_backends(spec, device), notes
     names = []
     for be in backends.available():
-        if device == "cpu" and be == "triton":
-            notes.append("triton: left out on CPU (the interpreter is for tests); name it in --backends to time it")
-        elif device == "cuda" and _cuda_ok(be):
-            notes.append(f"{be}: {_cuda_ok(be)}")
-        elif be == "reference" and names and adder_taps > REFERENCE_TAPS_LIMIT:
-            notes.append(f"reference: skipped, {adder_taps:.3g} adder taps per batch > {REFERENCE_TAPS_LIMIT:.0e} "
+        d = backends.descriptor(be)
+        if device in d.emulated():
+            notes.append(f"{be}: left out on {device.upper()} (the emulator is for tests); name it in --backends "
+                         "to time it")
+        elif d.why_not_on(device):
+            notes.append(f"{be}: {d.why_not_on(device)}")
+        elif not d.fast and names and adder_taps > REFERENCE_TAPS_LIMIT:
+            notes.append(f"{be}: skipped, {adder_taps:.3g} adder taps per batch > {REFERENCE_TAPS_LIMIT:.0e} "
                          "(slow); name it in --backends to time it")
         else:
             names.append(be)

@@ -50,11 +50,22 @@ def candidates(shape, backends, mode, dtype=torch.float32, device="cpu"):
     return out
 
 
-def _cpu_algorithm(shape) -> str:
-    """The native CPU kernels' patch algorithms for this layer, as 'forward/input-gradient'."""
-    size = [shape.batch, shape.cin, shape.size, shape.size]
-    weight = [shape.cout, shape.cin, shape.kernel, shape.kernel]
-    return torch.ops.addernet._cpu_algorithms(size, weight, [shape.stride] * 2, [shape.padding] * 2, [1, 1], 1)
+def _algorithm(shape, backends) -> str | None:
+    """The kernel variant the first timed backend that has several picks for this layer
+    (the native CPU kernels' patch algorithms, 'forward/input-gradient')."""
+    for be in backends:
+        pick = addernet.backends.descriptor(be).algorithm
+        if pick is not None:
+            return pick([shape.batch, shape.cin, shape.size, shape.size],
+                        [shape.cout, shape.cin, shape.kernel, shape.kernel],
+                        [shape.stride] * 2, [shape.padding] * 2, [1, 1], 1)
+    return None
+
+
+def _kernel_info(backends) -> str | None:
+    """What the timed backends report about their kernels, one string (None: nothing)."""
+    lines = [f"{label}: {text}" for be in backends for label, text in addernet.backends.descriptor(be).info()]
+    return "; ".join(lines) or None
 
 
 # The CPU targets (ratio to F.conv2d): forward at most 2.0x, forward + backward at most 2.5x.
@@ -89,15 +100,15 @@ def markdown(rows: list[dict], backend: str, meta: dict) -> str:
 
 def run(args) -> list[dict]:
     torch.set_num_threads(args.threads)
-    backends = [b for b in args.backends.split(",") if b]
+    backends = [b for b in (args.backends or addernet.backends.current()).split(",") if b]
     for be in backends:
         addernet.backends.current(be)  # a clear error now rather than midway
     dtype = getattr(torch, args.dtype)
     rows = []
     print(f"# adder op vs F.conv2d, {args.dtype}, {torch.get_num_threads()} threads, "
           f"medians of interleaved runs, ratio = backend / conv")
-    if "native" in backends:
-        print(f"# native CPU kernels: {torch.ops.addernet._cpu_info()}")
+    if _kernel_info(backends):
+        print(f"# kernels: {_kernel_info(backends)}")
     print(f"{'set':<10} {'layer':<18} {'batch':>5} {'mode':<7} " + " ".join(f"{b + '/conv':>14}" for b in backends)
           + f" {'conv ms':>9}")
     for spec in args.sets.split(","):
@@ -112,7 +123,7 @@ def run(args) -> list[dict]:
                                   max_seconds=args.max_seconds)
                 conv = timings["conv"].median
                 row = dict(set=set_name, layer=shape.name, batch=shape.batch, mode=mode, conv_s=conv,
-                           cpu_algorithm=_cpu_algorithm(shape) if "native" in backends else None,
+                           cpu_algorithm=_algorithm(shape, backends),
                            **{f"{b}_s": timings[b].median for b in backends},
                            **{f"{b}_ratio": timings[b].median / conv for b in backends},
                            **{f"{b}_spread": timings[b].spread for b in backends})
@@ -122,7 +133,7 @@ def run(args) -> list[dict]:
                       flush=True)
     meta = dict(torch=torch.__version__, addernet=addernet.__version__, python=platform.python_version(),
                 machine=platform.machine(), cpu_flags=cpu_flags(), threads=torch.get_num_threads(),
-                dtype=args.dtype, native=torch.ops.addernet._cpu_info() if "native" in backends else None)
+                dtype=args.dtype, kernels=_kernel_info(backends))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(dict(meta=meta, rows=rows), f, indent=1)

@@ -157,6 +157,18 @@ def markdown(res: dict) -> str:
     return "\n\n".join(parts) + "\n"
 
 
+def ratio_band(a: dict, b: dict) -> tuple[float, float, float]:
+    """(ratio of medians a/b, how far below, how far above): the error bar of a latency ratio.
+    Each timing's spread is half its interquartile range relative to its median; the two are added
+    in quadrature (the usual propagation for a quotient) and applied as a factor, so the bar is
+    symmetric on the log axis. No bar when either has fewer than 4 samples (no IQR)."""
+    r = a["median_ms"] / b["median_ms"]
+    if min(a.get("samples", 0), b.get("samples", 0)) < 4:
+        return r, 0.0, 0.0
+    f = 1.0 + (a["spread"] ** 2 + b["spread"] ** 2) ** 0.5
+    return r, r - r / f, r * f - r
+
+
 def plot(res: dict, path: str) -> None:
     """Per layer: grouped bars of mults and adds per kind; below, the adder/conv latency ratio."""
     import matplotlib
@@ -188,24 +200,29 @@ def plot(res: dict, path: str) -> None:
     if ratios:
         rx = axes[1, 0]
         marks = {"fwd": "o", "train": "s"}
-        for b, be in enumerate(res["backends"]):
-            for mode in ("fwd", "train"):
-                pts = [(i, r["latency"][mode][be]["median_ms"] / r["latency"][mode]["conv"]["median_ms"])
-                       for i, r in enumerate(layers) if "latency" in r]
-                rx.plot(*zip(*pts), marks[mode], ls="none", color=f"C{b}", mfc="none" if mode == "train" else None,
-                        ms=7, label=f"{be} / conv, {'inference' if mode == 'fwd' else 'fwd+bwd'}")
+        series = [(b, be, mode) for b, be in enumerate(res["backends"]) for mode in ("fwd", "train")]
+        bands = []
+        for j, (b, be, mode) in enumerate(series):
+            shift = (j - (len(series) - 1) / 2) * 0.1  # side by side, so that the bars do not hide each other
+            pts = [(i + shift, *ratio_band(r["latency"][mode][be], r["latency"][mode]["conv"]))
+                   for i, r in enumerate(layers) if "latency" in r]
+            xs, ys, lo, hi = zip(*pts)
+            bands += [(y - d, y + u) for y, d, u in zip(ys, lo, hi)]
+            rx.errorbar(xs, ys, yerr=[lo, hi], fmt=marks[mode], ls="none", color=f"C{b}", capsize=2, elinewidth=1,
+                        mfc="none" if mode == "train" else None, ms=7,
+                        label=f"{be} / conv, {'inference' if mode == 'fwd' else 'fwd+bwd'}")
         rx.axhline(1.0, color="gray", lw=1)
         rx.set_yscale("log")
-        seen = [r["latency"][m][be]["median_ms"] / r["latency"][m]["conv"]["median_ms"]
-                for r in layers if "latency" in r for m in ("fwd", "train") for be in res["backends"]]
-        rx.set_ylim(min(0.25, min(seen) / 1.3), max(4.0, max(seen) * 1.3))  # always a few labelled ticks
+        low, high = min(b[0] for b in bands), max(b[1] for b in bands)
+        rx.set_ylim(min(0.25, low / 1.3), max(4.0, high * 1.3))  # the whole bars, and a few labelled ticks
         # Plain numbers (0.3, 0.5, 1, 2) read better than powers of ten for ratios near 1.
         rx.yaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 3.0, 5.0)))
         rx.yaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
         rx.yaxis.set_minor_formatter(ticker.NullFormatter())
         rx.set_ylabel("latency ratio adder / conv")
-        rx.set_title(f"per-layer latency at batch {res['batch_size']}, {res['device']}, {res['threads']} threads "
-                     "(layers that are convs in both kinds: not shown)", fontsize=9)
+        rx.set_title(f"per-layer latency, batch {res['batch_size']}, {res['device']}, {res['threads']} threads "
+                     "(bars: half-IQR spreads of both, combined; layers that are convs in both kinds: not shown)",
+                     fontsize=8)
         rx.legend(fontsize=8)
         rx.grid(axis="y", which="both", alpha=0.3)
     bottom = axes[-1, 0]

@@ -28,7 +28,7 @@ def _op_check() -> float:
     x = torch.randn(4, 6, 11, 9, dtype=torch.float64, requires_grad=True)
     w = torch.randn(8, 3, 3, 3, dtype=torch.float64, requires_grad=True)
     outs = {}
-    for be in (backends.current(), "reference"):
+    for be in (backends.current(), backends.REFERENCE):
         y = functional.adder_conv2d(x, w, None, 2, 1, 1, 2, backend=be)
         outs[be] = (y, *torch.autograd.grad(y.square().sum(), (x, w)))
     a, b = outs.values()

@@ -135,6 +135,8 @@ def _can_write_in(folder: str) -> bool:
 
 def check_out_dir(path: str, flag: str = "--out") -> None:
     """``path`` is a folder, or can be made one, and files can be written in it."""
+    if not str(path).strip():
+        raise UsageError(f"{flag} is empty; give a folder path")
     if os.path.exists(path) and not os.path.isdir(path):
         raise UsageError(f"{flag} {path} is a file, not a folder; give a folder path")
     base = _existing_ancestor(path)
@@ -172,6 +174,27 @@ def check_in_dir(path: str, flag: str) -> None:
         os.listdir(path)
     except OSError as e:
         raise UsageError(f"{flag} {path} cannot be read ({e.strerror}); check its permissions") from None
+
+
+def check_in_file(path: str, flag: str) -> None:
+    """``path`` is a regular file this process can read."""
+    if not os.path.exists(path):
+        raise UsageError(f"{flag} {path} does not exist")
+    if not os.path.isfile(path):
+        raise UsageError(f"{flag} {path} is not a file")
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+    except OSError as e:
+        raise UsageError(f"{flag} {path} cannot be read ({e.strerror}); check its permissions") from None
+
+
+def unit_interval(text: str) -> float:
+    """An argparse ``type=``: a number in (0, 1] (a fraction of an image, say)."""
+    value = finite_float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a number in (0, 1], got {text}")
+    return value
 
 
 def write_text(path: str, text: str) -> None:

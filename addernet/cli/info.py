@@ -5,7 +5,7 @@ import platform
 
 import torch
 
-from .. import _extension, backends
+from .. import backends
 from .._version import __version__
 from ..machine import cpu_flags, cpu_model
 
@@ -27,12 +27,11 @@ def info_lines() -> list[str]:
     lines.append(f"simd flags    {' '.join(cpu_flags()) or 'unknown'}")
     lines.append(f"threads       {torch.get_num_threads()}")
     lines.append("backends:")
-    for name in backends.ALL:
+    for name in backends.REGISTRY:
         why = backends.why_unavailable(name)
         lines.append(f"  {name:<10}  {'available' if why is None else 'unavailable: ' + why}")
-    if _extension.native_available():
-        lines.append(f"native cpu    {torch.ops.addernet._cpu_info()}")
-        lines.append(f"native cuda   {'built' if _extension.cuda_built() else 'not built'}")
-        lines.append(f"build config  {torch.ops.addernet._build_info()}")
+    for name in backends.REGISTRY:
+        if backends.why_unavailable(name) is None:
+            lines += [f"{label:<13} {text}" for label, text in backends.descriptor(name).info()]
     lines.append(f"default       {backends.current()}")
     return lines

@@ -18,7 +18,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="layer sets, each NAME or NAME:BATCH, from: " + ",".join(LAYER_SETS))
     p.add_argument("--batch", type=int, default=None, help="override each set's batch size")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--backends", default="native", help="comma-separated adder backends to time")
+    p.add_argument("--backends", default=None,
+                   help="comma-separated adder backends to time (default: the backend a call would use now)")
     p.add_argument("--modes", default="fwd,fwdbwd")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64", "bfloat16"])
     p.add_argument("--repeats", type=int, default=7)

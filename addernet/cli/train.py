@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 
 from .checks import (UsageError, check_device, check_in_dir, check_out_dir, nonneg_float, nonneg_int,
                      positive_float, positive_int, report, seed_int)
 from ..train.config import KIND_CHOICES, TrainConfig, recipe_help
+from ..train.optim import SCHEDULES
 
 _DESCRIPTION = """Train an AdderNet model, its CNN twin, or both, with the AdderNet paper's recipe.
 
@@ -36,13 +38,13 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=positive_int, help="default: per --data")
     p.add_argument("--batch-size", type=positive_int, help="per process; default: per --data")
     p.add_argument("--lr", type=positive_float,
-                   help="base learning rate of the cosine schedule; default: per --data")
+                   help="base learning rate of the schedule; default: per --data")
     p.add_argument("--momentum", type=nonneg_float, default=0.9, help="SGD momentum (default 0.9)")
     p.add_argument("--weight-decay", type=nonneg_float, default=5e-4, help="SGD weight decay (default 5e-4)")
     p.add_argument("--eta", type=nonneg_float, default=0.2,
                    help="adaptive learning-rate scaling of adder layers; 0 turns it off (default 0.2)")
-    p.add_argument("--schedule", choices=("step", "epoch"), default="step",
-                   help="cosine per optimiser step, or per epoch as the official code (default step)")
+    p.add_argument("--schedule", choices=tuple(SCHEDULES), default="step",
+                   help="; ".join(f"{k}: {v}" for k, v in SCHEDULES.items()))
     p.add_argument("--seed", type=seed_int, default=0,
                    help="seeds the weights, the data order and augmentation (default 0)")
     p.add_argument("--out", help="run folder (default runs/<data>_<model>_<kind>)")
@@ -89,7 +91,8 @@ def config_from_args(args) -> TrainConfig:
 
 # What a run leaves in its folder (and in adder/, conv/ with --kind both): what marks a folder as
 # holding a run, and the only files --overwrite removes.
-RUN_FILES = ("last.pt", "metrics.json", "metrics.csv", "curves.png", "summary.json", "summary.md", "compare.png")
+RUN_FILES = ("last.pt", "previous.pt", "metrics.json", "metrics.csv", "curves.png", "summary.json", "summary.md",
+             "compare.png")
 _RUN_MARKERS = ("last.pt", "metrics.json", "summary.json")
 
 
@@ -101,14 +104,6 @@ def existing_run(out: str) -> str | None:
             if os.path.isfile(path):
                 return path
     return None
-
-
-def _remove_run(out: str) -> None:
-    for sub in ("", "adder", "conv"):
-        for name in RUN_FILES:
-            path = os.path.join(out, sub, name)
-            if os.path.isfile(path):
-                os.remove(path)
 
 
 def check_run_args(cfg: TrainConfig, overwrite: bool = False) -> None:
@@ -130,6 +125,8 @@ def check_run_args(cfg: TrainConfig, overwrite: bool = False) -> None:
     if cfg.distributed and ("RANK" not in os.environ or "WORLD_SIZE" not in os.environ):
         raise UsageError("--distributed needs the processes torchrun starts: python -m torch.distributed.run "
                          "--nproc_per_node=N -m addernet.cli train --distributed ...")
+    if cfg.data_root is not None:  # even where the data is embedded: a wrong path is a mistake to say
+        check_in_dir(cfg.data_root, "--data-root")
     if cfg.data not in ("mnist5k", "digits"):
         if cfg.data_root is None:
             raise UsageError(f"--data {cfg.data} is read from local files and never downloaded: "
@@ -163,18 +160,28 @@ def _loaders(cfg: TrainConfig):
 
 def run(args) -> int:
     from ..train import distributed
-    from ..train.checkpoint import CheckpointError
+    from ..train.checkpoint import WRITE_ERRNOS, CheckpointError, CheckpointWriteError
     from ..train.config import resolve
     from ..train.configured import compare, fit_config
+    from ..train.staging import discard, stage_folder, swap_in
 
     prog = "addernet train"
+    stage = None
     try:
         cfg = resolve(config_from_args(args))
         check_run_args(cfg, args.overwrite)
         # Under torchrun the loaders need the process group; fit builds them after joining it.
         kw = {} if cfg.distributed else {"loaders": _loaders(cfg)}
-        if args.overwrite and os.environ.get("RANK", "0") == "0" and existing_run(cfg.out):
-            _remove_run(cfg.out)  # only once the data has loaded: a refused run leaves the old one alone
+        if kw:
+            from ..train.preflight import check_config_run
+
+            check_config_run(cfg, kw["loaders"])
+        final, stage = cfg.out, None
+        if args.overwrite and existing_run(cfg.out):
+            # The new run goes beside the old one and is swapped in when it is complete (staging.py).
+            stage = stage_folder(cfg.out, clear=distributed.is_main())
+            cfg = dataclasses.replace(cfg, out=stage)
+            stage = stage if distributed.is_main() else None  # rank 0 swaps, as it writes
     except (UsageError, ValueError) as e:
         return report(prog, e)
     try:
@@ -190,12 +197,23 @@ def run(args) -> int:
                 from ..train.summary import format_table
 
                 print(f"\n{format_table([res.summary_row()])}")
+        if stage is not None:
+            swap_in(stage, final, RUN_FILES)
+            files = [os.path.join(final, os.path.relpath(f, stage)) for f in files]
+            stage = None
         if distributed.is_main() and files:
             print("wrote:\n" + "\n".join(f"  {f}" for f in files))
     except CheckpointError as e:
         return report(prog, f"{e}; use another --out, or --overwrite to start again")
     except FloatingPointError as e:
         return report(prog, f"{e} (--lr)")
+    except OSError as e:  # a full disk or an I/O error while writing: the machine's, so exit 1
+        if e.errno not in WRITE_ERRNOS:
+            raise
+        report(prog, e if isinstance(e, CheckpointWriteError) else f"could not write {e.filename}: {e.strerror}")
+        return 1
     finally:
+        if stage is not None:  # interrupted or failed: the run in --out was never touched
+            discard(stage)
         distributed.cleanup()
     return 0

@@ -31,6 +31,9 @@ class FusedAdderConv2d(nn.Module):
             shift = (bn.bias if bn.affine else 0) - bn.running_mean * scale
             if adder.bias is not None:
                 shift = shift + adder.bias * scale
+            offset = adder.centering_offset()  # bn_centered's constant per channel, folded like the bias
+            if offset is not None:
+                shift = shift + offset * scale
         self.register_buffer("weight", adder.weight.detach().clone())
         self.register_buffer("scale", scale.to(adder.weight.dtype).contiguous())
         self.register_buffer("shift", shift.to(adder.weight.dtype).contiguous())
@@ -45,11 +48,6 @@ class FusedAdderConv2d(nn.Module):
             x = nn.functional.pad(x, self._reversed_padding_repeated_twice, mode=self.padding_mode)
             padding = 0
         x, pad = resolve_padding(x, self.weight, padding, tuple(self.stride), tuple(self.dilation))
-        backend = backends.current(self.backend)
-        if backend == "native":
-            return torch.ops.addernet.adder_conv2d_fused(
-                x, self.weight, self.scale, self.shift, list(self.stride), list(pad), list(self.dilation),
-                self.groups, self.relu)
-        y = backends.implementation(backend)(x, self.weight, tuple(self.stride), pad, tuple(self.dilation), self.groups)
-        y = y * self.scale.view(1, -1, 1, 1) + self.shift.view(1, -1, 1, 1)
-        return torch.relu(y) if self.relu else y
+        fused = backends.op("adder_conv2d_fused", self.backend, x.device)
+        return fused(x, self.weight, self.scale, self.shift, tuple(self.stride), pad, tuple(self.dilation),
+                     self.groups, self.relu)

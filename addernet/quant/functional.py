@@ -9,7 +9,7 @@ from typing import Sequence, Union
 
 import torch
 
-from .. import _extension
+from .. import backends
 from .._validation import pair
 
 __all__ = ["adder_conv2d_u8", "shared_qparams", "quantize_tensor", "dequantize_tensor"]
@@ -66,8 +66,4 @@ def adder_conv2d_u8(
             list(pair(padding, "padding")), list(pair(dilation, "dilation")), int(groups), bool(relu))
     kw = dict(out_scale=None if out_scale is None else float(out_scale), out_zero_point=int(out_zero_point),
               input_scale=None if input_scale is None else float(input_scale))
-    if _extension.native_available() and input.device.type == "cpu":
-        return torch.ops.addernet.adder_conv2d_u8(*args, **kw)
-    from ..backends.reference import adder_conv2d_u8 as reference
-
-    return reference(*args, **kw)
+    return backends.op("adder_conv2d_u8", None, input.device)(*args, **kw)

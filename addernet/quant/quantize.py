@@ -117,6 +117,9 @@ def quantize(model: nn.Module, calib_loader, *, batches: int = 8, percentile: fl
         else:
             scale = torch.ones(m.out_channels, device=m.weight.device)
             shift = m.bias.detach() if m.bias is not None else torch.zeros(m.out_channels, device=m.weight.device)
+            offset = m.centering_offset()
+            if offset is not None:
+                shift = shift + offset
             relu = False
         q = QuantAdderConv2d(m.weight, scale, shift, relu, m.stride, m.padding, m.dilation, m.groups,
                              _range(samples[name], percentile),

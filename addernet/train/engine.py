@@ -16,7 +16,9 @@ from torch import nn
 
 from . import distributed as _dist
 from .callbacks import Callback, TrainState
-from .checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import (LAST, PREVIOUS, WRITE_ERRNOS, CheckpointError, CheckpointWriteError, load_checkpoint,
+                         rng_state, save_run_checkpoint, set_rng_state, verified)
+from .checkpoint_checks import check_run_checkpoint, config_mismatch
 from .costs import weight_layer_ops
 from .loop import Step, evaluate, train_one_epoch
 from .metrics import write_metrics
@@ -38,6 +40,7 @@ class FitResult:
     ops: dict                   # weight_layer_ops per image ({} without a DatasetInfo)
     params: int
     files: list = field(default_factory=list)   # the paths this call wrote, in order
+    resumed_at: list = field(default_factory=list)  # epochs after which the run was resumed
 
     @property
     def final(self) -> dict:
@@ -112,15 +115,16 @@ def run_epochs(model: nn.Module, loaders: tuple, run: Run, schedule: Schedule, h
         # Same init everywhere (DDP broadcasts rank 0's anyway), but augmentation must differ by rank.
         torch.manual_seed(seed + 1_000_003 * env.rank)
 
-    start_epoch, history, global_step = 0, [], 0
-    path = _resume_path(record.resume, out)
+    start_epoch, history, global_step, resumed_at = 0, [], 0, []
+    path, fresh_if_missing = _resume_path(record.resume, out)
     if path is not None:
         if os.path.exists(path):
-            start_epoch, history, global_step = _restore(path, record.run_config, record.must_match, env, model,
-                                                         optimizer, scheduler, scaler, extra, epochs, limit_batches,
-                                                         steps)
+            start_epoch, history, global_step, resumed_at = _restore(
+                path, record.run_config, record.must_match, env, model, optimizer, scheduler, scaler, extra, epochs,
+                limit_batches, steps)
+            resumed_at = [*resumed_at, start_epoch]
             say(f"resumed from {path} after epoch {start_epoch}")
-        elif record.resume is True:
+        elif fresh_if_missing:
             say(f"no checkpoint at {path}: starting from scratch")
         else:
             raise FileNotFoundError(f"resume checkpoint {path} not found")
@@ -164,17 +168,16 @@ def run_epochs(model: nn.Module, loaders: tuple, run: Run, schedule: Schedule, h
         history.append(row)
         rngs = _dist.gather_objects(rng_state())
         if env.is_main and out is not None:
-            save_checkpoint(_state(record.run_config, epoch + 1, state.global_step, history, model, optimizer, scheduler,
-                                   scaler, extra, rngs), os.path.join(out, "last.pt"))
-            write_metrics(out, history)
-            written.append("last.pt")
+            _write_epoch(out, history, {**_state(record.run_config, epoch + 1, state.global_step, history, model,
+                                                 optimizer, scheduler, scaler, extra, rngs), "resumed_at": resumed_at})
+            written.append(LAST)
         say(f"{tag} epoch {epoch + 1}/{epochs}  {describe_epoch(row)}")
         _dist.barrier()
 
-    result = FitResult(model, history, record.config, out, ops, params)
+    result = FitResult(model, history, record.config, out, ops, params, resumed_at=resumed_at)
     if env.is_main and history and out is not None:
         write_metrics(out, history)
-        plot_curves(history, os.path.join(out, "curves.png"), title=record.title or tag)
+        plot_curves(history, os.path.join(out, "curves.png"), title=record.title or tag, resumed_at=resumed_at)
         write_summary(out, [result.summary_row()], record.header or {"model": tag, "epochs": epochs, "seed": seed,
                                                                "device": str(device)})
         written += ["metrics.json", "metrics.csv", "curves.png", "summary.json", "summary.md"]
@@ -190,15 +193,40 @@ def _check_extra(extra_state: Optional[dict]) -> dict:
     return extra
 
 
-def _resume_path(resume, out: Optional[str]) -> Optional[str]:
+def _resume_path(resume, out: Optional[str]) -> tuple[Optional[str], bool]:
+    """(checkpoint path, whether a missing one means a fresh start): a folder's last.pt, or its
+    previous.pt if only that is left (a crash between the two renames of a filesystem without
+    hard links)."""
     if resume in (False, None, ""):
-        return None
+        return None, False
     if resume is True:
         if out is None:
             raise ValueError("resume=True reads out/last.pt: give out, or resume=<checkpoint path>")
-        return os.path.join(out, "last.pt")
-    path = os.fspath(resume)
-    return os.path.join(path, "last.pt") if os.path.isdir(path) else path
+        folder = out
+    else:
+        folder = os.fspath(resume)
+        if not os.path.isdir(folder):
+            return folder, False
+    last, prev = os.path.join(folder, LAST), os.path.join(folder, PREVIOUS)
+    return (prev if not os.path.exists(last) and os.path.exists(prev) else last), True
+
+
+def _write_epoch(out: str, history: list, state: dict) -> None:
+    """last.pt (keeping previous.pt), then the metrics. A full disk or an I/O error raises
+    ``CheckpointWriteError`` saying what is intact: the atomic writes leave the old files whole."""
+    try:
+        save_run_checkpoint(state, out)
+        write_metrics(out, history)
+    except OSError as e:
+        if e.errno not in WRITE_ERRNOS:
+            raise
+        done = len(history) - 1
+        kept = (f"the checkpoint and metrics of epoch {done} in {out} are intact; free space and resume with "
+                f"--resume (fit(..., resume=True))" if done else f"nothing was written to {out} before it")
+        err = CheckpointWriteError(f"could not write epoch {len(history)}'s checkpoint in {out}: "
+                                   f"{e.strerror or e}; {kept}")
+        err.errno = e.errno
+        raise err from e
 
 
 def describe_epoch(row: dict) -> str:
@@ -222,16 +250,14 @@ def _state(run_config, epoch, global_step, history, model, optimizer, scheduler,
 
 
 def _restore(path, run_config, must_match, env, model, optimizer, scheduler, scaler, extra, epochs,
-             limit_batches, steps) -> tuple[int, list, int]:
+             limit_batches, steps) -> tuple[int, list, int, list]:
     ck = load_checkpoint(path, map_location="cpu")
-    lacking = [k for k in ("model", "config", "epoch", "history", "rng") if k not in ck]
-    if lacking:
-        raise CheckpointError(f"checkpoint {path} is not a training run's (no {', '.join(lacking)})")
+    check_run_checkpoint(ck, path, model=model, optimizer=optimizer)
+    if not verified(ck):
+        warnings.warn(f"{path} has no SHA-256 (written before addernet kept one): its content cannot be "
+                      "verified, only its structure", stacklevel=4)
     saved = ck["config"]
-    diff = [k for k in must_match if saved.get(k) != run_config.get(k)]
-    if diff:
-        raise CheckpointError(f"{path} was trained with a different " + ", ".join(
-            f"{k} ({saved.get(k)!r}, now {run_config.get(k)!r})" for k in diff))
+    config_mismatch(path, saved, run_config, must_match)
     saved_extra = ck.get("extra") or {}
     missing, unknown = sorted(set(extra) - set(saved_extra)), sorted(set(saved_extra) - set(extra))
     if missing or unknown:
@@ -261,4 +287,5 @@ def _restore(path, run_config, must_match, env, model, optimizer, scheduler, sca
                       "the random stream will differ from an uninterrupted run", stacklevel=4)
     set_rng_state(rngs[env.rank] if env.rank < len(rngs) else rngs[0])
     epoch = int(ck["epoch"])
-    return epoch, list(ck["history"]), int(ck.get("global_step", epoch * (steps or 0)))
+    return (epoch, list(ck["history"]), int(ck.get("global_step", epoch * (steps or 0))),
+            [int(e) for e in ck.get("resumed_at", [])])

@@ -39,16 +39,18 @@ def fit(model_or_config=None, loaders=None, *, model: Optional[nn.Module] = None
     accuracy; see ``train_one_epoch``); the test loader through ``eval_step`` (default
     ``classification_step``: a training step that updates by itself cannot evaluate).
     ``optimizer``/``scheduler``: None builds the paper's recipe, SGD(lr, momentum, weight_decay)
-    with a cosine over the run, stepped per step (``schedule='epoch'``: per epoch); a caller's
+    with a cosine over the run, stepped per step (``schedule='epoch'``: per epoch; ``'constant'``: no decay); a caller's
     optimizer with no scheduler keeps its lr. ``callbacks``: ``Callback`` objects. ``extra_state``:
     {name: object with state_dict()/load_state_dict()} (a discriminator, its optimiser, a k-means
     result holder), saved in every checkpoint and restored on resume; modules in it are moved to
     the device. ``info`` (a DatasetInfo) adds operation counts to the summary.
 
-    ``out``: the run folder (rank 0 writes): ``last.pt`` after every epoch, atomically;
+    ``out``: the run folder (rank 0 writes): ``last.pt`` after every epoch, atomically, with the one
+    before kept as ``previous.pt`` (a write that fails raises ``CheckpointWriteError`` and leaves both);
     ``metrics.json``/``.csv`` (one row per epoch: lr, ``train_<metric>``, ``test_<metric>``,
     epoch_seconds); ``curves.png``, ``summary.json``/``.md`` at the end. None writes nothing.
-    ``resume``: True (``out/last.pt``, fresh start if absent) or a checkpoint path. Resume is bit for
+    ``resume``: True or a run folder (its ``last.pt``; fresh start if the folder holds none) or a
+    checkpoint path. The checkpoint's SHA-256 and structure are checked first. Resume is bit for
     bit with ``num_workers=0`` loaders: model, optimiser, schedule, scaler, extra state, history and
     every RNG state come from the checkpoint, and the data order is re-seeded from (seed, epoch).
     ``seed`` seeds everything at the start. ``distributed``: join the torchrun process group, wrap
@@ -88,8 +90,17 @@ def fit(model_or_config=None, loaders=None, *, model: Optional[nn.Module] = None
     run_config = {"epochs": int(epochs), "limit_batches": limit_batches, "seed": int(seed), "lr": float(lr),
                   "momentum": float(momentum), "weight_decay": float(weight_decay), "schedule": schedule,
                   "amp": str(amp), "model": type(model).__name__}
-    record = Record(out, resume, run_config, ("seed", "model"), type(model).__name__, log, progress)
+    record = Record(out, resume, run_config, ("seed", "model"), type(model).__name__, log, progress,
+                    title=_fit_title(type(model).__name__, loaders[2], epochs, seed, lr if optimizer is None else None))
     return run_epochs(model, loaders, run, plan, hooks, record)
+
+
+def _fit_title(tag: str, info, epochs, seed, lr) -> str:
+    """What the curves of fit(model, loaders) show: the model, the data (if loaders carry a
+    DatasetInfo), the epochs, the seed and the default recipe's lr."""
+    data = f" on {info.name}" if info is not None and getattr(info, "name", None) else ""
+    recipe = f", SGD lr {lr:g} cosine" if lr is not None else ""
+    return f"{tag}{data}: {epochs} epoch{'s' * (epochs != 1)}, seed {seed}{recipe}"
 
 
 # The run's helpers moved to runtime.py (fit and fit_config share them there); these stay a release.

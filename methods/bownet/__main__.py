@@ -9,7 +9,8 @@ import argparse
 import os
 import sys
 
-from methods.common.cli import Parser, UserError, add_merge, add_seeds, report, seeds_of
+from methods.common.cli import (Parser, UserError, add_merge, add_seeds, check_args, nonneg_int, positive_float,
+                                positive_int, report, seeds_of, unit_interval)
 
 from .experiment import STAGES, MiniConfig, quick_config, run
 
@@ -38,18 +39,18 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, argparse.ArgumentParser]:
     p.add_argument("--assign", choices=("hard", "soft"), default=d.assign)
     p.add_argument("--pool", choices=("max", "avg"), default=d.pool)
     p.add_argument("--binary", action="store_true", help="bags of word presence (0/1) instead of pooled codes")
-    p.add_argument("--inv-delta", type=float, default=d.inv_delta, help="soft assignment: inverse temperature "
+    p.add_argument("--inv-delta", type=positive_float, default=d.inv_delta, help="soft assignment: inverse temperature "
                    "relative to the mean nearest-word distance (OBoW)")
     p.add_argument("--border", type=int, default=None,
                    help="feature-map border dropped before quantising (default per model: 0 for lenet5_bn, else 1)")
-    p.add_argument("--crop-scale", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+    p.add_argument("--crop-scale", type=unit_interval, nargs=2, default=None, metavar=("LO", "HI"),
                    help="g(x)'s random resized crop area range (default 0.8 1 on digits, else 0.5 1)")
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--batch-size", type=positive_int, default=d.batch_size)
+    p.add_argument("--lr", type=positive_float, default=d.lr)
     p.add_argument("--episodes", type=int, default=None, help="few-shot episodes per evaluation")
-    p.add_argument("--train-subset", type=int, default=None, help="pretext-train on this many images")
+    p.add_argument("--train-subset", type=positive_int, default=None, help="pretext-train on this many images")
     p.add_argument("--device", default=None)
-    p.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads (0: leave torch's default)")
+    p.add_argument("--threads", type=nonneg_int, default=d.threads, help="torch CPU threads (0: leave torch's default)")
     p.add_argument("--distributed", action="store_true",
                    help="train with DDP (launch with torchrun; default on when WORLD_SIZE > 1)")
     p.add_argument("--no-progress", action="store_true")
@@ -106,6 +107,7 @@ def main(argv=None) -> int:
     try:
         from .experiment import validate_config
 
+        check_args(args)
         cfg = config_from_args(args)
         validate_config(cfg)
     except (UserError, ValueError, FileNotFoundError, TypeError) as e:

@@ -16,7 +16,9 @@ import argparse
 import os
 import sys
 
-from methods.common.cli import Parser, UserError, add_merge, add_seeds, read_merge, run_main, seeds_of
+from methods.common.cli import (Parser, UserError, add_merge, add_seeds, check_args, load_torch_file, nonneg_float,
+                                nonneg_int, positive_float, positive_int, read_merge, run_main, seed_int, seeds_of,
+                                unit_interval)
 
 STAGES = ("pretrain", "features", "cluster", "fit", "probe", "run")
 
@@ -25,18 +27,18 @@ def _common(p: argparse.ArgumentParser, data: bool = True):
     if data:
         p.add_argument("--data", default="mnist5k", help="dataset name (see addernet.data.DATASETS); default mnist5k")
         p.add_argument("--data-root", default=None, help="directory holding the data (CIFAR-10, ImageFolder, ...)")
-        p.add_argument("--batch-size", type=int, default=256)
-        p.add_argument("--workers", type=int, default=0)
+        p.add_argument("--batch-size", type=positive_int, default=256)
+        p.add_argument("--workers", type=nonneg_int, default=0)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when present)")
     p.add_argument("--distributed", action="store_true", help="join the torchrun process group (DDP)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--no-progress", action="store_true")
 
 
 def _train_args(p: argparse.ArgumentParser):
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--lr", type=float, default=0.1)
-    p.add_argument("--limit-batches", type=int, default=None, help="at most this many batches per epoch")
+    p.add_argument("--epochs", type=positive_int, default=30)
+    p.add_argument("--lr", type=positive_float, default=0.1)
+    p.add_argument("--limit-batches", type=positive_int, default=None, help="at most this many batches per epoch")
 
 
 def _model_args(p: argparse.ArgumentParser):
@@ -60,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--cf-epochs", type=int, default=None)
     run.add_argument("--adder-pre-epochs", type=int, default=None)
     run.add_argument("--adder-cf-epochs", type=int, default=None)
-    run.add_argument("--limit-batches", type=int, default=None, help="at most this many batches per epoch")
+    run.add_argument("--limit-batches", type=positive_int, default=None, help="at most this many batches per epoch")
     run.add_argument("--device", default="cpu")
     run.add_argument("--threads", type=int, default=1, help="torch/BLAS/faiss threads (default 1: on a shared "
                      "machine more threads spin and slow everything down)")
@@ -105,8 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     ft = sub.add_parser("fit", help="train N_cf from scratch on pseudo-labels")
     _common(ft), _model_args(ft), _train_args(ft)
     ft.add_argument("--labels", required=True, help="a file written by the cluster stage")
-    ft.add_argument("--crop-scale", type=float, nargs=2, default=(0.08, 1.0))
-    ft.add_argument("--jitter", type=float, default=0.4, help="brightness/contrast/saturation jitter")
+    ft.add_argument("--crop-scale", type=unit_interval, nargs=2, default=(0.08, 1.0))
+    ft.add_argument("--jitter", type=nonneg_float, default=0.4, help="brightness/contrast/saturation jitter")
     ft.add_argument("--no-flip", action="store_true", help="no horizontal flip (digits, text)")
     ft.add_argument("--out", required=True, help="run directory; the model goes to OUT/model.pt")
 
@@ -151,10 +153,9 @@ def _build(name: str, **kw):
 
 
 def _load_model(path: str):
-    import torch
     if not os.path.isfile(path):
         raise UserError(f"checkpoint {path} not found")
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    obj = load_torch_file(path, "--checkpoint")
     if not isinstance(obj, dict) or obj.get("format") != "clusterfit-model/1":
         raise UserError(f"{path} is not a model.pt written by 'pretrain' or 'fit'")
     model = _build(obj["model"], num_classes=obj["num_classes"], kind=obj["kind"], in_channels=obj["in_channels"])
@@ -236,11 +237,10 @@ def cmd_features(args):
 
 
 def cmd_cluster(args):
-    import torch
     from .pseudo_labels import make_pseudo_labels
     if not os.path.isfile(args.features):
         raise UserError(f"features file {args.features} not found")
-    obj = torch.load(args.features, map_location="cpu", weights_only=True)
+    obj = load_torch_file(args.features, "--features")
     if not isinstance(obj, dict) or obj.get("format") != "clusterfit-features/1":
         raise UserError(f"{args.features} is not a file written by the 'features' stage")
     n = obj["features"].shape[0]
@@ -263,6 +263,7 @@ def cmd_fit(args):
     from .pseudo_labels import PseudoLabels
     _check_train_args(args)
     info = _dataset_info(args)
+    load_torch_file(args.labels, "--labels")  # a garbage or unsafe file said as one line, not a traceback
     try:
         pseudo = PseudoLabels.load(args.labels)
         aug = CFAugment(crop_scale=tuple(args.crop_scale), brightness=args.jitter, contrast=args.jitter,
@@ -391,7 +392,9 @@ def main(argv=None) -> int:
     user_errors = () if args.stage == "run" else (ValueError, FileNotFoundError)
     cmd = {"pretrain": cmd_pretrain, "features": cmd_features, "cluster": cmd_cluster, "fit": cmd_fit,
            "probe": cmd_probe, "run": cmd_run}[args.stage]
-    return run_main(f"python -m methods.clusterfit {args.stage}", lambda: cmd(args), user_errors)
+    return run_main(f"python -m methods.clusterfit {args.stage}",
+                    lambda: (check_args(args, out_is_file=args.stage in ("features", "cluster")), cmd(args))[1],
+                    user_errors)
 
 
 if __name__ == "__main__":

@@ -12,8 +12,9 @@ import argparse
 import json
 from typing import Callable
 
-from addernet.cli.checks import (Parser, UsageError, finite_float, nonneg_float, nonneg_int, one_line,
-                                 positive_float, positive_int, report, seed_int)
+from addernet.cli.checks import (Parser, UsageError, check_device, check_in_dir, check_in_file, check_out_dir,
+                                 check_out_file, finite_float, nonneg_float, nonneg_int, one_line, positive_float,
+                                 positive_int, report, seed_int, unit_interval)
 
 UserError = UsageError  # the methods' name for it; one class, so an addernet check's error is one too
 
@@ -66,6 +67,50 @@ def read_merge(paths) -> list[dict]:
     return parts
 
 
+# The input files the methods' stages read, by flag.
+IN_FILES = ("checkpoint", "features", "labels")
+
+
+def check_args(args, out_is_file: bool = False) -> None:
+    """What every method checks before its work, on whichever of these flags its parser has:
+    ``--device`` (one torch has here), ``--out`` (a folder that can be made and written; a file path
+    with ``out_is_file``), ``--json`` (a writable file path, not a folder), ``--data-root`` (a
+    readable folder), ``--checkpoint``/``--features``/``--labels`` (readable files), ``--crop-scale``
+    (LO <= HI). Raises ``UserError`` naming the flag."""
+    if getattr(args, "device", None) is not None:
+        check_device(args.device)
+    out = getattr(args, "out", None)
+    if out is not None:
+        (check_out_file if out_is_file else check_out_dir)(out, "--out")
+    if getattr(args, "json", None) is not None:
+        check_out_file(args.json, "--json")
+    if getattr(args, "data_root", None) is not None:
+        check_in_dir(args.data_root, "--data-root")
+    for name in IN_FILES:
+        if getattr(args, name, None) is not None:
+            check_in_file(getattr(args, name), f"--{name}")
+    scale = getattr(args, "crop_scale", None)
+    if scale is not None and scale[0] > scale[1]:
+        raise UserError(f"--crop-scale {scale[0]} {scale[1]}: LO must not exceed HI")
+
+
+def load_torch_file(path: str, flag: str):
+    """``torch.load(path, weights_only=True)``; a file that is not a torch file, or one holding objects
+    a weights-only load refuses (a pickle that would run code), is a ``UserError`` naming the flag."""
+    import pickle
+    import zipfile
+
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise UserError(f"{flag} {path}: refused by a weights-only load (not a torch file, or it holds "
+                        f"objects that could run code)") from None
+    except (RuntimeError, EOFError, ValueError, KeyError, IndexError, zipfile.BadZipFile) as e:
+        raise UserError(f"{flag} {path} is not a torch file ({type(e).__name__})") from None
+
+
 def run_main(prog: str, fn: Callable[[], object], errors: tuple = ()) -> int:
     """``fn()``, with a ``UserError`` (and any of ``errors``) said as one line on stderr: exit 2.
     A return value that is an int is the exit status; anything else means 0."""
@@ -76,6 +121,6 @@ def run_main(prog: str, fn: Callable[[], object], errors: tuple = ()) -> int:
     return rc if isinstance(rc, int) else 0
 
 
-__all__ = ["Parser", "SEEDS_HELP", "UserError", "add_merge", "add_seeds", "finite_float", "nonneg_float",
-           "nonneg_int", "positive_float", "positive_int", "read_merge", "report", "run_main", "seed_int", "seeds",
-           "seeds_of"]
+__all__ = ["Parser", "SEEDS_HELP", "UserError", "add_merge", "add_seeds", "check_args", "finite_float",
+           "load_torch_file", "nonneg_float", "nonneg_int", "positive_float", "positive_int", "read_merge", "report",
+           "run_main", "seed_int", "seeds", "seeds_of", "unit_interval"]

@@ -5,8 +5,8 @@ import argparse
 import dataclasses
 import sys
 
-from methods.common.cli import (Parser, UserError, add_merge, add_seeds, nonneg_float, nonneg_int, positive_int,
-                                read_merge, run_main, seeds_of)
+from methods.common.cli import (Parser, UserError, add_merge, add_seeds, check_args, nonneg_float, nonneg_int,
+                                positive_int, read_merge, run_main, seeds_of)
 
 from . import experiment
 from .schedule import official_warmup_epochs
@@ -114,6 +114,7 @@ def _main(args) -> int:
     if args.data != "mnist5k":
         raise UserError(f"--data {args.data!r} is not supported: the miniature runs on the embedded mnist5k")
     args.seeds = seeds_of(args.seeds)
+    check_args(args)
     if args.schedule == "official":
         cfg = experiment.official_config(quick=args.quick)
     else:

@@ -195,7 +195,7 @@ def test_register_without_native_is_a_noop(monkeypatch):
 
     before = dict(flop_registry)
     monkeypatch.setattr(flops, "_registered", False)
-    monkeypatch.setattr(flops, "native_available", lambda: False)
+    monkeypatch.setattr(flops, "ops_built", lambda: False)
     assert flops.register() is False and flop_registry == before
 
 

@@ -8,26 +8,7 @@ import sys
 import pytest
 import torch
 
-from addernet.cli import main
-
-
-def run_cli(argv, capsys):
-    """main(argv) in process, as the console script runs it: (exit status, stdout, stderr)."""
-    try:
-        rc = main(argv)
-    except SystemExit as e:  # argparse's own errors exit
-        rc = e.code
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def assert_one_line(rc, err, *words):
-    assert rc == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert "Traceback" not in err and lines[0].startswith("addernet")
-    for w in words:
-        assert w in lines[0], (w, lines[0])
+from helpers.cli import assert_one_line, run_cli
 
 
 @pytest.fixture

@@ -17,7 +17,9 @@ import torch
 
 import addernet.data as D
 from addernet.data import embedded, transforms as T
+from addernet.data.imagefolder import BadImageError, ImageFolderDataset
 from addernet.data.safe_pickle import safe_load
+from helpers.idx_files import idx_bytes, write_file, write_idx_set
 
 
 def _unnormalise(x, mean, std):
@@ -59,7 +61,8 @@ def test_mnist5k_split_deterministic_and_disjoint():
     assert len(set(first_train) | set(first_test)) == 5000
 
     _, _, tr_idx, te_idx = embedded._mnist5k_arrays()
-    assert np.all(np.diff(tr_idx) > 0) and np.all(np.diff(te_idx) > 0)
+    # Train rows in file order; test rows in a class-stratified shuffled order (test_split_order.py).
+    assert np.all(np.diff(tr_idx) > 0) and not np.all(np.diff(te_idx) > 0)
     assert sorted(np.concatenate([tr_idx, te_idx]).tolist()) == list(range(5000))
 
 
@@ -107,33 +110,7 @@ def test_no_torchvision():
 
 # -------------------------------------------------------------------------- idx
 
-def _idx_bytes(arr, magic):
-    header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in arr.shape)
-    return header + arr.astype(np.uint8).tobytes()
-
-
-def _write(path, payload, gz=False):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if gz:
-        path = path.with_name(path.name + ".gz")
-        with gzip.open(path, "wb") as f:
-            f.write(payload)
-    else:
-        path.write_bytes(payload)
-    return path
-
-
-def _write_idx_set(folder, rng, n_train=6, n_test=3, gz=False):
-    out = {}
-    for train, (img, lbl) in {True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-                              False: ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}.items():
-        n = n_train if train else n_test
-        images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
-        labels = rng.integers(0, 10, size=n, dtype=np.uint8)
-        _write(folder / img, _idx_bytes(images, 2051), gz)
-        _write(folder / lbl, _idx_bytes(labels, 2049), gz)
-        out[train] = (images, labels)
-    return out
+_idx_bytes, _write, _write_idx_set = idx_bytes, write_file, write_idx_set
 
 
 @pytest.mark.parametrize("name,subdir,gz", [
@@ -530,11 +507,57 @@ def test_imagefolder_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match=re.escape(str(tmp_path / "train"))):
         D.get_dataset("imagefolder", tmp_path)
     _write_imagefolder(tmp_path, np.random.default_rng(8))
-    (tmp_path / "train" / "cat" / "broken.png").write_bytes(b"\x89PNG nope")
-    ds = D.get_dataset("imagefolder", tmp_path)
-    idx = [i for i, (p, _) in enumerate(ds.samples) if p.endswith("broken.png")][0]
-    with pytest.raises(ValueError, match="broken.png"):
-        ds[idx]
+    with pytest.raises(ValueError, match="check must be"):
+        ImageFolderDataset(tmp_path, check="quick")
+
+
+def _spoil(root):
+    """A zero-byte file, a file of garbage and a PNG cut short (its header intact) in train/cat."""
+    cat = root / "train" / "cat"
+    (cat / "empty.png").write_bytes(b"")
+    (cat / "garbage.jpg").write_bytes(b"\x89PNG nope")
+    whole = (cat / "im0.png").read_bytes()
+    (cat / "cut.png").write_bytes(whole[: len(whole) // 2])
+
+
+def test_imagefolder_refuses_unreadable_images_up_front(tmp_path, capsys):
+    _write_imagefolder(tmp_path, np.random.default_rng(9))
+    _spoil(tmp_path)
+    with pytest.raises(BadImageError, match="2 of 8 files") as info:
+        D.get_dataset("imagefolder", tmp_path)  # the header check: empty and garbage
+    assert "empty.png (an empty file)" in str(info.value) and "garbage.jpg" in str(info.value)
+    assert "cut.png" not in str(info.value) and "skip_bad=True" in str(info.value)
+    with pytest.raises(BadImageError, match="3 of 8 files") as info:
+        ImageFolderDataset(tmp_path, check="decode")  # a full decode finds the cut one too
+    assert "cut.png" in str(info.value)
+    # The CLI says it in one line before any training.
+    from helpers.cli import assert_one_line, run_cli
+    rc, _, err = run_cli(["train", "--data", "imagefolder", "--data-root", str(tmp_path), "--model", "tinynet",
+                          "--out", str(tmp_path / "run"), "--epochs", "1", "--no-progress"], capsys)
+    assert_one_line(rc, err, "empty.png", "garbage.jpg")
+    assert not (tmp_path / "run").exists()
+
+
+def test_imagefolder_skips_unreadable_images_when_asked(tmp_path):
+    _write_imagefolder(tmp_path, np.random.default_rng(10))
+    _spoil(tmp_path)
+    with pytest.warns(UserWarning, match="skipped 2 unreadable images"):
+        ds = ImageFolderDataset(tmp_path, skip_bad=True)
+    assert len(ds) == 6 and sorted(Path(p).name for p, _ in ds.skipped) == ["empty.png", "garbage.jpg"]
+    cut = [i for i, (p, _) in enumerate(ds.samples) if p.endswith("cut.png")][0]
+    with pytest.raises(BadImageError, match="cut.png.*check='decode'"):
+        ds[cut]  # the header check lets a cut body through; decoding it names the file
+    with pytest.warns(UserWarning, match="skipped 3"):
+        ds = ImageFolderDataset(tmp_path, check="decode", skip_bad=True)
+    assert len(ds) == 5 and all(ds.raw(i)[0].ndim == 3 for i in range(len(ds)))  # every one decodes
+
+
+def test_imagefolder_refuses_a_file_linked_into_another_class(tmp_path):
+    _write_imagefolder(tmp_path, np.random.default_rng(11))
+    os.symlink(tmp_path / "train" / "cat" / "im0.png", tmp_path / "train" / "dog" / "stray.png")
+    with pytest.raises(ValueError, match="two class folders") as info:
+        D.get_dataset("imagefolder", tmp_path)
+    assert "stray.png" in str(info.value) and str(tmp_path / "train" / "cat" / "im0.png") in str(info.value)
 
 
 # ------------------------------------------------------------------- transforms

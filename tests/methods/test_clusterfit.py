@@ -202,10 +202,10 @@ def test_cli_stages_chain(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (("cluster", "--features", "nope.pt", "--k", "3", "--out", "x.pt"), "features file nope.pt not found"),
+    (("cluster", "--features", "nope.pt", "--k", "3", "--out", "x.pt"), "--features nope.pt does not exist"),
     (("--quick", "--data", "no-such-data"), "unknown dataset"),
     (("--quick", "--pre-epochs", "0"), "--pre-epochs must be at least 1"),
-    (("probe", "--checkpoint", "nope.pt"), "checkpoint nope.pt not found"),
+    (("probe", "--checkpoint", "nope.pt"), "--checkpoint nope.pt does not exist"),
 ])
 def test_cli_user_mistakes_exit_2_with_one_line(args, message):
     r = _cli(*args, timeout=120)

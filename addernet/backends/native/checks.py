@@ -1,7 +1,7 @@
 """The native ops' argument checks, in Python, for their fake (meta) kernels.
 
 Under torch.compile or on meta tensors the C++ kernels never run, so their checks must run here
-instead: the same conditions as csrc/adder_conv2d_common.cpp, raising RuntimeError (as TORCH_CHECK
+instead: the same conditions as csrc/adder_conv2d_common.cpp and the bindings, raising RuntimeError (as TORCH_CHECK
 does) with the same messages, so that a mistake reads the same in eager and compiled code.
 """
 from __future__ import annotations
@@ -9,6 +9,12 @@ from __future__ import annotations
 import torch
 
 INT64_MAX = 2**63 - 1
+
+# The dtypes each device's kernels take, with the message the C++ binding gives for any other.
+DEVICE_DTYPES = {
+    "cpu": ((torch.float32, torch.float64, torch.bfloat16), "CPU supports float32, float64 and bfloat16"),
+    "cuda": ((torch.float32, torch.float16, torch.bfloat16), "CUDA supports float32, float16 and bfloat16"),
+}
 
 # c10's names for the dtypes, as the C++ messages print them.
 _C10_NAMES = {torch.float32: "Float", torch.float64: "Double", torch.float16: "Half",
@@ -80,3 +86,16 @@ def check_grad_output(grad_output, shape, input, name) -> None:
     _check(grad_output.dtype == input.dtype and grad_output.device == input.device, name,
            "grad_output (", _dtype(grad_output), ", ", grad_output.device, ") must match the input (",
            _dtype(input), ", ", input.device, ")")
+
+
+def out_shape(input, weight, stride, padding, dilation, groups, name):
+    """The output shape after every check the C++ binding makes (geometry, device, dtype), so that
+    torch.compile and meta tensors refuse what eager refuses."""
+    shape = check_geometry(input, weight, stride, padding, dilation, groups, name)
+    allowed = DEVICE_DTYPES.get(input.device.type)
+    if input.device.type == "cuda" and input.dtype == torch.float64:
+        raise RuntimeError(f"{name}: float64 is supported only on CPU; on CUDA use float32, float16 or "
+                           f"bfloat16 (input {_sizes(input)} on {input.device})")
+    if allowed is not None and input.dtype not in allowed[0]:
+        raise RuntimeError(f"{name}: {allowed[1]}, got {_dtype(input)}")
+    return shape

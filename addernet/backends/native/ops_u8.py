@@ -1,14 +1,14 @@
 """Python-side registration of the native ``torch.ops.addernet.adder_conv2d_u8`` (inference only).
 
-The schema and the CPU kernel come from the C++ extension (csrc/cpu/adder_conv2d_u8_kernel.cpp);
-the fake kernel here lets torch.compile and FakeTensor tracing infer its output without running it.
+The schema and the CPU kernel come from the C++ extension (csrc/adder_conv2d_u8.cpp and
+csrc/cpu/adder_conv2d_u8_binding.cpp); the fake kernel here lets torch.compile and FakeTensor tracing infer its output without running it.
 """
 from __future__ import annotations
 
 import torch
 
-from ._extension import native_available
-from ._validation import out_size
+from ..._validation import out_size
+from .extension import native_available
 
 
 def u8_out_dtype(scale, shift, relu, out_scale) -> torch.dtype:
@@ -21,7 +21,7 @@ def u8_out_dtype(scale, shift, relu, out_scale) -> torch.dtype:
 
 
 def _out_shape(input, weight, stride, padding, dilation):
-    # Geometry only: ops._out_shape also asks for input and weight of one float dtype, and this op
+    # Geometry only: checks.out_shape also asks for input and weight of one float dtype, and this op
     # takes a float32 input beside uint8 weights (it quantises on the way in).
     n, _, h, w = input.shape
     o, _, kh, kw = weight.shape

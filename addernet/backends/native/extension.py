@@ -1,11 +1,10 @@
-"""Loads the compiled extension once and remembers why it failed, if it did.
+"""Loads the compiled extension (``addernet._C``) once and remembers why it failed, if it did.
 
 Importing ``addernet._C`` registers the ``torch.ops.addernet.*`` kernels with the dispatcher.
-A missing build is not an error: the package falls back to the reference backend and warns once.
+A missing build is not an error: the backend is unavailable, says why (``NATIVE_ERROR``), and the
+registry's default falls back to the reference backend with one warning.
 """
 from __future__ import annotations
-
-import warnings
 
 _BUILD_HINT = (
     "build it with `pip install --no-build-isolation -e .` (or `make build`) from the "
@@ -20,6 +19,9 @@ import sys
 
 import torch  # noqa: F401  (loads libtorch/libc10, which _C links against, before _C itself)
 
+# The extension is built into the addernet package itself (setup.py: addernet._C).
+_PACKAGE = __package__.split(".")[0]
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def shadowed_build(package_dir: str, search_path: list[str]) -> str | None:
@@ -38,21 +40,18 @@ def shadowed_build(package_dir: str, search_path: list[str]) -> str | None:
 
 
 NATIVE_ERROR: str | None = None
-if importlib.util.find_spec(f"{__package__}._C") is None:
+if importlib.util.find_spec(f"{_PACKAGE}._C") is None:
     NATIVE_ERROR = "addernet._C is not built"
-    _other = shadowed_build(os.path.dirname(__file__), sys.path)
+    _other = shadowed_build(_PACKAGE_DIR, sys.path)
     if _other is not None:
-        NATIVE_ERROR = (f"addernet._C is not built in {os.path.dirname(os.path.abspath(__file__))}, a source "
+        NATIVE_ERROR = (f"addernet._C is not built in {_PACKAGE_DIR}, a source "
                         f"checkout that shadows the installed build {_other}: run from another folder to "
                         "use that one, or build this one")
 else:
     try:
-        importlib.import_module(f"{__package__}._C")  # registers the ops
+        importlib.import_module(f"{_PACKAGE}._C")  # registers the ops
     except (ImportError, OSError) as exc:  # built against another torch, or a missing library
         NATIVE_ERROR = f"addernet._C failed to load ({type(exc).__name__}: {exc})"
-
-_warned = False
-
 
 def native_available() -> bool:
     return NATIVE_ERROR is None
@@ -63,19 +62,6 @@ def cuda_built() -> bool:
     if not native_available():
         return False
     return torch._C._dispatch_has_kernel_for_dispatch_key("addernet::adder_conv2d", "CUDA")
-
-
-def warn_missing_native() -> None:
-    global _warned
-    if not _warned and NATIVE_ERROR is not None:
-        _warned = True
-        warnings.warn(
-            "addernet's native extension is not available "
-            f"({NATIVE_ERROR}); using the slow pure-PyTorch 'reference' backend. To get the fast "
-            f"kernels, {_BUILD_HINT}.",
-            RuntimeWarning,
-            stacklevel=3,
-        )
 
 
 def build_hint() -> str:
