@@ -327,7 +327,7 @@ def cmd_run(args):
     out = args.out or os.path.join("runs", "clusterfit")
     path = args.json or os.path.join(out, "clusterfit.json")
     if args.merge:
-        parts = read_merge(args.merge)
+        parts = read_merge(args.merge, keys=("config", "cells", "timing", "pre_fit", "total_seconds"))
         try:
             result = ex.merge(parts)
         except (KeyError, ValueError) as e:

@@ -55,15 +55,22 @@ def add_merge(p: argparse.ArgumentParser, help: str) -> None:
     p.add_argument("--merge", nargs="+", metavar="JSON", default=None, help=help)
 
 
-def read_merge(paths) -> list[dict]:
-    """The JSON results that ``--merge`` names, in order; a file that cannot be read is a UserError."""
+def read_merge(paths, keys=()) -> list[dict]:
+    """The JSON results that ``--merge`` names, in order. A file that cannot be read, or that is not
+    a result (a JSON object holding ``keys``: another method's JSON, a hand-edited one), is a
+    UserError naming it, before the merge indexes into it."""
     parts = []
     for path in paths:
         try:
             with open(path) as f:
-                parts.append(json.load(f))
+                part = json.load(f)
         except (OSError, ValueError) as e:
             raise UserError(f"--merge {path}: {e}") from None
+        missing = [k for k in keys if k not in part] if isinstance(part, dict) else None
+        if missing is None or missing:
+            what = f"lacks {', '.join(missing)}" if missing else f"holds a JSON {type(part).__name__}"
+            raise UserError(f"--merge {path} {what}; give the --json a run of this method wrote")
+        parts.append(part)
     return parts
 
 

@@ -83,3 +83,21 @@ def test_merge_of_an_unreadable_file_is_one_line(method, tmp_path, capsys):
         rc = main(["--merge", missing, "--out", str(tmp_path)])
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and f"--merge {missing}" in err
+
+
+@pytest.mark.parametrize("method", ["igam", "clusterfit"])
+@pytest.mark.parametrize("content", ["[1]", "{}", '{"bad": 1}'])
+def test_merge_of_a_json_that_is_not_a_result_is_one_line(method, content, tmp_path, capsys):
+    """Another method's JSON, or any JSON that is not a result, is a user's mistake named by file
+    (it was a KeyError or TypeError traceback from inside the merge)."""
+    part = tmp_path / "part.json"
+    part.write_text(content)
+    if method == "igam":
+        from methods.igam.__main__ import main
+        rc = main(["--merge", str(part), "--json", str(tmp_path / "out.json")])
+    else:
+        from methods.clusterfit.__main__ import main
+        rc = main(["--merge", str(part), "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and f"--merge {part}" in err
+    assert not (tmp_path / "out.json").exists()
