@@ -16,9 +16,9 @@ import argparse
 import os
 import sys
 
-from methods.common.cli import (Parser, UserError, add_merge, add_seeds, check_args, load_torch_file, nonneg_float,
-                                nonneg_int, positive_float, positive_int, read_merge, run_main, seed_int, seeds_of,
-                                unit_interval)
+from methods.common.cli import (Parser, UserError, add_merge, add_seeds, check_args, check_data, load_torch_file,
+                                nonneg_float, nonneg_int, positive_float, positive_int, read_merge, run_main, seed_int,
+                                seeds_of, unit_interval)
 
 STAGES = ("pretrain", "features", "cluster", "fit", "probe", "run")
 
@@ -348,6 +348,7 @@ def cmd_run(args):
     kw.update(data=args.data, root=args.data_root, device=args.device, limit_batches=args.limit_batches,
               kinds=("conv", "adder") if args.kind == "both" else (args.kind,))
     _dataset_info(args)
+    check_data(args.data, args.data_root)
     cfg = ex.MiniConfig.quick(**kw) if args.quick else ex.MiniConfig(**kw)
     os.makedirs(out, exist_ok=True)
     log = None if _progress(args) else (lambda msg: print(msg, flush=True))

@@ -101,6 +101,22 @@ def check_args(args, out_is_file: bool = False) -> None:
         raise UserError(f"--crop-scale {scale[0]} {scale[1]}: LO must not exceed HI")
 
 
+def check_data(name: str, root) -> None:
+    """Both splits of dataset ``name`` open from ``root`` (the CIFAR batches are there, an image
+    folder's files are images), checked before any work: the miniatures build their loaders
+    inside the run, where a missing file or a bad image was a traceback after training had begun.
+    The embedded sets need no check."""
+    if root is None:
+        return
+    from addernet.data import get_dataset
+
+    for train in (True, False):
+        try:
+            get_dataset(name, root, train=train, augment=False)
+        except (OSError, ValueError) as e:
+            raise UserError(f"--data {name} --data-root {root}: {e}") from None
+
+
 def load_torch_file(path: str, flag: str):
     """``torch.load(path, weights_only=True)``; a file that is not a torch file, or one holding objects
     a weights-only load refuses (a pickle that would run code), is a ``UserError`` naming the flag."""
@@ -128,6 +144,6 @@ def run_main(prog: str, fn: Callable[[], object], errors: tuple = ()) -> int:
     return rc if isinstance(rc, int) else 0
 
 
-__all__ = ["Parser", "SEEDS_HELP", "UserError", "add_merge", "add_seeds", "check_args", "finite_float",
+__all__ = ["Parser", "SEEDS_HELP", "UserError", "add_merge", "add_seeds", "check_args", "check_data", "finite_float",
            "load_torch_file", "nonneg_float", "nonneg_int", "positive_float", "positive_int", "read_merge", "report",
            "run_main", "seed_int", "seeds", "seeds_of", "unit_interval"]
