@@ -9,7 +9,7 @@ import argparse
 import os
 import sys
 
-from methods.common.cli import (Parser, UserError, add_seeds, check_args, check_data, nonneg_int, positive_float,
+from methods.common.cli import (Parser, UserError, add_seeds, check_data, check_flags, nonneg_int, positive_float,
                                 positive_int, report, seeds_of, unit_interval)
 
 from .experiment import STAGES, MiniConfig, quick_config, run
@@ -79,7 +79,7 @@ def main(argv=None) -> int:
     try:
         from .experiment import validate_config
 
-        check_args(args)
+        check_flags(args)
         cfg = config_from_args(args)
         validate_config(cfg)
         check_data(cfg.data, cfg.data_root)

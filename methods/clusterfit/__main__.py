@@ -16,7 +16,7 @@ import argparse
 import os
 import sys
 
-from methods.common.cli import (Parser, UserError, add_merge, add_seeds, check_args, check_data, load_torch_file,
+from methods.common.cli import (Parser, UserError, add_merge, add_seeds, check_data, check_flags, load_torch_file,
                                 nonneg_float, nonneg_int, positive_float, positive_int, read_merge, run_main, seed_int,
                                 seeds_of, unit_interval)
 
@@ -370,7 +370,7 @@ def main(argv=None) -> int:
     cmd = {"pretrain": cmd_pretrain, "features": cmd_features, "cluster": cmd_cluster, "fit": cmd_fit,
            "probe": cmd_probe, "run": cmd_run}[args.stage]
     return run_main(f"python -m methods.clusterfit {args.stage}",
-                    lambda: (check_args(args, out_is_file=args.stage in ("features", "cluster")), cmd(args))[1],
+                    lambda: (check_flags(args, out_is_file=args.stage in ("features", "cluster")), cmd(args))[1],
                     user_errors)
 
 

@@ -5,7 +5,7 @@ import argparse
 import dataclasses
 import sys
 
-from methods.common.cli import (Parser, UserError, add_merge, add_seeds, check_args, nonneg_float, nonneg_int,
+from methods.common.cli import (Parser, UserError, add_merge, add_seeds, check_flags, nonneg_float, nonneg_int,
                                 positive_int, read_merge, run_main, seeds_of)
 
 from . import experiment
@@ -90,7 +90,7 @@ def _main(args) -> int:
     if args.data != "mnist5k":
         raise UserError(f"--data {args.data!r} is not supported: the miniature runs on the embedded mnist5k")
     args.seeds = seeds_of(args.seeds)
-    check_args(args)
+    check_flags(args)
     if args.schedule == "official":
         cfg = experiment.official_config(quick=args.quick)
     else:

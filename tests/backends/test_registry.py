@@ -98,7 +98,7 @@ def test_bench_picks_it_up(toy):
     with pytest.raises(model_bench.BenchError, match="'toy' does not run on cuda"):
         model_bench.check_backends(toy, "cuda")
     shape = op_table.LAYER_SETS["lenet5_bn"](1)[0]
-    run = op_table._candidates(shape, [toy], "fwd", torch.float32)[toy]
+    run = op_table.candidates(shape, [toy], "fwd", torch.float32)[toy]
     run()
     assert calls == {"adder_conv2d": 1}
 
