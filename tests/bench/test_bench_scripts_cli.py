@@ -18,3 +18,29 @@ def test_control_random_labels_says_a_bad_seed_in_one_line(argv):
     assert out.returncode == 2, out.stderr
     assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr and "control_random_labels.py: error:" \
         in out.stderr, out.stderr
+
+
+def _bench_models():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_models_script", f"{ROOT}/benchmarks/bench_models.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("argv", [["--threads", "0"], ["--models", "nosuch"], ["--backends", "nosuch"],
+                                  ["--out", "/proc/x.md"], ["--max-seconds", "nan"]],
+                         ids=["threads", "models", "backends", "out", "max-seconds"])
+def test_bench_models_says_a_mistake_in_one_line_before_any_model(argv, tmp_path, capsys, monkeypatch):
+    """bench_models.py's mistakes were tracebacks (BenchError, KeyError), an unwritable --out one
+    after every model had been benched."""
+    script = _bench_models()
+    monkeypatch.setattr(script, "bench_model", lambda *a, **k: pytest.fail("benched before the checks"))
+    base = ["--models", "lenet5_bn", "--no-latency", "--out", str(tmp_path / "r.md")]
+    try:
+        rc = script.main(base + argv)
+    except SystemExit as exc:  # argparse's type= checks exit from parse_args
+        rc = exc.code
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and err.startswith("bench_models.py: error: "), err
