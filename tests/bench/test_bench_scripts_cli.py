@@ -44,3 +44,20 @@ def test_bench_models_says_a_mistake_in_one_line_before_any_model(argv, tmp_path
         rc = exc.code
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and err.startswith("bench_models.py: error: "), err
+
+
+@pytest.mark.parametrize("argv", [["--out", "/proc/x"], ["--budget-s", "-1"], ["--reps", "0"], ["--target-ms", "nan"]],
+                         ids=["out", "budget", "reps", "target"])
+def test_bench_gpu_says_a_mistake_in_one_line(argv, capsys):
+    """bench_gpu.py took a negative budget or 0 rounds, and an unwritable --out was a traceback."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_gpu_script", f"{ROOT}/benchmarks/bench_gpu.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    try:
+        rc = script.main(["--dry-run", *argv])
+    except SystemExit as exc:
+        rc = exc.code
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and err.startswith("bench_gpu.py: error: "), err
