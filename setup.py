@@ -28,8 +28,22 @@ def _flag(name: str) -> bool:
     return os.environ.get(name, "0") not in ("", "0", "false", "False")
 
 
-def _sources(*patterns):
-    return sorted(os.path.relpath(p, ROOT) for pat in patterns for p in glob.glob(os.path.join(ROOT, pat)))
+def source_groups() -> dict[str, list[str]]:
+    """csrc/sources.txt, the source lists that CMake reads too: {group: [glob, ...]}."""
+    groups = {}
+    with open(os.path.join(ROOT, "csrc", "sources.txt")) as f:
+        for line in f:
+            line = line.split("#", 1)[0].strip()
+            if line:
+                name, _, globs = line.partition(":")
+                groups[name.strip()] = globs.split()
+    return groups
+
+
+def _sources(*groups):
+    table = source_groups()
+    return sorted(os.path.relpath(p, ROOT) for g in groups for pat in table[g]
+                  for p in glob.glob(os.path.join(ROOT, pat)))
 
 
 def extension():
@@ -46,10 +60,10 @@ def extension():
     # Recorded for `addernet info`; plain 0/1 macros survive every build tool's quoting.
     cxx += [f"-DADDERNET_WITH_CUDA={int(with_cuda)}", f"-DADDERNET_MARCH_NATIVE={int(_flag('ADDERNET_MARCH_NATIVE'))}",
             f"-DADDERNET_OPENMP={int(torch.backends.openmp.is_available())}"]
-    sources = _sources("csrc/*.cpp", "csrc/cpu/*.cpp", "csrc/kernels/cpu/*.cpp")
+    sources = _sources("cpu_bindings", "cpu_kernels")
     kwargs = dict(include_dirs=[os.path.join(ROOT, "csrc")], extra_link_args=link)
     if with_cuda:
-        sources += _sources("csrc/cuda/*.cu", "csrc/kernels/cuda/*.cu")
+        sources += _sources("cuda_bindings", "cuda_kernels")
         nvcc = opt + ["-std=c++17", "--expt-relaxed-constexpr", "-lineinfo"]
         return CUDAExtension("addernet._C", sources, extra_compile_args={"cxx": cxx, "nvcc": nvcc}, **kwargs)
     return CppExtension("addernet._C", sources, extra_compile_args={"cxx": cxx}, **kwargs)

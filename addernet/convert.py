@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Union
 
@@ -9,7 +10,7 @@ import torch
 from torch import nn
 
 from .backends.grad2 import check_grad_mode
-from .nn import AdderConv2d
+from .nn import AdderConv2d, AdderLinear
 
 __all__ = ["convert", "count_layers", "LayerCount"]
 
@@ -17,7 +18,7 @@ Selector = Union[Iterable[str], Callable[[str, nn.Module], bool], None]
 
 # Layers that can be the network's first or last one. AdderConv2d is among them so that converting
 # an already (partly) converted model keeps the same endpoints instead of moving them inwards.
-_WEIGHT_LAYERS = (nn.Conv2d, nn.Linear, AdderConv2d)
+_WEIGHT_LAYERS = (nn.Conv2d, nn.Linear, AdderConv2d, AdderLinear)
 
 
 def convert(
@@ -30,8 +31,11 @@ def convert(
     inplace: bool = False,
     copy_weights: bool = False,
     grad_mode: str = "paper",
+    bn_centered: bool = True,
+    linear: bool = False,
 ) -> nn.Module:
-    """Replace each ``nn.Conv2d`` of ``model`` by an ``AdderConv2d`` with the same hyper-parameters.
+    """Replace each ``nn.Conv2d`` of ``model`` by an ``AdderConv2d`` with the same hyper-parameters
+    (and, with ``linear=True``, each ``nn.Linear`` by an ``AdderLinear``).
 
     Returns a deep copy of ``model`` unless ``inplace=True`` (then ``model`` itself is changed and
     returned). Kept: in/out channels, kernel size, stride, padding (ints, 'same', 'valid'),
@@ -40,8 +44,8 @@ def convert(
 
     Endpoints: as in the AdderNet paper, the first and the last weight layer stay multiplicative
     (``keep_first``/``keep_last``). They are found in ``model.named_modules()`` order among
-    ``nn.Conv2d``, ``nn.Linear`` (and ``AdderConv2d``, so converting twice is stable). A Linear
-    endpoint only takes that slot: Linear layers are never converted.
+    ``nn.Conv2d``, ``nn.Linear`` (and the adder layers, so converting twice is stable). Linear layers
+    are converted only when ``linear=True`` (the paper keeps its classifier multiplicative).
 
     Selection: ``include`` (convert only these) and ``exclude`` (never convert these) take either
     an iterable of qualified module names as in ``named_modules()``, where a name matches itself
@@ -52,11 +56,23 @@ def convert(
     Weights: the adder layers are freshly initialised (N(0, 1), see ``AdderConv2d``), because an
     L1-distance filter has nothing in common with a correlation filter. ``copy_weights=True``
     copies the conv's weight and bias anyway (for experiments that start from them).
-    ``grad_mode`` ("paper" or "exact") is given to every new adder layer, see ``AdderConv2d``.
+    ``grad_mode`` ("paper" or "exact") is given to every new adder convolution, see ``AdderConv2d``;
+    ``AdderLinear`` has the paper's gradients only, so ``linear=True`` asks for ``grad_mode="paper"``.
 
     A module registered under several names (shared) is replaced everywhere by one adder layer.
+
+    BatchNorm: each new adder layer whose output feeds a ``BatchNorm2d`` and nothing else is made
+    ``bn_centered`` (unless ``bn_centered=False``), so that the BatchNorm's running statistics hold
+    in eval mode at any point of training (see ``AdderConv2d``). What follows each conv is read
+    from a torch.fx trace of the model; a model fx cannot trace is read in registration order (the
+    module registered right after the conv, if it is a BatchNorm2d of as many channels). An adder
+    layer with no BatchNorm after it gets a warning: its output sits near -sum |w| and moves as the
+    weights train, and nothing downstream can follow it in eval mode.
     """
     check_grad_mode(grad_mode)
+    if linear and grad_mode != "paper":
+        raise ValueError(f"convert(linear=True): AdderLinear has the paper's gradients only, got grad_mode={grad_mode!r}")
+    convertible = (nn.Conv2d, nn.Linear) if linear else nn.Conv2d
     if not inplace:
         model = copy.deepcopy(model)
     named = list(model.named_modules())
@@ -72,7 +88,7 @@ def convert(
 
     replacement: dict[int, nn.Module] = {}
     for name, m in named:
-        if not isinstance(m, nn.Conv2d) or name in kept:
+        if not isinstance(m, convertible) or name in kept:
             continue
         if inc is not None and not inc(name, m):
             continue
@@ -82,6 +98,9 @@ def convert(
 
     if id(model) in replacement:  # the model is itself a single conv
         return replacement[id(model)]
+    # BatchNorm centring concerns the adder convolutions; an AdderLinear has no BatchNorm2d to feed.
+    convs = {k: v for k, v in replacement.items() if isinstance(v, AdderConv2d)}
+    _center_before_bn(model, named, convs, bn_centered)
     # Walk every parent's children (not named_modules, which lists a shared module once) so that
     # all the places a shared conv is registered get the same new layer.
     for parent in model.modules():
@@ -91,18 +110,22 @@ def convert(
     return model
 
 
-def _adder_like(conv: nn.Conv2d, name: str, eta, copy_weights: bool, grad_mode: str) -> AdderConv2d:
+def _adder_like(conv: nn.Conv2d | nn.Linear, name: str, eta, copy_weights: bool, grad_mode: str) -> nn.Module:
     if isinstance(conv.weight, nn.parameter.UninitializedParameter):
         raise ValueError(
-            f"cannot convert lazy conv {name!r} before its shapes are known: run one forward pass first"
+            f"cannot convert lazy layer {name!r} before its shapes are known: run one forward pass first"
         )
     w = conv.weight
-    new = AdderConv2d(
-        conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride, padding=conv.padding,
-        dilation=conv.dilation, groups=conv.groups, bias=conv.bias is not None,
-        padding_mode=conv.padding_mode, device=w.device, dtype=w.dtype, eta=eta,
-        grad_mode=grad_mode,
-    )
+    if isinstance(conv, nn.Linear):
+        new = AdderLinear(conv.in_features, conv.out_features, bias=conv.bias is not None, device=w.device,
+                          dtype=w.dtype, eta=eta)
+    else:
+        new = AdderConv2d(
+            conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride, padding=conv.padding,
+            dilation=conv.dilation, groups=conv.groups, bias=conv.bias is not None,
+            padding_mode=conv.padding_mode, device=w.device, dtype=w.dtype, eta=eta,
+            grad_mode=grad_mode,
+        )
     if copy_weights:
         with torch.no_grad():
             new.weight.copy_(w)
@@ -113,6 +136,59 @@ def _adder_like(conv: nn.Conv2d, name: str, eta, copy_weights: bool, grad_mode: 
         new.bias.requires_grad_(conv.bias.requires_grad)
     new.train(conv.training)
     return new
+
+
+def _center_before_bn(model: nn.Module, named, replacement: dict[int, nn.Module], enable: bool) -> None:
+    """Sets ``bn_centered`` on the new adder layers a BatchNorm follows; warns about the others.
+    Runs on the model before the swap (fx traces nn.Conv2d as a leaf, not the new layers)."""
+    names = [n for n, m in named if id(m) in replacement]
+    if not names:
+        return
+    followed = _followed_by_bn(model, set(names))
+    for name in names:
+        if name in followed:
+            replacement[id(dict(named)[name])].bn_centered = enable
+    lonely = [n for n in names if n not in followed]
+    if lonely:
+        warnings.warn(
+            f"convert: adder layer(s) {', '.join(map(repr, lonely))} feed no BatchNorm2d of their own. An adder "
+            "layer's output sits near -sum|w| per filter and moves as the weights train, so running statistics "
+            "downstream lag it and eval-mode outputs can be wrong mid-training: put a BatchNorm2d right after "
+            "each adder layer, or call addernet.models.recalibrate_bn before evaluating.", stacklevel=3)
+
+
+def _followed_by_bn(model: nn.Module, convs: set[str]) -> set[str]:
+    """The names in ``convs`` whose output only a BatchNorm2d (called once) consumes."""
+    import torch.fx
+
+    modules = dict(model.named_modules())
+    try:
+        graph = torch.fx.Tracer().trace(model)
+    except Exception:  # data-dependent Python: fall back to registration order
+        graph = None
+    if graph is not None:
+        calls: dict[str, int] = {}
+        for node in graph.nodes:
+            if node.op == "call_module":
+                calls[node.target] = calls.get(node.target, 0) + 1
+        out = set()
+        for node in graph.nodes:
+            if node.op != "call_module" or node.target not in convs or calls[node.target] != 1:
+                continue
+            users = list(node.users)
+            if (len(users) == 1 and users[0].op == "call_module" and calls[users[0].target] == 1
+                    and isinstance(modules[users[0].target], nn.BatchNorm2d)):
+                out.add(node.target)
+        return out
+    out = set()
+    for parent_name, parent in model.named_modules():
+        children = list(parent._modules.items())
+        for (key, child), (_, nxt) in zip(children, children[1:]):
+            name = f"{parent_name}.{key}" if parent_name else key
+            if (name in convs and isinstance(nxt, nn.BatchNorm2d)
+                    and nxt.num_features == child.out_channels):
+                out.add(name)
+    return out
 
 
 def _selector(sel: Selector, what: str, named) -> Callable[[str, nn.Module], bool] | None:
@@ -169,10 +245,11 @@ class LayerCount:
 
 
 def count_layers(model: nn.Module) -> LayerCount:
-    """Count ``AdderConv2d``, ``nn.Conv2d`` and ``nn.Linear`` modules (a shared one counts once)."""
+    """Count adder layers (``AdderConv2d``, ``AdderLinear``), ``nn.Conv2d`` and ``nn.Linear`` modules
+    (a shared one counts once)."""
     names: dict[str, list[str]] = {"adder": [], "conv": [], "linear": []}
     for name, m in model.named_modules():
-        if isinstance(m, AdderConv2d):
+        if isinstance(m, (AdderConv2d, AdderLinear)):
             names["adder"].append(name)
         elif isinstance(m, nn.Conv2d):
             names["conv"].append(name)

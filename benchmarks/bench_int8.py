@@ -115,7 +115,10 @@ def bench_ops(repeats: int) -> list[dict]:
             fns["torch_int8_x86"] = q
         with torch.no_grad():
             t = timed_medians(fns, repeats)
-        row = {"layer": name, "conv_f32_ms": 1e3 * t["conv_f32"]}
+        oh = (h + 2 * p - k) // s + 1
+        # taps (|x - w| or x * w) of the layer, for its distance to the floor (benchmarks/floor/micro_floor_u8.cpp)
+        row = {"layer": name, "taps": n * o * oh * oh * c * k * k, "conv_f32_ms": 1e3 * t["conv_f32"]}
+        row.update({f"{k}_ms": 1e3 * v for k, v in t.items() if k != "conv_f32"})
         row.update({f"{k}_ratio": t[k] / t["conv_f32"] for k in t if k != "conv_f32"})
         rows.append(row)
         print(f"{name:28s} " + " ".join(f"{k}={v:.2f}" for k, v in row.items() if k.endswith("ratio")), flush=True)
@@ -128,32 +131,57 @@ def _calib(shape, batches=4, n=16):
 
 
 def _warm_bn(model, shape):
-    # Random weights give BatchNorms with no statistics; one pass in train mode sets them.
+    # Random weights give BatchNorms with no statistics; passes in train mode set them (cumulative
+    # averages: with the default momentum two batches leave an adder layer's BatchNorm near its
+    # initial mean 0, and every ReLU after it outputs zeros).
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for m in bns:
+        m.momentum = None
     model.train()
     with torch.no_grad():
         for x in _calib(shape, batches=2):
             model(x)
+    for m in bns:
+        m.momentum = 0.1
     return model.eval()
 
 
-def bench_models(repeats: int) -> list[dict]:
+def bench_models(repeats: int, archs=("resnet20", "resnet18"), adder_only: bool = True) -> list[dict]:
+    """Every column of the whole-model table, timed interleaved in this process: the float32 CNN
+    (eager, and compiled with freezing), torch's int8 CNN (FX x86 and PT2E + compile with
+    freezing), the float32 AdderNet (BN folded) and the int8 AdderNet (PT2E whole graph, compiled;
+    and the adder-only mode, eager). All int8 models use the same calibration batches."""
+    from addernet.bench.int8 import cnn_int8_fx, cnn_int8_pt2e
+    from addernet.quant.pt2e import compile_frozen
     from addernet.models import get_model
 
+    configs = {"resnet20": (32, (3, 32, 32)), "resnet18": (8, (3, 224, 224))}
     rows = []
-    for arch, batch, shape in (("resnet20", 32, (3, 32, 32)), ("resnet18", 8, (3, 224, 224))):
+    for arch in archs:
+        batch, shape = configs[arch]
         torch.manual_seed(0)
         cnn = _warm_bn(get_model(arch, num_classes=10, kind="conv"), shape)
         adder = _warm_bn(get_model(arch, num_classes=10, kind="adder"), shape)
         x = torch.randn(batch, *shape)
+        calib = _calib(shape)
         fused = addernet.fuse(adder, example_input=x)
-        q = addernet.quantize(adder, _calib(shape))
-        fns = {"cnn_f32": lambda: cnn(x), "adder_f32_fused": lambda: fused(x), "adder_int8": lambda: q(x)}
+        models = {"cnn_f32": cnn, "cnn_f32_compiled": compile_frozen(cnn, x), "cnn_int8_fx": cnn_int8_fx(cnn, calib, x),
+                  "cnn_int8_pt2e": cnn_int8_pt2e(cnn, calib, x), "adder_f32_fused": fused}
+        qp = addernet.quantize(adder, calib, example_input=x)
+        models["adder_int8_pt2e"] = compile_frozen(qp, x)
+        if adder_only:
+            models["adder_int8_adder_only"] = addernet.quantize(adder, calib, mode="adder")
+        fns = {k: (lambda m=m: m(x)) for k, m in models.items()}
+        print(f"{arch}: timing {', '.join(fns)}", file=sys.stderr, flush=True)
         with torch.no_grad():
             t = timed_medians(fns, repeats)
-        row = {"model": f"{arch} batch {batch}", "cnn_f32_ms": 1e3 * t["cnn_f32"],
-               "adder_f32_fused_ratio": t["adder_f32_fused"] / t["cnn_f32"], "adder_int8_ratio": t["adder_int8"] / t["cnn_f32"],
-               "quantized_layers": len(q.quantized_layers),
-               "integer_chains": sum(1 for m in q.modules() if isinstance(m, addernet.QuantAdderConv2d) and m.uint8_input)}
+        row = {"model": f"{arch} batch {batch}", "cnn_f32_ms": 1e3 * t["cnn_f32"]}
+        row.update({f"{k}_ms": 1e3 * v for k, v in t.items() if k != "cnn_f32"})
+        best = min(t["cnn_int8_fx"], t["cnn_int8_pt2e"])
+        row["adder_int8_pt2e_vs_best_int8_cnn"] = t["adder_int8_pt2e"] / best
+        if adder_only:
+            row["adder_int8_adder_only_vs_best_int8_cnn"] = t["adder_int8_adder_only"] / best
+        row["adder_layers_lowered"] = len(qp.quantized_layers)
         rows.append(row)
         print(row, flush=True)
     return rows
@@ -175,31 +203,50 @@ def _mnist5k_tensors(pad_to_32: bool):
     return out
 
 
-def train_and_quantize(arch: str, seed: int, epochs: int, progress: bool) -> dict:
+def _train(arch: str, kind: str, seed: int, epochs: int, train_set, progress: bool):
     from addernet.models import get_model
-    from addernet.train import build_optimizer, evaluate, train_one_epoch
+    from addernet.train import build_optimizer, train_one_epoch
 
     torch.manual_seed(seed)
-    train_set, test_set = _mnist5k_tensors(pad_to_32=arch == "resnet20")
     g = torch.Generator().manual_seed(seed)
     train = torch.utils.data.DataLoader(train_set, batch_size=64, shuffle=True, generator=g)
-    test = torch.utils.data.DataLoader(test_set, batch_size=250)
-    model = get_model(arch, num_classes=10, kind="adder", in_channels=1)
+    model = get_model(arch, num_classes=10, kind=kind, in_channels=1)
     opt = build_optimizer(model, lr=0.1)
     total = epochs * len(train)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.5 * (1 + math.cos(math.pi * min(t, total) / total)))
-    t0 = time.time()
     for _ in range(epochs):
         train_one_epoch(model, train, opt, sched, "cpu", progress=progress)
+    return model.eval()
+
+
+def train_and_quantize(arch: str, seed: int, epochs: int, progress: bool, cnn: bool = True) -> dict:
+    """The AdderNet's float32 and int8 accuracy (the default whole-graph PT2E mode, and the
+    adder-only mode with its options), and, trained the same way and calibrated on the same
+    batches, the CNN's float32 and torch's PT2E int8 (X86InductorQuantizer)."""
+    from addernet.train import evaluate
+
+    train_set, test_set = _mnist5k_tensors(pad_to_32=arch == "resnet20")
+    test = torch.utils.data.DataLoader(test_set, batch_size=250)
+    t0 = time.time()
+    model = _train(arch, "adder", seed, epochs, train_set, progress)
     train_s = time.time() - t0
-    model.eval()
-    float_acc = evaluate(model, test, "cpu")["acc"]
-    calib = torch.utils.data.DataLoader(train_set, batch_size=128, shuffle=True, generator=torch.Generator().manual_seed(1))
-    row = {"arch": arch, "seed": seed, "epochs": epochs, "train_s": train_s, "float32": float_acc}
-    for label, kw in (("int8", {}), ("int8_groups4", dict(filter_groups=4)),
-                      ("int8_noclamp", dict(weight_clamp=False))):
+    calib = list(torch.utils.data.DataLoader(train_set, batch_size=128, shuffle=True,
+                                             generator=torch.Generator().manual_seed(1)))[:8]
+    row = {"arch": arch, "seed": seed, "epochs": epochs, "train_s": train_s, "float32": evaluate(model, test, "cpu")["acc"]}
+    for label, kw in (("int8", {}), ("int8_adder_only", dict(mode="adder")),
+                      ("int8_adder_only_groups4", dict(mode="adder", filter_groups=4)),
+                      ("int8_adder_only_noclamp", dict(mode="adder", weight_clamp=False))):
         q = addernet.quantize(model, calib, batches=8, **kw)
         row[label] = evaluate(q, test, "cpu")["acc"]
+    if cnn:
+        from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
+            X86InductorQuantizer, get_default_x86_inductor_quantization_config)
+
+        conv = _train(arch, "conv", seed, epochs, train_set, progress)
+        row["cnn_float32"] = evaluate(conv, test, "cpu")["acc"]
+        quantizer = X86InductorQuantizer().set_global(get_default_x86_inductor_quantization_config())
+        qc = addernet.quant.quantize_pt2e(conv, calib, batches=8, quantizer=quantizer, lower=False, guard=False)
+        row["cnn_int8_pt2e"] = evaluate(qc, test, "cpu")["acc"]
     print(row, flush=True)
     return row
 
@@ -229,6 +276,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--archs", nargs="+", default=["lenet5_bn", "resnet20"])
+    ap.add_argument("--models", nargs="+", default=["resnet20", "resnet18"], choices=["resnet20", "resnet18"],
+                    help="models: which architectures")
     ap.add_argument("--epochs", type=int, nargs="+", default=[8, 3], help="per arch, in --archs order")
     ap.add_argument("--clock", choices=["wall", "thread"], default="wall",
                     help="thread: the calling thread's CPU time, 1 thread (robust on a shared box)")
@@ -249,7 +298,7 @@ def main(argv=None) -> int:
     if args.what == "ops":
         rows = bench_ops(args.repeats)
     elif args.what == "models":
-        rows = bench_models(args.repeats)
+        rows = bench_models(args.repeats, args.models)
     elif args.what == "official":
         rows = official_accuracy(args.checkpoint, args.arch, args.data_root, args.calib_batches,
                                  not args.no_progress and sys.stderr.isatty())

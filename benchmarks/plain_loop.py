@@ -228,9 +228,18 @@ def _rows(phase):
 
 
 def report():
+    sys.path.insert(0, HERE)
     from plain_loop_report import write_report  # beside this file
     write_report(_rows("study"), _rows("final"), OUT, os.path.join(HERE, "RESULTS.md"),
-                 machine=f"{platform.processor() or platform.machine()}, torch {torch.__version__}, 1 thread")
+                 machine=f"{_cpu_name()}, torch {torch.__version__}, one thread per process")
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":

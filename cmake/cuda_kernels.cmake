@@ -139,8 +139,8 @@ message(STATUS "addernet CUDA kernels: architectures ${_addernet_cuda_archs}")
 
 find_package(CUDAToolkit REQUIRED)
 
-file(GLOB ADDERNET_CUDA_KERNEL_SOURCES CONFIGURE_DEPENDS
-     "${_addernet_root}/csrc/kernels/cuda/*.cu")
+include("${CMAKE_CURRENT_LIST_DIR}/sources.cmake")
+addernet_sources(ADDERNET_CUDA_KERNEL_SOURCES cuda_kernels)
 file(GLOB ADDERNET_CUDA_KERNEL_HEADERS CONFIGURE_DEPENDS
      "${_addernet_root}/csrc/kernels/cuda/*.cuh")
 set(_addernet_cuda_opts -O3 -Xcompiler=-Wall,-Wextra)

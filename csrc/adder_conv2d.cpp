@@ -1,45 +1,13 @@
-// Operator schemas for the adder convolution, shared by every device.
-// The CPU and CUDA implementations live in cpu/ and cuda/ under the same op names,
-// so the dispatcher picks one by the tensors' device (as torchvision's csrc/ops does).
-#include <Python.h>
+// Operator schemas of the float adder convolution: forward, backward, fused epilogue and the tap
+// sums, shared by every device. The bindings register their implementations under the same op
+// names (csrc/cpu/adder_conv2d*_binding.cpp, csrc/cuda/adder_conv2d*_binding.cu), so the dispatcher
+// picks one by the tensors' device, as torchvision's csrc/ops does. One schema file per op:
+// the uint8 op's is csrc/adder_conv2d_u8.cpp; the library itself is opened in csrc/extension.cpp.
 #include <torch/library.h>
 
-#include <string>
+#include "cpu/info.h"
 
-namespace {
-std::string build_info() {
-  std::string s = "compiler=";
-#if defined(__clang__)
-  s += "clang-" __clang_version__;
-#elif defined(__GNUC__)
-  s += "gcc-" __VERSION__;
-#endif
-#if defined(ADDERNET_WITH_CUDA) && ADDERNET_WITH_CUDA
-  s += " cuda=yes";
-#else
-  s += " cuda=no";
-#endif
-#if defined(ADDERNET_MARCH_NATIVE) && ADDERNET_MARCH_NATIVE
-  s += " march=native";
-#else
-  s += " march=portable(runtime ISA dispatch)";
-#endif
-#if defined(ADDERNET_OPENMP) && ADDERNET_OPENMP
-  s += " openmp=yes";
-#else
-  s += " openmp=no";
-#endif
-  return s;
-}
-}  // namespace
-
-// Importing addernet._C runs the static registrations below; the module itself is empty.
-extern "C" PyMODINIT_FUNC PyInit__C(void) {
-  static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
-  return PyModule_Create(&module);
-}
-
-TORCH_LIBRARY(addernet, m) {
+TORCH_LIBRARY_FRAGMENT(addernet, m) {
   // Y = -sum |X - W| over each patch; bias is added outside the op so autograd handles it.
   m.def(
       "adder_conv2d(Tensor input, Tensor weight, int[2] stride, int[2] padding, "
@@ -70,6 +38,10 @@ TORCH_LIBRARY(addernet, m) {
   m.def(
       "adder_conv2d_tapsum_weight(Tensor grad_output, Tensor? a, Tensor input, Tensor weight, "
       "int[2] stride, int[2] padding, int[2] dilation, int groups, str fn) -> Tensor");
-  // Not a tensor op: the flags this extension was compiled with, for `addernet info`.
-  m.def("_build_info() -> str", &build_info);
+  // Not tensor ops: which kernel set the CPU path runs (for `addernet info`), and which patch
+  // algorithm it picks for a layer (for the benchmark tables).
+  m.def("_cpu_info() -> str", &addernet::cpu_info);
+  m.def("_cpu_algorithms(int[] input, int[] weight, int[] stride, int[] padding, int[] dilation, "
+        "int groups) -> str",
+        &addernet::cpu_algorithms);
 }

@@ -19,7 +19,7 @@ from torch.func import functional_call
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from ..fuse import FusedAdderConv2d
-from ..nn import AdderConv2d
+from ..nn import AdderConv2d, AdderLinear
 from ..quant.layer import QuantAdderConv2d
 
 CONVENTION = """\
@@ -101,7 +101,9 @@ class ModelCounts:
 
 def _conv_like(m, x, y, adder: bool) -> dict:
     out = y.numel()
-    taps = out * (m.in_channels // m.groups) * math.prod(m.kernel_size)
+    # An adder linear layer is a 1x1 adder convolution of in_features channels.
+    fan_in = m.in_features if isinstance(m, AdderLinear) else (m.in_channels // m.groups) * math.prod(m.kernel_size)
+    taps = out * fan_in
     bias = out if m.bias is not None else 0
     if adder:
         return dict(adds=2 * taps + bias, abs=taps, acc_adds=taps, taps=taps)
@@ -152,7 +154,7 @@ def _pool(m, x, y, kind: str) -> dict:
 
 
 _TYPES = (
-    (AdderConv2d, "adder"), (FusedAdderConv2d, "adder_fused"), (QuantAdderConv2d, "adder_int8"), (nn.Conv2d, "conv"), (nn.Conv1d, "conv"), (nn.Linear, "linear"),
+    ((AdderConv2d, AdderLinear), "adder"), (FusedAdderConv2d, "adder_fused"), (QuantAdderConv2d, "adder_int8"), (nn.Conv2d, "conv"), (nn.Conv1d, "conv"), (nn.Linear, "linear"),
     ((nn.BatchNorm1d, nn.BatchNorm2d), "bn"), (nn.ReLU, "relu"),
     ((nn.MaxPool2d, nn.AdaptiveMaxPool2d), "maxpool"), ((nn.AvgPool2d, nn.AdaptiveAvgPool2d), "avgpool"),
 )

@@ -28,7 +28,8 @@ def int8_model(adder: nn.Module, chw: tuple, batch: int) -> nn.Module:
 
     g = torch.Generator().manual_seed(0)
     calib = [torch.randn(batch, *chw, generator=g) for _ in range(2)]
-    return quantize(adder, calib, batches=2)
+    # The adder-only mode: its QuantAdderConv2d layers are what count_ops prices.
+    return quantize(adder, calib, batches=2, mode="adder")
 
 
 def int8_counts(q: nn.Module, chw: tuple, table: EnergyTable, fold_bn: bool) -> dict:
@@ -61,3 +62,37 @@ def int8_table(res: dict) -> str:
     elif "int8" in lat:
         lines.append(f"  inference {lat['int8']['median_ms']:.3g} ms at batch {res['batch_size']}")
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------- torch's int8 CNN, the baseline
+
+def cnn_int8_fx(model: nn.Module, calib, example: torch.Tensor) -> nn.Module:
+    """torch's FX graph-mode int8 (x86 engine, default qconfig mapping), calibrated on ``calib``.
+    Deprecated in torch 2.13 in favour of PT2E; measured because it is what most users have."""
+    import copy
+    import warnings
+
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    torch.backends.quantized.engine = "x86"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prepared = prepare_fx(copy.deepcopy(model).eval(), get_default_qconfig_mapping("x86"), (example,))
+        with torch.no_grad():
+            for x in calib:
+                prepared(x)
+        return convert_fx(prepared)
+
+
+def cnn_int8_pt2e(model: nn.Module, calib, example: torch.Tensor):
+    """torch's own PT2E int8 CNN: X86InductorQuantizer, convert_pt2e, compiled with freezing."""
+    from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
+        X86InductorQuantizer, get_default_x86_inductor_quantization_config)
+
+    from ..quant.pt2e import compile_frozen, quantize_pt2e
+
+    quantizer = X86InductorQuantizer().set_global(get_default_x86_inductor_quantization_config())
+    gm = quantize_pt2e(model, calib, batches=len(calib), example=example, quantizer=quantizer, lower=False,
+                      guard=False)
+    return compile_frozen(gm, example)

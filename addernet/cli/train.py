@@ -8,6 +8,7 @@ import os
 from .checks import (UsageError, check_device, check_in_dir, check_out_dir, nonneg_float, nonneg_int,
                      positive_float, positive_int, report, seed_int)
 from ..train.config import KIND_CHOICES, TrainConfig, recipe_help
+from ..train.optim import SCHEDULES
 
 _DESCRIPTION = """Train an AdderNet model, its CNN twin, or both, with the AdderNet paper's recipe.
 
@@ -37,13 +38,13 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=positive_int, help="default: per --data")
     p.add_argument("--batch-size", type=positive_int, help="per process; default: per --data")
     p.add_argument("--lr", type=positive_float,
-                   help="base learning rate of the cosine schedule; default: per --data")
+                   help="base learning rate of the schedule; default: per --data")
     p.add_argument("--momentum", type=nonneg_float, default=0.9, help="SGD momentum (default 0.9)")
     p.add_argument("--weight-decay", type=nonneg_float, default=5e-4, help="SGD weight decay (default 5e-4)")
     p.add_argument("--eta", type=nonneg_float, default=0.2,
                    help="adaptive learning-rate scaling of adder layers; 0 turns it off (default 0.2)")
-    p.add_argument("--schedule", choices=("step", "epoch"), default="step",
-                   help="cosine per optimiser step, or per epoch as the official code (default step)")
+    p.add_argument("--schedule", choices=tuple(SCHEDULES), default="step",
+                   help="; ".join(f"{k}: {v}" for k, v in SCHEDULES.items()))
     p.add_argument("--seed", type=seed_int, default=0,
                    help="seeds the weights, the data order and augmentation (default 0)")
     p.add_argument("--out", help="run folder (default runs/<data>_<model>_<kind>)")

@@ -45,7 +45,7 @@ def resized(old: nn.Module, num_classes: int) -> nn.Module:
     """
     if type(old) is AdderConv2d:
         new = AdderConv2d(old.in_channels, num_classes, old.kernel_size, stride=old.stride, padding=old.padding,
-                          bias=old.bias is not None, eta=old.eta, backend=old.backend)
+                          bias=old.bias is not None, eta=old.eta, backend=old.backend, bn_centered=old.bn_centered)
     elif type(old) is nn.Conv2d:
         new = nn.Conv2d(old.in_channels, num_classes, old.kernel_size, stride=old.stride, padding=old.padding,
                         bias=old.bias is not None)

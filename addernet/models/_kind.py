@@ -17,9 +17,13 @@ def layer_factory(kind: str, eta: float | None = 0.2) -> Callable[..., nn.Module
     The ResNets' and VGG-small's endpoint layers (stem, classifier) do not go through this: they are
     nn.Conv2d/nn.Linear in both kinds, as in the paper and its official code. LeNet-5-BN's do, as
     in the paper's all-adder MNIST network (``first_layer``/``last_layer`` keep them convolutions).
+
+    Every adder layer of these models feeds a BatchNorm, so each is built ``bn_centered`` (see
+    ``AdderConv2d``): the BatchNorm's running statistics then hold in eval mode at any point of
+    training, not only at the end of a schedule that decays to 0 (issue 22).
     """
     if kind == "adder":
-        return functools.partial(AdderConv2d, eta=eta)
+        return functools.partial(AdderConv2d, eta=eta, bn_centered=True)
     if kind == "conv":
         return nn.Conv2d
     raise ValueError(f"kind must be one of {', '.join(map(repr, KINDS))}, got {kind!r}")

@@ -47,12 +47,12 @@ def load_official(path_or_state_dict: Any, arch: str, strict: bool = True, **mod
     arch = canonical_name(arch)
     state = _read(path_or_state_dict)
     model_kwargs.setdefault("kind", "adder")
-    model = get_model(arch, **model_kwargs)
+    model = _uncentred(get_model(arch, **model_kwargs))
     mapped, origin = _rename(state, model)
 
     inferred = _infer_shape_kwargs(model, mapped, model_kwargs)
     if inferred:
-        model = get_model(arch, **model_kwargs, **inferred)
+        model = _uncentred(get_model(arch, **model_kwargs, **inferred))
 
     expected = model.state_dict()
     missing = sorted(k for k in expected if k not in mapped and not k.endswith(_OPTIONAL_SUFFIX))
@@ -65,6 +65,16 @@ def load_official(path_or_state_dict: Any, arch: str, strict: bool = True, **mod
             parts.append(f"unexpected keys ({len(unexpected)}): {', '.join(unexpected)}")
         raise OfficialCheckpointError("\n".join(parts))
     model.load_state_dict({k: v for k, v in mapped.items() if k in expected}, strict=False)
+    return model
+
+
+def _uncentred(model: nn.Module) -> nn.Module:
+    # The official running statistics were taken on the raw outputs -sum|x - w|: keep them raw so
+    # that the logits are the official ones, bit for bit (fine-tuning in a loop that evaluates
+    # before its lr reaches 0 then needs ``recalibrate_bn``, see docs/training.md).
+    for m in model.modules():
+        if isinstance(m, AdderConv2d):
+            m.bn_centered = False
     return model
 
 

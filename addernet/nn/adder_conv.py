@@ -27,6 +27,15 @@ class AdderConv2d(_ConvNd):
     ``grad_mode`` is "paper" (HardTanh input gradient, the default) or "exact" (sign gradients of
     the L1 form), as in ``addernet.functional.adder_conv2d``.
 
+    ``bn_centered`` (default False: the layer computes exactly -sum |X - W|) is for a layer whose
+    output feeds a BatchNorm and nothing else: it adds the detached per-filter constant
+    sum_k |w_k| (``centering_offset``). The output then sits near 0 instead of near -sum_k |w_k|,
+    which moves with every step of training faster than BatchNorm's running mean follows; without
+    it the running statistics lag and the network is at chance in eval mode until the lr decays to
+    0 (issue 22, docs/training.md). The BatchNorm removes any per-channel constant in train mode and
+    the constant has no gradient, so training is unchanged (up to float rounding). ``get_model``
+    and ``addernet.convert`` set it on every adder layer a BatchNorm follows.
+
     Double backprop (a loss on an input gradient taken with ``create_graph=True``, as in IGAM or a
     gradient penalty): the weight passes through ``adaptive_scale``, an identity whose backward
     rescales what reaches it. The input gradient never goes through it (the weight is not on the
@@ -52,6 +61,7 @@ class AdderConv2d(_ConvNd):
         eta: float | None = 0.2,
         backend: str | None = None,
         grad_mode: str = "paper",
+        bn_centered: bool = False,
     ) -> None:
         super().__init__(
             in_channels,
@@ -73,6 +83,31 @@ class AdderConv2d(_ConvNd):
         self.eta = eta
         self.backend = backend
         self.grad_mode = grad2.check_grad_mode(grad_mode)
+        self.register_buffer("input_mean", None)
+        self.bn_centered = bn_centered
+
+    # The per-input-channel running mean of the input that ``centering_offset`` uses. Its presence
+    # in a state dict is what marks the layer as centred, so a checkpoint says how its BatchNorm
+    # statistics were taken and loads as it was saved.
+    input_mean: torch.Tensor | None
+
+    @property
+    def bn_centered(self) -> bool:
+        return self.input_mean is not None
+
+    @bn_centered.setter
+    def bn_centered(self, on: bool) -> None:
+        if not on:
+            self.input_mean = None
+        elif self.input_mean is None:
+            self.input_mean = torch.zeros(self.in_channels, device=self.weight.device, dtype=self.weight.dtype)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # A state dict saved before centring existed (or uncentred: official checkpoints) holds
+        # statistics of the raw outputs; one with ``input_mean`` holds centred ones. Follow it.
+        if prefix + "weight" in state_dict:
+            self.bn_centered = prefix + "input_mean" in state_dict
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def reset_parameters(self) -> None:
         nn.init.normal_(self.weight)
@@ -82,7 +117,27 @@ class AdderConv2d(_ConvNd):
     def extra_repr(self) -> str:
         s = super().extra_repr()
         s += f", eta={self.eta}" if self.eta != 0.2 else ""
-        return s + (f", grad_mode={self.grad_mode!r}" if self.grad_mode != "paper" else "")
+        s += f", grad_mode={self.grad_mode!r}" if self.grad_mode != "paper" else ""
+        return s + (", bn_centered=True" if self.bn_centered else "")
+
+    def centering_offset(self) -> torch.Tensor | None:
+        """The detached per-filter constant sum_k |w_k - mu_k| that ``bn_centered`` adds to the
+        output (mu: ``input_mean`` of the input channel w_k sees), or None when not centred.
+
+        An adder output sits near -sum_k E|x_k - w_k| and follows the weights as they move, faster
+        than a BatchNorm's running mean can; adding this estimate back keeps what the running mean
+        tracks near-stationary. It is exact for a weight below every input value (ReLU outputs and
+        w <= 0) and a lower bound otherwise; sum_k |w_k| alone leaves ReLU inputs' mean in the
+        residual (docs/training.md measures both). A following BatchNorm subtracts any per-channel
+        constant in train mode and the term carries no gradient, so training is unchanged;
+        fuse/quantize fold it into their shift.
+        """
+        if self.input_mean is None:
+            return None
+        w = self.weight.detach()
+        mu = self.input_mean.view(self.groups, 1, -1, 1, 1)  # (groups, 1, C/groups, 1, 1)
+        diff = w.view(self.groups, -1, *w.shape[1:]) - mu.to(w.dtype)
+        return diff.abs().sum(dim=(2, 3, 4)).reshape(-1)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         weight = self.weight if self.eta is None else adaptive_scale(self.weight, self.eta)
@@ -90,7 +145,12 @@ class AdderConv2d(_ConvNd):
         if self.padding_mode != "zeros":
             input = nn.functional.pad(input, self._reversed_padding_repeated_twice, mode=self.padding_mode)
             padding = 0
-        return adder_conv2d(
+        out = adder_conv2d(
             input, weight, self.bias, self.stride, padding, self.dilation, self.groups,
             backend=self.backend, grad_mode=self.grad_mode,
         )
+        if self.input_mean is not None and self.training:  # after the op, which has checked the input
+            with torch.no_grad():  # an EMA like BatchNorm's (momentum 0.1): inputs are normalised, so it settles
+                self.input_mean.lerp_(input.detach().mean(dim=(0, 2, 3)).to(self.input_mean.dtype), 0.1)
+        offset = self.centering_offset()
+        return out if offset is None else out + offset.view(1, -1, 1, 1).to(out.dtype)

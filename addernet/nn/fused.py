@@ -31,6 +31,9 @@ class FusedAdderConv2d(nn.Module):
             shift = (bn.bias if bn.affine else 0) - bn.running_mean * scale
             if adder.bias is not None:
                 shift = shift + adder.bias * scale
+            offset = adder.centering_offset()  # bn_centered's constant per channel, folded like the bias
+            if offset is not None:
+                shift = shift + offset * scale
         self.register_buffer("weight", adder.weight.detach().clone())
         self.register_buffer("scale", scale.to(adder.weight.dtype).contiguous())
         self.register_buffer("shift", shift.to(adder.weight.dtype).contiguous())

@@ -12,7 +12,7 @@ import torch
 from .. import backends
 from .._validation import pair
 
-__all__ = ["adder_conv2d_u8", "shared_qparams", "quantize_tensor", "dequantize_tensor"]
+__all__ = ["adder_conv2d_u8", "check_finite", "shared_qparams", "quantize_tensor", "dequantize_tensor"]
 
 
 def shared_qparams(lo: float, hi: float) -> tuple[float, int]:
@@ -30,8 +30,18 @@ def shared_qparams(lo: float, hi: float) -> tuple[float, int]:
     return scale, zero_point
 
 
+def check_finite(t: torch.Tensor, what: str = "input") -> None:
+    """The quantise boundary's rule: no byte stands for NaN or inf, so such a value is an error here
+    rather than a finite answer later (NaN.to(uint8) is whatever the cast gives)."""
+    if t.is_floating_point() and t.numel() and not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{what} holds NaN or inf, which the uint8 grid cannot represent")
+
+
 def quantize_tensor(t: torch.Tensor, scale: float, zero_point: int) -> torch.Tensor:
-    """clamp(round_half_even(t / scale) + zero_point, 0, 255) as uint8 (the op's own arithmetic)."""
+    """clamp(round_half_even(t / scale) + zero_point, 0, 255) as uint8 (the op's own arithmetic).
+
+    Raises ValueError on NaN or inf (see ``check_finite``)."""
+    check_finite(t, "quantize_tensor(): the tensor")
     return torch.clamp(torch.round(t.float() / scale) + zero_point, 0, 255).to(torch.uint8)
 
 

@@ -7,9 +7,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._validation import same_padding
-from .functional import adder_conv2d_u8, quantize_tensor, shared_qparams
+from .functional import adder_conv2d_u8, check_finite, quantize_tensor, shared_qparams
 
-__all__ = ["QuantAdderConv2d"]
+__all__ = ["QuantAdderConv2d", "clamp_weights"]
 
 
 def _padding(padding, kernel, stride, dilation):
@@ -24,6 +24,17 @@ def _padding(padding, kernel, stride, dilation):
     if left == right and top == bottom:
         return (top, left), None
     return (0, 0), (left, right, top, bottom)
+
+
+def clamp_weights(weight, scale, shift, lo: float, hi: float):
+    """Weights clamped into the input range [lo, hi], and the shift that keeps the layer exact there.
+
+    For x in [lo, hi], |x - w| - |x - clamp(w)| is lo - w below the range and w - hi above it, a
+    constant per filter: y = scale * -sum|x - w| + shift = scale * -sum|x - clamp(w)| + shift',
+    shift' = shift - scale * sum(that constant) (Nie et al. 2022, lossless range clamp)."""
+    below = (lo - weight).clamp(min=0).flatten(1).sum(1)
+    above = (weight - hi).clamp(min=0).flatten(1).sum(1)
+    return weight.clamp(lo, hi), shift - (below + above) * scale
 
 
 class QuantAdderConv2d(nn.Module):
@@ -51,6 +62,8 @@ class QuantAdderConv2d(nn.Module):
         weight = weight.detach().float()
         scale = scale.detach().float()
         shift = shift.detach().float()
+        for t, what in ((weight, "weight"), (scale, "epilogue scale"), (shift, "epilogue shift")):
+            check_finite(t, f"QuantAdderConv2d: the {what}")
         self.out_channels, cg, kh, kw = weight.shape
         self.in_channels = cg * groups
         self.kernel_size = (kh, kw)
@@ -59,10 +72,7 @@ class QuantAdderConv2d(nn.Module):
         lo, hi = min(float(x_range[0]), 0.0), max(float(x_range[1]), 0.0)
         self.x_range = (lo, hi)
         if weight_clamp:
-            below = (lo - weight).clamp(min=0).flatten(1).sum(1)
-            above = (weight - hi).clamp(min=0).flatten(1).sum(1)
-            shift = shift - (below + above) * scale  # y = -sum|x - wc| - correction
-            weight = weight.clamp(lo, hi)
+            weight, shift = clamp_weights(weight, scale, shift, lo, hi)
         if filter_groups > 1 and groups != 1:
             raise ValueError(f"filter_groups={filter_groups} needs a layer with groups=1, this one has groups={groups}")
         k = max(1, min(int(filter_groups), self.out_channels))

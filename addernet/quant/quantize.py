@@ -14,6 +14,7 @@ from torch import nn
 
 from ..fuse import FusedAdderConv2d, data_flow, fuse
 from ..nn import AdderConv2d
+from .functional import check_finite
 from .layer import QuantAdderConv2d
 
 __all__ = ["quantize"]
@@ -24,7 +25,7 @@ _SAMPLES = 1 << 17
 
 
 def _inputs(batch):
-    return batch[0] if isinstance(batch, (list, tuple)) else batch
+    return batch[0] if isinstance(batch, (list, tuple)) and len(batch) else batch
 
 
 def _calibrate(model, loader, batches, device, progress):
@@ -41,43 +42,68 @@ def _calibrate(model, loader, batches, device, progress):
             if name not in order:
                 order.append(name)
             if isinstance(module, (AdderConv2d, FusedAdderConv2d)):
+                check_finite(args[0], f"quantize(): calibration: the input of layer {name!r}")
                 flat = args[0].detach().flatten().float().cpu()
                 if flat.numel() > _SAMPLES:
                     flat = flat[torch.randint(flat.numel(), (_SAMPLES,), generator=gen)]
                 samples.setdefault(name, []).append(flat)
 
         handles.append(m.register_forward_pre_hook(hook))
-    seen = 0
     try:
-        from tqdm import tqdm
-
-        it = tqdm(loader, total=batches, desc="calibrate", disable=not progress, leave=False)
         with torch.no_grad():
-            for batch in it:
-                if seen >= batches:
-                    break
-                model(_inputs(batch).to(device))
-                seen += 1
+            for x in _calibration_batches(loader, batches, progress):
+                model(x.to(device))
     finally:
         for h in handles:
             h.remove()
-    if seen == 0:
-        raise ValueError("quantize(): calib_loader gave no batches to calibrate on")
     return {k: torch.cat(v) for k, v in samples.items()}, order
 
 
+def _calibration_batches(loader, batches: int, progress: bool):
+    """The first ``batches`` inputs of ``loader``, each checked (``_checked``); none is an error."""
+    from tqdm import tqdm
+
+    seen = 0
+    for batch in tqdm(loader, total=batches, desc="calibrate", disable=not progress, leave=False):
+        if seen >= batches:
+            break
+        yield _checked(_inputs(batch), seen)
+        seen += 1
+    if seen == 0:
+        raise ValueError("quantize(): calib_loader gave no batches to calibrate on")
+
+
+def _checked(x: torch.Tensor, i: int) -> torch.Tensor:
+    """A calibration batch, refused before any work if it has no images or a NaN/inf in them."""
+    if isinstance(x, (list, tuple)) and not len(x):
+        raise ValueError(f"quantize(): calibration batch {i} has no images (an empty {type(x).__name__})")
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"quantize(): calibration batch {i} is a {type(x).__name__}, not a tensor of images")
+    if x.dim() == 0 or x.shape[0] == 0 or x.numel() == 0:
+        raise ValueError(f"quantize(): calibration batch {i} has no images (shape {tuple(x.shape)})")
+    check_finite(x, f"quantize(): calibration batch {i}")
+    return x
+
+
 def _range(x: torch.Tensor, percentile: float) -> tuple[float, float]:
-    if not 50.0 < percentile <= 100.0:
-        raise ValueError(f"percentile must be in (50, 100], got {percentile}")
     q = torch.tensor([1.0 - percentile / 100.0, percentile / 100.0])
     lo, hi = torch.quantile(x, q).tolist()
     return lo, hi
 
 
-def quantize(model: nn.Module, calib_loader, *, batches: int = 8, percentile: float = 99.99,
-             filter_groups: int = 1, weight_clamp: bool = True, requantize: bool = True,
+def quantize(model: nn.Module, calib_loader, *, mode: str = "pt2e", batches: int = 8, example_input=None,
+             percentile: float = 99.99, filter_groups: int = 1, weight_clamp: bool = True, requantize: bool = True,
              keep_first_last: bool = True, progress: bool = False) -> nn.Module:
-    """A copy of ``model`` for inference whose adder layers run in 8-bit integers.
+    """A copy of ``model`` for inference in 8-bit integers.
+
+    ``mode="pt2e"`` (the default): the whole graph, on torchao's PT2E flow (``addernet.quant.pt2e``):
+    every adder layer runs the uint8 kernels, everything else torch's int8 ops; compile the result
+    with ``addernet.quant.compile_frozen`` (``torch.compile`` with Inductor's freezing) for torch's
+    int8 kernels. Needs torchao (the ``int8`` extra). Of the options below only ``batches``,
+    ``example_input`` (the export's example, default the first calibration batch) and ``progress``
+    apply to it; it quantises every adder layer on one grid per layer, the weights clamped into it.
+
+    ``mode="adder"``: only the adder layers, in place in the model (the rest stays float):
 
     - Each adder layer, with the BatchNorm and ReLU that follow it folded (``addernet.fuse``),
       becomes a ``QuantAdderConv2d``: input and weights on one uint8 grid per layer (scale and
@@ -95,13 +121,24 @@ def quantize(model: nn.Module, calib_loader, *, batches: int = 8, percentile: fl
     The model is copied and put in eval mode; the one passed in is left alone. Nothing is trained.
     ``model.quantized_layers`` lists the layers that were quantised.
     """
+    if mode not in ("pt2e", "adder"):
+        raise ValueError(f"quantize(): mode must be 'pt2e' or 'adder', got {mode!r}")
+    if not 50.0 < percentile <= 100.0:
+        raise ValueError(f"percentile must be in (50, 100], got {percentile}")
     model = copy.deepcopy(model).eval()
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     try:
-        example = _inputs(next(iter(calib_loader))).to(device)
+        example = _checked(_inputs(next(iter(calib_loader))), 0).to(device) if example_input is None else example_input
     except StopIteration:
         raise ValueError("quantize(): calib_loader gave no batches to calibrate on") from None
     model = fuse(model, example_input=example, inplace=True)
+    if mode == "pt2e":
+        from .pt2e import pt2e_available, quantize_pt2e
+
+        reason = pt2e_available()
+        if reason is not None:
+            raise RuntimeError(f"quantize(mode='pt2e'): {reason}; or use mode='adder'")
+        return quantize_pt2e(model, calib_loader, batches=batches, example=example, progress=progress)
     samples, order = _calibrate(model, calib_loader, batches, device, progress)
     skip = set()
     if keep_first_last and order:
@@ -117,6 +154,9 @@ def quantize(model: nn.Module, calib_loader, *, batches: int = 8, percentile: fl
         else:
             scale = torch.ones(m.out_channels, device=m.weight.device)
             shift = m.bias.detach() if m.bias is not None else torch.zeros(m.out_channels, device=m.weight.device)
+            offset = m.centering_offset()
+            if offset is not None:
+                shift = shift + offset
             relu = False
         q = QuantAdderConv2d(m.weight, scale, shift, relu, m.stride, m.padding, m.dilation, m.groups,
                              _range(samples[name], percentile),

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Optional, Union
 
 from ..data.registry import dataset_name
+from .optim import check_schedule
 
 # The AdderNet paper's recipes (SGD, momentum 0.9, weight decay 5e-4, cosine lr over the whole run,
 # eta=0.2 inside AdderConv2d). CIFAR: lr 0.1 * 0.5 * (1 + cos) is the official 0.05 * (1 + cos(pi e/400)).
@@ -71,8 +72,7 @@ def resolve(config: TrainConfig) -> TrainConfig:
     data = dataset_name(config.data)
     if config.kind not in KIND_CHOICES:
         raise ValueError(f"kind must be one of {', '.join(KIND_CHOICES)}, got {config.kind!r}")
-    if config.schedule not in ("step", "epoch"):
-        raise ValueError(f"schedule must be 'step' or 'epoch', got {config.schedule!r}")
+    check_schedule(config.schedule)
     recipe = RECIPES[data]
     filled = {k: (getattr(config, k) if getattr(config, k) is not None else v) for k, v in recipe.items()}
     out = config.out if config.out is not None else f"runs/{data}_{filled['model']}_{config.kind}"

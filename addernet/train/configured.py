@@ -71,7 +71,7 @@ def fit_config(config: TrainConfig, *, model: Optional[nn.Module] = None, loader
                          momentum=cfg.momentum, weight_decay=cfg.weight_decay, schedule=cfg.schedule,
                          limit_batches=cfg.limit_batches, stop_after=cfg.stop_after)
     intro = (f"{tag} on {cfg.data}: {cfg.epochs} epochs of {plan.steps} steps, batch {cfg.batch_size}"
-             f"{f' x {env.world_size} processes' if env.world_size > 1 else ''}, lr {cfg.lr} cosine, "
+             f"{f' x {env.world_size} processes' if env.world_size > 1 else ''}, lr {cfg.lr} {'constant' if cfg.schedule == 'constant' else 'cosine'}, "
              f"eta {cfg.eta}, seed {cfg.seed}, {device}{f', amp {run.amp}' if run.amp else ''} -> {cfg.out}")
     record = Record(cfg.out, _resume_arg(cfg), cfg.to_dict(), _RESUME_MUST_MATCH, tag, log, cfg.progress,
                     title=f"{tag} on {cfg.data}", header=_header(cfg, device), intro=intro, config=cfg)

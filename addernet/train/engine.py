@@ -252,12 +252,16 @@ def _state(run_config, epoch, global_step, history, model, optimizer, scheduler,
 def _restore(path, run_config, must_match, env, model, optimizer, scheduler, scaler, extra, epochs,
              limit_batches, steps) -> tuple[int, list, int, list]:
     ck = load_checkpoint(path, map_location="cpu")
+    # A run of another model or kind is named as such ("kind ('adder', now 'conv')") before the
+    # structure check, which would only list the tensors that differ; every other problem is listed
+    # together, one line each.
+    if isinstance(ck.get("config"), dict):
+        config_mismatch(path, ck["config"], run_config, must_match)
     check_run_checkpoint(ck, path, model=model, optimizer=optimizer)
     if not verified(ck):
         warnings.warn(f"{path} has no SHA-256 (written before addernet kept one): its content cannot be "
                       "verified, only its structure", stacklevel=4)
     saved = ck["config"]
-    config_mismatch(path, saved, run_config, must_match)
     saved_extra = ck.get("extra") or {}
     missing, unknown = sorted(set(extra) - set(saved_extra)), sorted(set(saved_extra) - set(extra))
     if missing or unknown:

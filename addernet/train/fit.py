@@ -39,7 +39,7 @@ def fit(model_or_config=None, loaders=None, *, model: Optional[nn.Module] = None
     accuracy; see ``train_one_epoch``); the test loader through ``eval_step`` (default
     ``classification_step``: a training step that updates by itself cannot evaluate).
     ``optimizer``/``scheduler``: None builds the paper's recipe, SGD(lr, momentum, weight_decay)
-    with a cosine over the run, stepped per step (``schedule='epoch'``: per epoch); a caller's
+    with a cosine over the run, stepped per step (``schedule='epoch'``: per epoch; ``'constant'``: no decay); a caller's
     optimizer with no scheduler keeps its lr. ``callbacks``: ``Callback`` objects. ``extra_state``:
     {name: object with state_dict()/load_state_dict()} (a discriminator, its optimiser, a k-means
     result holder), saved in every checkpoint and restored on resume; modules in it are moved to

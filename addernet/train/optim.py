@@ -86,6 +86,37 @@ def cosine_schedule(optimizer: torch.optim.Optimizer, epochs: int, steps_per_epo
     return sched
 
 
+class ConstantFactor:
+    """lr factor 1 throughout (a class, so that LambdaLR's state_dict pickles nothing)."""
+
+    def __call__(self, t: int) -> float:
+        return 1.0
+
+
+# --schedule / TrainConfig.schedule / fit(schedule=...): the lr over the run.
+SCHEDULES = {
+    "step": "cosine to 0 over the run, stepped every optimiser step (default)",
+    "epoch": "cosine to 0 over the run, stepped once per epoch, as the official CIFAR code",
+    "constant": "the base lr throughout (evaluations mid-run are exact too: issue 22)",
+}
+
+
+def check_schedule(schedule: str) -> str:
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {', '.join(map(repr, SCHEDULES))}, got {schedule!r}")
+    return schedule
+
+
+def make_schedule(optimizer: torch.optim.Optimizer, schedule: str, epochs: int,
+                  steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """The scheduler ``SCHEDULES[schedule]`` describes (``per_step`` set for the loop)."""
+    if check_schedule(schedule) == "constant":
+        sched = torch.optim.lr_scheduler.LambdaLR(optimizer, ConstantFactor())
+        sched.per_step = True
+        return sched
+    return cosine_schedule(optimizer, epochs, steps_per_epoch, per_step=schedule == "step")
+
+
 def set_schedule_length(scheduler, epochs: int, steps_per_epoch: int) -> None:
     """Re-target a loaded cosine schedule to a new run length (resuming with more epochs), and set the
     optimiser's lr to the new schedule's value at the current step."""
@@ -101,3 +132,29 @@ def set_schedule_length(scheduler, epochs: int, steps_per_epoch: int) -> None:
             if isinstance(f, CosineFactor):
                 group["lr"] = base * f(scheduler.last_epoch)
         scheduler._last_lr = [g["lr"] for g in groups]
+
+
+def adder_param_groups(model: nn.Module, lr: float, adder_lr_scale: float = 100.0) -> list[dict]:
+    """Parameter groups for Adam/AdamW (or any optimiser) in which the adder layers' weights get
+    ``lr * adder_lr_scale`` and every other trainable parameter ``lr``.
+
+    Why: Adam moves each weight by about ``lr`` per step whatever its gradient's size, and the
+    adder weights start at N(0, 1) (the paper's scale, which an L1 distance needs) where a CNN's
+    kaiming weights sit about ten times smaller. At lr 1e-3 an AdderNet's weights therefore barely
+    move relative to their size; the default scale 10 gives them a CNN's relative step (chosen on
+    a validation split, docs/training.md). The same as training W = s * V with Adam on V, up to
+    Adam's eps. ``torch.optim.Adam(adder_param_groups(model, 1e-3), lr=1e-3)``.
+    Not for the paper's SGD + eta recipe, whose step is set by eta already (``build_optimizer``).
+    """
+    if not lr > 0 or not adder_lr_scale > 0:
+        raise ValueError(f"lr and adder_lr_scale must be positive, got {lr!r} and {adder_lr_scale!r}")
+    from ..nn import AdderConv2d
+
+    adder = {id(m.weight) for m in model.modules() if isinstance(m, AdderConv2d)}
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if id(p) not in adder], "lr": lr},
+              {"params": [p for p in params if id(p) in adder], "lr": lr * adder_lr_scale}]
+    groups = [g for g in groups if g["params"]]
+    if not groups:
+        raise ValueError("adder_param_groups: no trainable parameters")
+    return groups

@@ -23,10 +23,7 @@ from ..nn import AdderConv2d
 from . import amp as _amp
 from . import distributed as _dist
 from .loop import _batches
-from .optim import build_optimizer, cosine_schedule
-
-# How the default cosine is stepped: per optimiser step, or per epoch as the official code.
-SCHEDULES = ("step", "epoch")
+from .optim import SCHEDULES, build_optimizer, check_schedule, make_schedule  # noqa: F401 (SCHEDULES re-exported)
 
 
 @dataclass(frozen=True)
@@ -69,20 +66,19 @@ def plan_schedule(model: nn.Module, train_loader, epochs: int, *, optimizer=None
                   momentum: float = 0.9, weight_decay: float = 5e-4, schedule: str = "step",
                   limit_batches: Optional[int] = None, stop_after: Optional[int] = None) -> Schedule:
     """``optimizer`` None builds the paper's SGD(lr, momentum, weight_decay) over ``model`` with a
-    cosine over the run (``schedule``: stepped per 'step' or per 'epoch'); a caller's optimizer with
+    cosine over the run (``schedule``: stepped per 'step' or per 'epoch'; 'constant': none); a caller's optimizer with
     no scheduler keeps its lr."""
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")
-    if schedule not in SCHEDULES:
-        raise ValueError(f"schedule must be {' or '.join(map(repr, SCHEDULES))}, got {schedule!r}")
+    check_schedule(schedule)
     steps = _batches(train_loader, limit_batches)
     if optimizer is None:
         optimizer = build_optimizer(model, lr, momentum, weight_decay)
         if scheduler is None:
             if steps is None:
-                raise ValueError("the default cosine schedule needs len(train loader); "
+                raise ValueError("the default schedule needs len(train loader); "
                                  "pass scheduler= or limit_batches=")
-            scheduler = cosine_schedule(optimizer, epochs, steps, per_step=schedule == "step")
+            scheduler = make_schedule(optimizer, schedule, epochs, steps)
     return Schedule(optimizer, scheduler, int(epochs), steps, limit_batches, stop_after)
 
 

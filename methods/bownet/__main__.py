@@ -9,8 +9,8 @@ import argparse
 import os
 import sys
 
-from methods.common.cli import (Parser, UserError, add_seeds, check_data, check_flags, nonneg_int, positive_float,
-                                positive_int, report, seeds_of, unit_interval)
+from methods.common.cli import (Parser, UserError, add_merge, add_seeds, check_data, check_run_flags, nonneg_int,
+                                positive_float, positive_int, report, seeds_of, unit_interval)
 
 from .experiment import STAGES, MiniConfig, quick_config, run
 
@@ -54,6 +54,11 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, argparse.ArgumentParser]:
     p.add_argument("--distributed", action="store_true",
                    help="train with DDP (launch with torchrun; default on when WORLD_SIZE > 1)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--phase", choices=("tune", "eval"), default=None,
+                   help="one chunk of the second version (issue 27, pre-registered in methods/README.md): tune "
+                        "(grid on the 5-9 validation images) or eval (test images); one --kind, one seed")
+    p.add_argument("--choice", default=None, help="--phase eval: the tuning phase's choice JSON")
+    add_merge(p, "with --phase: combine chunks (tune: the choice; eval: claims, table, PNG in --out)")
     return p.parse_args(argv), p
 
 
@@ -74,18 +79,44 @@ def config_from_args(a: argparse.Namespace) -> MiniConfig:
     return quick_config(**kw) if a.quick else MiniConfig(**kw)
 
 
+def _v2(args) -> int:
+    """The second version's chunks (methods/README.md, "Second version"): one (kind, phase, seed) a call."""
+    from methods.common.chunks import cli_phase
+    from . import preregistered as P
+    if args.data not in P.SETUPS:
+        raise UserError(f"--phase runs on {' or '.join(P.SETUPS)}, got --data {args.data!r}")
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
+        try:
+            import faiss
+            faiss.omp_set_num_threads(args.threads)
+        except ImportError:
+            pass
+    return cli_phase(P, args, lambda seed, choice: P.run_chunk(
+        args.kind, args.phase, seed, choice=choice, quick=args.quick, json_path=args.json, data=args.data))
+
+
 def main(argv=None) -> int:
     args, _ = parse_args(argv)
+    if args.phase is not None:
+        try:
+            return _v2(args)
+        except UserError as e:
+            return report(PROG, e)
     try:
         from .experiment import validate_config
 
-        check_flags(args)
+        check_run_flags(args)
         cfg = config_from_args(args)
         validate_config(cfg)
         check_data(cfg.data, cfg.data_root)
     except (UserError, ValueError, FileNotFoundError, TypeError) as e:
         return report(PROG, e)
     run(cfg)  # past the checks, an error is a bug: it keeps its traceback
+    if args.quick:
+        from methods.common.stats import QUICK_NOTE
+        print(QUICK_NOTE)
     return 0
 
 

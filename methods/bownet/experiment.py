@@ -18,6 +18,7 @@ from addernet.data import dataset_info, make_loaders
 from addernet.train import build_model, distributed, seed_everything
 
 from ..common import report
+from ..common.stats import QUICK_NOTE, describe
 from .evaluation import evaluate_representation
 from .perturb import Perturbation
 from .pipeline import random_init, train_bownet, train_rotnet
@@ -274,7 +275,7 @@ def _run(cfg: MiniConfig, log: Callable[[str], None]) -> dict:
             "seeds": list(cfg.seeds), "wall_seconds": round(time.perf_counter() - start, 1),
             "machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
                         "torch": torch.__version__, "device": cfg.device or "auto"}}
-    payload = {"rows": rows, "meta": meta}
+    payload = {"rows": rows, "meta": meta, "note": QUICK_NOTE if cfg.quick else None}
     json_path = cfg.json or os.path.join(cfg.out, "bownet.json")
     report.write_json(json_path, payload)
     with open(os.path.join(cfg.out, "table.md"), "w") as f:
@@ -294,8 +295,7 @@ def results_table(rows: list, details: list) -> str:
     for row, det in zip(rows, details):
         cells = []
         for name in METRICS:
-            m, s = _mean_std(row[name])
-            cells.append(f"{m:.1f} ± {s:.1f}")
+            cells.append(describe(row[name]))    # percent already; a spread only with 2+ seeds
         ts = _mean_std(det["train_seconds"])[0]
         lines.append(f"| {row['stage']} | {row['kind']} | " + " | ".join(cells) + f" | {ts:.0f} |")
     return "\n".join(lines)

@@ -16,7 +16,7 @@ import argparse
 import os
 import sys
 
-from methods.common.cli import (Parser, UserError, add_merge, add_seeds, check_data, check_flags, load_torch_file,
+from methods.common.cli import (Parser, UserError, add_merge, add_seeds, check_data, check_run_flags, load_torch_file,
                                 nonneg_float, nonneg_int, positive_float, positive_int, read_merge, run_main, seed_int,
                                 seeds_of, unit_interval)
 
@@ -66,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default="cpu")
     run.add_argument("--threads", type=int, default=1, help="torch/BLAS/faiss threads (default 1: on a shared "
                      "machine more threads spin and slow everything down)")
+    run.add_argument("--phase", choices=("tune", "eval"), default=None,
+                     help="one chunk of the second version (issue 27, pre-registered in methods/README.md): "
+                          "tune (K on the 0-4 validation images) or eval (test images); with --merge, combine")
+    run.add_argument("--choice", default=None, metavar="JSON", help="--phase eval: the tuning phase's choice file")
     add_merge(run, "combine the JSONs of runs over disjoint seeds (one process per seed) and report them")
     run.add_argument("--no-progress", action="store_true")
 
@@ -322,8 +326,23 @@ def _report(result: dict, out: str, path: str):
     print(f"JSON -> {path}; table and PNG -> {out}")
 
 
+def cmd_v2(args):
+    """The second version's chunks: one (kind, phase, seed) a call (methods/README.md, "Second version")."""
+    from methods.common.chunks import cli_phase
+    from . import preregistered as P
+    if args.threads < 1:
+        raise UserError(f"--threads must be at least 1, got {args.threads}")
+    from .experiment import set_threads
+    set_threads(args.threads)
+    return cli_phase(P, args, lambda seed, choice: P.run_chunk(
+        args.kind, args.phase, seed, ks=None if choice is None else choice.get("ks"), quick=args.quick,
+        json_path=args.json))
+
+
 def cmd_run(args):
     from . import experiment as ex
+    if args.phase is not None:
+        return cmd_v2(args)
     out = args.out or os.path.join("runs", "clusterfit")
     path = args.json or os.path.join(out, "clusterfit.json")
     if args.merge:
@@ -353,7 +372,12 @@ def cmd_run(args):
     os.makedirs(out, exist_ok=True)
     log = None if _progress(args) else (lambda msg: print(msg, flush=True))
     result = ex.run(cfg, progress=_progress(args), log=log)
+    if args.quick:
+        from methods.common.stats import QUICK_NOTE
+        result["note"] = QUICK_NOTE
     _report(result, out, path)
+    if args.quick:
+        print(result["note"])
     print(f"{result['total_seconds']:.0f} s")
 
 
@@ -370,7 +394,7 @@ def main(argv=None) -> int:
     cmd = {"pretrain": cmd_pretrain, "features": cmd_features, "cluster": cmd_cluster, "fit": cmd_fit,
            "probe": cmd_probe, "run": cmd_run}[args.stage]
     return run_main(f"python -m methods.clusterfit {args.stage}",
-                    lambda: (check_flags(args, out_is_file=args.stage in ("features", "cluster")), cmd(args))[1],
+                    lambda: (check_run_flags(args, out_is_file=args.stage in ("features", "cluster")), cmd(args))[1],
                     user_errors)
 
 

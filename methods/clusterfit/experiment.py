@@ -19,6 +19,7 @@ import torch
 from addernet.models import get_model
 from addernet.train import seed_everything
 from methods.common import report
+from methods.common.stats import describe
 
 from .evaluation import plain_loaders, probe_accuracy
 from .features import cluster_features
@@ -254,7 +255,7 @@ def table(result: dict) -> str:
         rows.append({"network": c["network"], "kind": c["kind"],
                      "noise": "-" if c["noise"] is None else c["noise"], "K": "-" if c["K"] is None else c["K"],
                      "probe acc % (per seed)": ", ".join(f"{a:.1f}" for a in c["probe_acc"]),
-                     "mean ± std": f"{c['mean']:.2f} ± {c['std']:.2f}",
+                     "mean ± std": describe(c["probe_acc"]),   # a spread only with 2+ seeds
                      "seconds (per seed)": ", ".join(f"{x:.0f}" for x in s)})
     return report.table_markdown(rows, list(rows[0]) if rows else [])
 

@@ -78,7 +78,7 @@ def read_merge(paths, keys=()) -> list[dict]:
 IN_FILES = ("checkpoint", "features", "labels")
 
 
-def check_flags(args, out_is_file: bool = False) -> None:
+def check_run_flags(args, out_is_file: bool = False) -> None:
     """What every method checks before its work, on whichever of these flags its parser has:
     ``--device`` (one torch has here), ``--out`` (a folder that can be made and written; a file path
     with ``out_is_file``), ``--json`` (a writable file path, not a folder), ``--data-root`` (a
@@ -144,6 +144,6 @@ def run_main(prog: str, fn: Callable[[], object], errors: tuple = ()) -> int:
     return rc if isinstance(rc, int) else 0
 
 
-__all__ = ["Parser", "SEEDS_HELP", "UserError", "add_merge", "add_seeds", "check_data", "check_flags", "finite_float",
-           "load_torch_file", "nonneg_float", "nonneg_int", "positive_float", "positive_int", "read_merge", "report",
-           "run_main", "seed_int", "seeds", "seeds_of", "unit_interval"]
+__all__ = ["Parser", "SEEDS_HELP", "UserError", "add_merge", "add_seeds", "check_data", "check_run_flags",
+           "finite_float", "load_torch_file", "nonneg_float", "nonneg_int", "positive_float", "positive_int", "read_merge",
+           "report", "run_main", "seed_int", "seeds", "seeds_of", "unit_interval"]

@@ -13,6 +13,8 @@ import math
 import numpy as np
 
 CONFIDENCE = 0.95
+# What every --quick run prints and stores: its numbers are a smoke check, not evidence.
+QUICK_NOTE = "quick run: too small to test the claim (1 seed, few epochs, few images); a smoke check only"
 
 
 def _vector(values, what):
@@ -86,10 +88,12 @@ def is_degenerate(predictions) -> bool:
     return p.size > 0 and bool((p == p.flat[0]).all())
 
 
-def summary_figure(comparisons: dict, *, title: str, ylabel: str = "difference (points)"):
+def summary_figure(comparisons: dict, *, title: str, ylabel: str = "difference (points)", claims=None):
     """One summary panel: for each arm (a ``paired_difference`` result keyed by its label), the per-seed
     differences as dots and the mean with its interval as a bar; a dashed line at 0. An arm that was
-    not judged shows its dots only. Returns a Figure (``report.save_figure`` writes it)."""
+    not judged shows its dots only. ``claims``: the labels that are pre-registered claims, drawn green
+    (holds) or red (not shown); the others are description, drawn blue (default: every label is a claim).
+    Returns a Figure (``report.save_figure`` writes it)."""
     from .report import figure
 
     if not comparisons:
@@ -102,7 +106,8 @@ def summary_figure(comparisons: dict, *, title: str, ylabel: str = "difference (
         ax.scatter(i + jitter, d, s=14, color="0.45", zorder=3, label="seeds" if i == 0 else None)
         lo, hi = c.get("ci_low"), c.get("ci_high")
         if lo is not None and hi is not None and np.isfinite(lo) and np.isfinite(hi):
-            colour = "tab:green" if c.get("holds") else "tab:red"
+            is_claim = claims is None or label in claims
+            colour = ("tab:green" if c.get("holds") else "tab:red") if is_claim else "tab:blue"
             ax.errorbar(i + 0.28, c["mean"], yerr=[[c["mean"] - lo], [hi - c["mean"]]], fmt="o", color=colour,
                         capsize=4, zorder=4, label=f"mean, {100 * c.get('confidence', CONFIDENCE):.0f}% t-interval"
                         if i == 0 else None)

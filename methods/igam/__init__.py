@@ -9,8 +9,9 @@ student by matching input gradients. Each stage is usable on its own:
 - ``teacher``: ``PGDTrainingStep``, ``robust_teacher`` (cached by ``TeacherConfig``), ``finetune_head``;
 - ``step``: ``IGAMStep`` (an ``addernet.train`` step; D and its optimiser as extra state);
 - ``evaluation``: ``robustness`` (clean, FGSM, PGD-20, transfer; adder models under both gradient
-  modes), ``transfer_examples``;
-- ``experiment``: the mnist5k miniature behind ``python -m methods.igam``.
+  modes, worst case per image), ``strong_pgd``, ``transfer_examples``;
+- ``experiment``: the mnist5k miniature behind ``python -m methods.igam``;
+- ``preregistered``: its second version (issue 27): the new arms, tuning on validation, the paired claims.
 """
 from .adapters import CropPad, RepeatChannels, Upsize, make_adapter
 from .discriminator import GradientDiscriminator, discriminate, discriminator_loss, normalize_gradients

@@ -5,7 +5,7 @@ import argparse
 import dataclasses
 import sys
 
-from methods.common.cli import (Parser, UserError, add_merge, add_seeds, check_flags, nonneg_float, nonneg_int,
+from methods.common.cli import (Parser, UserError, add_merge, add_seeds, check_run_flags, nonneg_float, nonneg_int,
                                 positive_int, read_merge, run_main, seeds_of)
 
 from . import experiment
@@ -42,8 +42,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=positive_int, default=None, help="student epochs")
     p.add_argument("--teacher-epochs", type=positive_int, default=None, help="robust teacher epochs")
     p.add_argument("--beta", type=nonneg_float, default=None, help="weight of -CE_D (default 2)")
-    p.add_argument("--gamma", type=nonneg_float, default=None, help="weight of L_diff, [0, 1] pixels, batch mean of per-sample sums (default 1, a project choice; the "
-                        "official gamma 10 is 10 N / 255^2 here: 0.0049 at batch 32, 0.0098 at batch 64)")
+    p.add_argument("--gamma", type=nonneg_float, default=None,
+                   help="weight of L_diff, [0, 1] pixels, batch mean of per-sample sums (default 1, a project choice; "
+                        "the official gamma 10 is 10 N / 255^2 here: 0.0049 at batch 32, 0.0098 at batch 64)")
     p.add_argument("--warmup-epochs", type=nonneg_int, default=None,
                    help="plain CE epochs before IGAM switches on (default 0; with --schedule official, "
                         "all but the last 1/8 of --epochs)")
@@ -58,6 +59,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=positive_int, default=None,
                    help="torch threads (on a shared machine 1 avoids oversubscription stalls)")
     p.add_argument("--no-progress", action="store_true")
+    v2 = p.add_argument_group("second version (issue 27, pre-registered in methods/README.md)")
+    v2.add_argument("--phase", choices=("tune", "eval"), default=None,
+                    help="run one chunk of the pre-registered protocol, one --kind and one of --seeds: tune (grid "
+                         "on the validation images) or eval (the chosen weights on the test images); with --merge, "
+                         "combine chunks")
+    v2.add_argument("--arms", default=None, help="comma list of ce, igam, igam_plain, gradnorm, ldiff (default all)")
+    v2.add_argument("--choice", metavar="JSON", default=None, help="--phase eval: the tuning phase's choice file")
     add_merge(p, "combine the JSON of runs that trained different students into --json, then exit")
     return p
 
@@ -83,14 +91,30 @@ def _merge(args, cfg) -> int:
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
-    return run_main(PROG, lambda: _main(args))
+    return run_main(PROG, lambda: _v2(args) if args.phase is not None else _main(args))
+
+
+def _v2(args) -> int:
+    """The second version's chunks (methods/README.md, "Second version"): one (kind, phase, seed) a call."""
+    from methods.common.chunks import cli_phase
+    from . import preregistered as P
+    arms = P.ARMS if args.arms is None else tuple(a.strip() for a in args.arms.split(",") if a.strip())
+    bad = [a for a in arms if a not in P.ARMS]
+    if bad or not arms:
+        raise UserError(f"--arms takes a comma list of {', '.join(P.ARMS)}, got {args.arms!r}")
+    if args.threads is not None:
+        import torch
+        torch.set_num_threads(args.threads)
+    return cli_phase(P, args, lambda seed, choice: P.run_chunk(
+        args.kind, args.phase, seed, arms=arms, weights=None if choice is None else choice.get("weights"),
+        quick=args.quick, out=args.out, json_path=args.json))
 
 
 def _main(args) -> int:
     if args.data != "mnist5k":
         raise UserError(f"--data {args.data!r} is not supported: the miniature runs on the embedded mnist5k")
     args.seeds = seeds_of(args.seeds)
-    check_flags(args)
+    check_run_flags(args)
     if args.schedule == "official":
         cfg = experiment.official_config(quick=args.quick)
     else:
@@ -131,7 +155,7 @@ def _main(args) -> int:
         torch.device(cfg.device)
     except RuntimeError as e:
         raise UserError(f"--device {cfg.device!r}: {e}") from None
-    experiment.run(cfg, json_path=args.json, out=args.out)
+    experiment.run(cfg, json_path=args.json, out=args.out, quick=args.quick)
     return 0
 
 

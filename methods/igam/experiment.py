@@ -10,7 +10,6 @@ independently trained CNN. Writes the JSON, a markdown table and a PNG of input 
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import statistics
 import tempfile
@@ -26,6 +25,7 @@ from addernet.models import get_model
 from addernet.train import (TinyNet, build_optimizer, classification_step, fit, load_checkpoint, save_checkpoint,
                             seed_everything)
 from methods.common.report import save_figure, table_markdown, write_json
+from methods.common.stats import QUICK_NOTE, describe
 
 from .adapters import make_adapter
 from .schedule import official_lr_schedule, official_warmup_epochs
@@ -38,6 +38,8 @@ from .teacher import TeacherConfig, finetune_head, robust_teacher
 SOURCE_CLASSES = (0, 1, 2, 3, 4)
 TARGET_CLASSES = (5, 6, 7, 8, 9)
 STUDENTS = ("ce", "ldiff", "igam")
+# Issue 27's arms: + IGAM with a non-robust (plain CE) teacher, + the input-gradient-norm penalty.
+ARMS = (*STUDENTS, "igam_plain", "gradnorm")
 SCHEDULES = ("cosine", "official")
 OFFICIAL_EPOCHS = 128     # sized to ~50 min of one thread for the conv run (methods/README.md)
 
@@ -64,6 +66,9 @@ class Config:
     schedule: str = "cosine"
     student_batch_size: Optional[int] = None   # None: batch_size (the teacher and transfer source keep it)
     students: tuple = STUDENTS               # the conv students
+    # per-arm weight of the gradient term (gamma for ldiff/igam/igam_plain, lambda for gradnorm);
+    # an arm not listed uses gamma (issue 27 chooses each on validation)
+    weights: dict = field(default_factory=dict)
     adder_students: tuple = ("ce", "igam")
     adder_seeds: Optional[tuple] = (0,)     # None: the same seeds as the conv students
     adder_epochs: Optional[int] = None      # None: the same epochs
@@ -81,7 +86,6 @@ class Config:
     # eps >= headline_eps (details[].pgd_strong). Issue 27's strong attack is (100, 5).
     strong_attack: Optional[tuple] = None
     limit_batches: Optional[int] = None
-    figure_images: int = 6
     device: str = "cpu"
     progress: bool = True
     data_root: Optional[str] = None
@@ -145,11 +149,15 @@ def _adder_setup(cfg: Config):
 
 def make_student_step(student: str, teacher: nn.Module, cfg: Config, steps_per_epoch: int,
                       adapter: Optional[nn.Module] = None) -> Callable:
+    """The training step of one arm. ``teacher``: the robust teacher, or for ``igam_plain`` the
+    non-robust one (the caller passes it); ``gradnorm`` uses none."""
     if student == "ce":
         return classification_step
-    if student not in STUDENTS:
-        raise ValueError(f"student must be one of {', '.join(STUDENTS)}, got {student!r}")
-    return IGAMStep(teacher, beta=cfg.beta if student == "igam" else 0.0, gamma=cfg.gamma, input_size=(1, 28, 28),
+    if student not in ARMS:
+        raise ValueError(f"student must be one of {', '.join(ARMS)}, got {student!r}")
+    beta = cfg.beta if student in ("igam", "igam_plain") else 0.0
+    gamma = cfg.weights.get(student, cfg.gamma)
+    return IGAMStep(None if student == "gradnorm" else teacher, beta=beta, gamma=gamma, input_size=(1, 28, 28),
                     reduction=cfg.reduction, target=cfg.target, adapter=adapter,
                     warmup_steps=cfg.warmup_epochs * steps_per_epoch).to(cfg.device)
 
@@ -253,8 +261,10 @@ def grad_cosine(student: nn.Module, teacher: nn.Module, x, y, target="prob", ada
     return float(torch.nn.functional.cosine_similarity(js, jt, dim=1).mean())
 
 
-def run(cfg: Config, *, json_path: Optional[str] = None, out: Optional[str] = None, log=print) -> dict:
-    """The whole miniature; returns {'rows': [...], ...} (accuracies in percent)."""
+def run(cfg: Config, *, json_path: Optional[str] = None, out: Optional[str] = None, log=print,
+        quick: bool = False) -> dict:
+    """The whole miniature; returns {'rows': [...], ...} (accuracies in percent). ``quick``: the result
+    says it is too small to test the claim (``note``)."""
     log = log or (lambda _m: None)
     t_start = time.perf_counter()
     torch.manual_seed(0)
@@ -290,8 +300,8 @@ def run(cfg: Config, *, json_path: Optional[str] = None, out: Optional[str] = No
                           adder_grad_modes=modes)
 
     teacher_eval = evaluate(teacher, 0)
-    x_fig, y_fig = next(iter(test))
-    x_fig, y_fig = x_fig[: cfg.figure_images].to(cfg.device), y_fig[: cfg.figure_images].to(cfg.device)
+    x_fig, y_fig = one_per_class(test, len(TARGET_CLASSES))
+    x_fig, y_fig = x_fig.to(cfg.device), y_fig.to(cfg.device)
     x_cos, y_cos = next(iter(test))
     x_cos, y_cos = x_cos.to(cfg.device), y_cos.to(cfg.device)
 
@@ -380,6 +390,8 @@ def run(cfg: Config, *, json_path: Optional[str] = None, out: Optional[str] = No
         "timing_s": {k: round(v, 1) for k, v in timing.items()},
     }
     result["claims"] = claims(result, cfg.headline_eps)
+    if quick:
+        result["note"] = QUICK_NOTE
     table = results_table(result, cfg)
     if out:
         os.makedirs(out, exist_ok=True)
@@ -387,11 +399,13 @@ def run(cfg: Config, *, json_path: Optional[str] = None, out: Optional[str] = No
             f.write(table + "\n")
         if figure_grads:
             teacher_grads = input_gradient(teacher, x_fig, y_fig, target=cfg.target).cpu()
-            save_figure(gradient_figure(x_fig.cpu(), teacher_grads, figure_grads),
+            save_figure(gradient_figure(x_fig.cpu(), teacher_grads, figure_grads, digits=TARGET_CLASSES),
                         os.path.join(out, "igam_gradients.png"))
     if json_path:
         write_json(json_path, result)
     log(table)
+    if quick:
+        log(QUICK_NOTE)
     return result
 
 
@@ -451,12 +465,13 @@ def _row(student: str, kind: str, res: list, cfg: Config) -> dict:
             "clean": [_pct(r["clean"]) for r in res],
             "fgsm": [_pct(r["fgsm"]) for r in res],
             "pgd": {str(e): [_pct(r["pgd"][e]) for r in res] for e in cfg.eps},
-            "transfer": [_pct(r["transfer"]) for r in res]}
+            "transfer": [_pct(r["transfer"]) for r in res],
+            "degenerate": [bool(r.get("degenerate", False)) for r in res]}
 
 
 def _fmt(values) -> str:
-    m, s = _stats(values)
-    return "n/a" if math.isnan(m) else f"{m:.1f} ± {s:.1f}"
+    vals = [v for v in values if v is not None]
+    return describe(vals)      # "mean ± std" only with 2+ seeds
 
 
 def _summary_line(row: dict, cfg: Config) -> str:
@@ -471,7 +486,8 @@ def results_table(result: dict, cfg: Config) -> str:
             f"transfer @{cfg.headline_eps}"]
     table_rows = []
     for row in [*result["rows"], *[{**r, "student": f"{r['student']} ({r['teacher']})"} for r in result["adapter_rows"]]]:
-        table_rows.append({"student": row["student"], "kind": row["kind"], "seeds": len(row["clean"]),
+        flag = " DEGENERATE (constant predictor)" if any(row.get("degenerate", [])) else ""
+        table_rows.append({"student": row["student"] + flag, "kind": row["kind"], "seeds": len(row["clean"]),
                            "clean": _fmt(row["clean"]), f"FGSM @{cfg.headline_eps}": _fmt(row["fgsm"]),
                            **{c: _fmt(row["pgd"][str(e)]) for c, e in zip(eps_cols, cfg.eps)},
                            f"transfer @{cfg.headline_eps}": _fmt(row["transfer"])})
@@ -483,9 +499,24 @@ def results_table(result: dict, cfg: Config) -> str:
     return table_markdown(table_rows, cols)
 
 
-def gradient_figure(images: torch.Tensor, teacher_grads: torch.Tensor, student_grads: dict):
-    """Rows: images; columns: the image, then the input gradients of the teacher and each student,
-    each shown signed on its own symmetric scale (red positive, blue negative)."""
+def one_per_class(loader, num_classes: int):
+    """The first image of each class 0..num_classes-1 in ``loader``'s order: (images, labels), class order."""
+    found = {}
+    for x, y in loader:
+        for xi, yi in zip(x, y):
+            found.setdefault(int(yi), xi)
+        if len(found) == num_classes:
+            break
+    missing = sorted(set(range(num_classes)) - set(found))
+    if missing:
+        raise ValueError(f"the loader has no image of class(es) {missing}")
+    return torch.stack([found[c] for c in range(num_classes)]), torch.arange(num_classes)
+
+
+def gradient_figure(images: torch.Tensor, teacher_grads: torch.Tensor, student_grads: dict, digits=None):
+    """Rows: images (``digits`` names them, e.g. 5-9); columns: the image, then the input gradients of the
+    teacher and each student. Each gradient column shares one symmetric scale (red positive, blue
+    negative), shown by the colour bar under it, so the panels of a column compare."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -494,22 +525,25 @@ def gradient_figure(images: torch.Tensor, teacher_grads: torch.Tensor, student_g
     cols = [("image", images, "gray"), ("robust teacher", teacher_grads, "seismic")]
     cols += [(names.get(k, k), g, "seismic") for k, g in student_grads.items()]
     n = images.shape[0]
-    fig, axes = plt.subplots(n, len(cols), figsize=(1.8 * len(cols), 1.8 * n), squeeze=False)
-    for i in range(n):
-        for j, (title, data, cmap) in enumerate(cols):
-            img = data[i, 0].numpy()
+    fig, axes = plt.subplots(n, len(cols), figsize=(1.9 * len(cols), 1.8 * n + 0.6), squeeze=False)
+    for j, (title, data, cmap) in enumerate(cols):
+        lim = 1.0 if cmap == "gray" else (float(data.abs().max()) or 1.0)
+        im = None
+        for i in range(n):
             ax = axes[i, j]
-            if cmap == "gray":
-                ax.imshow(img, cmap=cmap, vmin=0, vmax=1)
-            else:
-                lim = float(abs(img).max()) or 1.0
-                ax.imshow(img, cmap=cmap, vmin=-lim, vmax=lim)
+            im = ax.imshow(data[i, 0].numpy(), cmap=cmap, vmin=0 if cmap == "gray" else -lim, vmax=lim)
             ax.set_xticks([])
             ax.set_yticks([])
             if i == 0:
                 ax.set_title(title, fontsize=8)
-    fig.suptitle("Input gradients d p(true class) / d x (mnist5k digits 5-9)", fontsize=9)
-    fig.tight_layout()
+            if j == 0 and digits is not None:
+                ax.set_ylabel(f"digit {digits[i]}", fontsize=8)
+        if cmap != "gray":
+            bar = fig.colorbar(im, ax=axes[:, j].tolist(), orientation="horizontal", fraction=0.04, pad=0.02)
+            bar.ax.tick_params(labelsize=6)
+            bar.formatter.set_powerlimits((-2, 2))
+            bar.update_ticks()
+    fig.suptitle("Input gradients d p(true class) / d x (mnist5k test digits 5-9, one per class)", fontsize=9)
     return fig
 
 

@@ -1,7 +1,9 @@
 """The IGAM student step: an ``addernet.train`` step, plus the callback that steps the discriminator.
 
 Student objective (official code): CE - beta * CE_D + gamma * L_diff. ``beta = 0`` drops the
-discriminator (the "L_diff only" student); ``gamma = beta = 0`` is plain cross-entropy.
+discriminator (the "L_diff only" student); ``gamma = beta = 0`` is plain cross-entropy. With no
+teacher (``teacher=None``, beta 0) L_diff compares J_s with zero: the plain input-gradient-norm
+penalty gamma * ||J_s||^2, issue 27's control for generic gradient regularisation.
 
     step = IGAMStep(teacher, beta=2, gamma=10, discriminator=D, input_size=(1, 28, 28))
     fit(student, loaders, step=step, callbacks=step.callbacks(), extra_state=step.extra_state(), ...)
@@ -58,7 +60,9 @@ class IGAMStep:
             raise ValueError(f"beta and gamma must be >= 0, got beta={beta}, gamma={gamma}")
         if disc_every < 1 or warmup_steps < 0:
             raise ValueError("disc_every must be >= 1 and warmup_steps >= 0")
-        self.teacher = freeze(teacher)
+        if teacher is None and beta > 0:
+            raise ValueError("beta > 0 needs a teacher: D tells the student's input gradients from the teacher's")
+        self.teacher = freeze(teacher) if teacher is not None else None
         self.beta, self.gamma = float(beta), float(gamma)
         self.reduction, self.target, self.adapter = reduction, target, adapter
         self.warmup_steps, self.disc_every = int(warmup_steps), int(disc_every)
@@ -86,7 +90,8 @@ class IGAMStep:
         return self.beta > 0 or self.gamma > 0
 
     def to(self, device) -> "IGAMStep":
-        self.teacher.to(device)
+        if self.teacher is not None:
+            self.teacher.to(device)
         if self.discriminator is not None:
             self.discriminator.to(device)
         if self.adapter is not None and isinstance(self.adapter, nn.Module):
@@ -102,7 +107,10 @@ class IGAMStep:
             ce = F.cross_entropy(logits, y)
             return StepOutput(ce, {"loss": ce.detach(), "acc": _acc(logits, y), "ce": ce.detach()})
 
-        teacher_grad = input_gradient(self.teacher, x, y, target=self.target, adapter=self.adapter)
+        if self.teacher is None:      # the gradient-norm penalty: L_diff against a zero gradient
+            teacher_grad = torch.zeros_like(x)
+        else:
+            teacher_grad = input_gradient(self.teacher, x, y, target=self.target, adapter=self.adapter)
         student_grad, logits = input_gradient(model, x, y, target=self.target, create_graph=True,
                                               return_logits=True)
         ce = F.cross_entropy(logits, y)

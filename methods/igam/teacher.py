@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from addernet.models import replace_head
-from addernet.train import StepOutput, fit
+from addernet.train import StepOutput, classification_step, fit
 from methods.common import pgd
 
 from .step import freeze
@@ -80,7 +80,9 @@ class TeacherConfig:
 def robust_teacher(config: TeacherConfig, build, loaders, *, cache_dir: Optional[str] = None,
                    device="cpu", progress: bool = False, log=None) -> nn.Module:
     """Train ``build()`` (a fresh model) by PGD adversarial training on ``loaders`` = (train, test),
-    or load it from ``cache_dir/teacher-<config hash>.pt`` when that exists. Returns it in eval mode."""
+    or load it from ``cache_dir/teacher-<config hash>.pt`` when that exists. Returns it in eval mode.
+    ``config.eps == 0``: the same training with plain cross-entropy, a non-robust teacher (issue 27's
+    control for transfer: IGAM with a teacher that has no robustness to give)."""
     path = os.path.join(cache_dir, f"teacher-{config.key()}.pt") if cache_dir else None
     model = build()
     if path and os.path.exists(path):
@@ -91,7 +93,8 @@ def robust_teacher(config: TeacherConfig, build, loaders, *, cache_dir: Optional
         if log:
             log(f"robust teacher loaded from {path}")
         return model.to(device).eval()
-    step = PGDTrainingStep(config.eps, config.alpha, config.steps, seed=config.seed)
+    step = classification_step if config.eps == 0 else PGDTrainingStep(config.eps, config.alpha, config.steps,
+                                                                        seed=config.seed)
     fit(model, loaders, step=step, epochs=config.epochs, lr=config.lr, device=device, seed=config.seed,
         progress=progress, log=log or (lambda _m: None), limit_batches=config.limit_batches, out=None)
     model = model.cpu().eval()

@@ -232,6 +232,9 @@ def test_cli_smoke(kind, tmp_path):
             assert len(row[key]) == 1 and 0 <= row[key][0] <= 100
     assert (tmp_path / "bow_histograms.png").stat().st_size > 1000
     assert (tmp_path / "table.md").read_text().count("\n") >= 6
+    # issue 27: a quick run says it cannot test the claim, and one seed prints no spread
+    assert "too small to test the claim" in r.stdout and json.loads(path.read_text())["note"]
+    assert "±" not in (tmp_path / "table.md").read_text() and "(1 seed)" in (tmp_path / "table.md").read_text()
 
 
 @pytest.mark.parametrize("args,msg", [(["--kind", "both-ish"], "kind"), (["--layer", "nope"], "nope"),

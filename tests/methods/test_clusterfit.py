@@ -177,6 +177,9 @@ def test_cli_miniature_smoke_run(tmp_path, kind):
         assert (c["noise"] is None) == (c["network"] == "random")
     assert (out / "clusterfit_noise.png").stat().st_size > 1000
     assert (out / "clusterfit.md").read_text().startswith("| network")
+    # issue 27: a quick run says it cannot test the claim, and one seed prints no spread
+    assert "too small to test the claim" in r.stdout and json.loads(js.read_text())["note"]
+    assert "(1 seed)" in (out / "clusterfit.md").read_text()
 
 
 def test_cli_stages_chain(tmp_path):

@@ -504,10 +504,12 @@ def test_cli_smoke(kind, tmp_path):
                                                                                             ("igam", "adder")}
     assert {(r["student"], r["kind"]) for r in rows} == expected
     for row in rows:
-        assert set(row) == {"student", "kind", "clean", "fgsm", "pgd", "transfer"}
+        assert set(row) == {"student", "kind", "clean", "fgsm", "pgd", "transfer", "degenerate"}
         assert set(row["pgd"]) == {"0.05", "0.1", "0.15"}
         for v in [*row["clean"], *row["fgsm"], *row["transfer"], *sum(row["pgd"].values(), [])]:
             assert 0 <= v <= 100
+    assert "too small to test the claim" in r.stdout
+    assert json.loads(path.read_text())["note"].startswith("quick run: too small")
     if kind == "conv":
         assert (tmp_path / "out" / "igam_gradients.png").stat().st_size > 1000
 

@@ -12,40 +12,7 @@ import addernet
 from addernet._extension import native_available
 from addernet.quant import QuantAdderConv2d, adder_conv2d_u8, dequantize_tensor, quantize_tensor, shared_qparams
 
-needs_native = pytest.mark.skipif(not native_available(), reason="native extension not built")
-
-
-def _isas():
-    if not native_available():
-        return []
-    info = torch.ops.addernet._cpu_info()
-    return info.split("supported=")[1].split()[0].split(",")
-
-
-def _kernel_sets():
-    """(ISA, vector width) pairs: the AVX-512 build runs ymm and zmm loops."""
-    return [(isa, vec) for isa in _isas() for vec in (("ymm", "zmm") if isa == "avx512" else ("",))]
-
-
-def int_reference(x, w, zp, stride, padding, dilation, groups):
-    """-sum |qx - qw| in int64, padded taps = zp, walking the kernel taps."""
-    x, w = x.long(), w.long()
-    n, c, h, wd = x.shape
-    o, cg, kh, kw = w.shape
-    og = o // groups
-    oh = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
-    ow = (wd + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
-    xp = F.pad(x, (padding[1], padding[1], padding[0], padding[0]), value=zp)
-    y = torch.zeros(n, o, oh, ow, dtype=torch.long)
-    for g in range(groups):
-        xs = xp[:, g * cg:(g + 1) * cg]
-        for u in range(kh):
-            for v in range(kw):
-                tap = xs[:, :, u * dilation[0]: u * dilation[0] + stride[0] * (oh - 1) + 1: stride[0],
-                         v * dilation[1]: v * dilation[1] + stride[1] * (ow - 1) + 1: stride[1]]
-                wt = w[g * og:(g + 1) * og, :, u, v]
-                y[:, g * og:(g + 1) * og] -= (tap[:, None] - wt[None, :, :, None, None]).abs().sum(2)
-    return y
+from helpers.int8 import int_reference, kernel_sets as _kernel_sets, needs_native  # noqa: E402
 
 
 # The odd-shape grid: strides, paddings, dilations, groups, batch 0, tile and k-block edges.
@@ -131,11 +98,11 @@ def test_vpsadbw_partial_sums_do_not_overflow(monkeypatch, isa, vec, c, k):
 def test_float_input_is_quantised_in_the_op_as_quantize_tensor_does():
     torch.manual_seed(0)
     x = torch.randn(2, 8, 9, 9) * 2
-    x[0, 0, 0, :3] = torch.tensor([1e6, -1e6, float("nan")])  # clamped; NaN becomes 0
+    x[0, 0, 0, :2] = torch.tensor([1e6, -1e6])  # clamped (NaN and inf are refused: test_int8_numerics)
     s, z = 0.03, 117
     w = torch.randint(0, 256, (6, 8, 3, 3), dtype=torch.uint8)
     conf = [[1, 1], [1, 1], [1, 1], 1]
-    qx = quantize_tensor(torch.nan_to_num(x, nan=-1e9), s, z)
+    qx = quantize_tensor(x, s, z)
     want = torch.ops.addernet.adder_conv2d_u8(qx, w, z, None, None, *conf)
     got = torch.ops.addernet.adder_conv2d_u8(x, w, z, None, None, *conf, input_scale=s)
     assert torch.equal(got, want)
@@ -236,6 +203,11 @@ def test_patch_too_long_for_int32_is_refused():
 
 # ---------------------------------------------------------------------------------------- quantize
 
+def quantize_adder(*args, **kwargs):
+    """addernet.quantize's adder-only mode (the layers in place), which these tests inspect."""
+    return addernet.quantize(*args, mode="adder", **kwargs)
+
+
 class Small(nn.Module):
     """conv (float) -> adder+BN+ReLU -> adder+BN+ReLU -> pool -> adder+BN+ReLU (grouped) -> linear."""
 
@@ -290,7 +262,7 @@ def _acc(model, x, y):
 
 def test_quantized_model_accuracy_close_to_float(trained_small):
     model, calib, xte, yte = trained_small
-    q = addernet.quantize(model, calib)
+    q = quantize_adder(model, calib)
     assert q.quantized_layers == ["a1", "a2", "a3"]
     assert model.training is False and isinstance(model.a1, addernet.AdderConv2d)  # the input is untouched
     # a1 -> (bn1, r1 folded) -> a2: a1 requantises to a2's grid, a2 reads bytes
@@ -306,23 +278,23 @@ def test_quantized_model_accuracy_close_to_float(trained_small):
 def test_quantize_options(trained_small):
     model, calib, xte, yte = trained_small
     float_acc = _acc(model, xte, yte)
-    grouped = addernet.quantize(model, calib, filter_groups=4, weight_clamp=False)
+    grouped = quantize_adder(model, calib, filter_groups=4, weight_clamp=False)
     assert len(grouped.a1.qparams) == 4 and len(grouped.a3.qparams) == 1  # a3 has groups=2
     assert not grouped.a2.uint8_input  # a grouped layer quantises its input once per group
     assert abs(_acc(grouped, xte, yte) - float_acc) <= 0.03
-    plain = addernet.quantize(model, calib, requantize=False, percentile=100.0)
+    plain = quantize_adder(model, calib, requantize=False, percentile=100.0)
     assert not plain.a2.uint8_input and plain.a1.out_qparams is None
     assert abs(_acc(plain, xte, yte) - float_acc) <= 0.03
     with pytest.raises(ValueError, match="percentile"):
-        addernet.quantize(model, calib, percentile=20)
+        quantize_adder(model, calib, percentile=20)
     with pytest.raises(ValueError, match="no batches"):
-        addernet.quantize(model, [])
+        quantize_adder(model, [])
 
 
 def test_grouped_filters_come_back_in_channel_order(trained_small):
     model, calib, xte, _ = trained_small
-    q1 = addernet.quantize(model, calib, weight_clamp=False, requantize=False)
-    q4 = addernet.quantize(model, calib, filter_groups=4, weight_clamp=False, requantize=False)
+    q1 = quantize_adder(model, calib, weight_clamp=False, requantize=False)
+    q4 = quantize_adder(model, calib, filter_groups=4, weight_clamp=False, requantize=False)
     x = torch.relu(model.bn0(model.conv(xte[:8])))
     with torch.no_grad():
         a, b = q1.a1(x), q4.a1(x)
@@ -350,15 +322,15 @@ def test_first_and_last_adder_layers_stay_float():
                           addernet.AdderConv2d(4, 4, 3), nn.BatchNorm2d(4), nn.ReLU(),
                           addernet.AdderConv2d(4, 2, 3)).eval()
     calib = [torch.rand(4, 1, 9, 9)]
-    q = addernet.quantize(model, calib)
+    q = quantize_adder(model, calib)
     assert q.quantized_layers == ["3"]
-    assert len(addernet.quantize(model, calib, keep_first_last=False).quantized_layers) == 3
+    assert len(quantize_adder(model, calib, keep_first_last=False).quantized_layers) == 3
 
 
 @needs_native
 def test_quantized_model_runs_under_torch_compile(trained_small):
     model, calib, xte, _ = trained_small
-    q = addernet.quantize(model, calib)
+    q = quantize_adder(model, calib)
     with torch.no_grad():
         eager = q(xte[:16])
         compiled = torch.compile(q, fullgraph=True)(xte[:16])
@@ -372,7 +344,7 @@ def test_counts_and_bench_int8_column():
 
     # Convolutions at both ends, as this test's counts assume.
     model = get_model("lenet5_bn", kind="adder", first_layer="conv", last_layer="conv").eval()
-    q = addernet.quantize(model, [torch.randn(4, 1, 28, 28)])
+    q = quantize_adder(model, [torch.randn(4, 1, 28, 28)])
     fc, qc = count_ops(model, (1, 1, 28, 28)), count_ops(q, (1, 1, 28, 28))
     assert qc.uncounted == []
     # the same taps, now integer: conv2, fc1, fc2 (the first and last layers are convolutions)
@@ -383,10 +355,19 @@ def test_counts_and_bench_int8_column():
     # fc2 reads fc1's requantised bytes: scale, shift and ReLU only (84 outputs)
     assert (epi["fc2:epilogue"].mults, epi["fc2:epilogue"].cmps) == (84, 84)
     # The all-adder default keeps its first and last adder layers in float, fused: counted as adders.
-    allq = addernet.quantize(get_model("lenet5_bn", kind="adder").eval(), [torch.randn(4, 1, 28, 28)])
+    allq = quantize_adder(get_model("lenet5_bn", kind="adder").eval(), [torch.randn(4, 1, 28, 28)])
     ac = count_ops(allq, (1, 1, 28, 28))
     assert ac.uncounted == []
     assert {r.name for r in ac.layers if r.type == "adder"} == {"conv1", "fc3"}
     res = bench_model("lenet5_bn", latency=False)
     assert res["int8"]["quantized_layers"] == ["conv2", "fc1", "fc2"]
     assert res["int8"]["energy_uJ"] < res["counts"]["adder"]["energy_uJ"]
+
+
+def test_default_mode_without_torchao_says_what_to_install(monkeypatch):
+    import addernet.quant.pt2e as pt2e
+
+    monkeypatch.setattr(pt2e, "pt2e_available", lambda: "torchao is not importable (test)")
+    model = nn.Sequential(addernet.AdderConv2d(1, 2, 3), nn.BatchNorm2d(2)).eval()
+    with pytest.raises(RuntimeError, match=r"torchao is not importable.*mode='adder'"):
+        addernet.quantize(model, [torch.rand(2, 1, 5, 5)])

@@ -126,26 +126,30 @@ void ForwardU8::stage(const ConvShape& s, const uint8_t* x, uint8_t zero_point, 
   stage_planes(s, x, zero_point, xs, begin, end, [](const uint8_t*, uint8_t*, int64_t) {});
 }
 
-void ForwardU8::stage(const ConvShape& s, const float* x, float input_scale, uint8_t zero_point,
+bool ForwardU8::stage(const ConvShape& s, const float* x, float input_scale, uint8_t zero_point,
                       uint8_t* xs, int64_t begin, int64_t end) {
   const float zp = float(zero_point);
-  stage_planes(s, x, zero_point, xs, begin, end, [=](const float* in, uint8_t* out, int64_t w) {
+  bool finite = true;
+  stage_planes(s, x, zero_point, xs, begin, end, [=, &finite](const float* in, uint8_t* out, int64_t w) {
     // The division (not a multiplication by 1/scale) and half-to-even rounding are torch's
-    // fake-quantise arithmetic, so that both sides agree to the bit. NaN becomes 0.
+    // fake-quantise arithmetic, so that both sides agree to the bit.
     // Rounding by adding and subtracting 1.5 * 2^23 is round-half-even for |t| < 2^22 and, unlike
     // nearbyint on baseline x86-64 (a libm call), vectorises; t is clamped to +-512 first, which
-    // changes no result after the clamp to [0, 255]. NaN fails every comparison and becomes 0.
+    // changes no result after the clamp to [0, 255]. A NaN or inf is flagged (x - x is NaN for
+    // both, 0 for every finite x) and the bytes it leaves are never used.
     const float magic = 12582912.0f;
     int64_t i = 0;
 #if defined(__SSE2__)
     // Written out, 16 at a time: the compiler kept the loop scalar (under -ftrapping-math its
-    // compares may trap on NaN, so it kept the branches). max(t, -512) turns a NaN t into -512,
-    // which ends as 0, as the scalar form's NaN does.
+    // compares may trap on NaN, so it kept the branches).
     const __m128 vs = _mm_set1_ps(input_scale), vm = _mm_set1_ps(magic), vz = _mm_set1_ps(zp),
                  lo = _mm_set1_ps(-512.0f), hi = _mm_set1_ps(512.0f), zero = _mm_setzero_ps(),
                  top = _mm_set1_ps(255.0f);
+    __m128 bad = _mm_setzero_ps();
     auto q4 = [&](const float* p) {
-      __m128 t = _mm_min_ps(_mm_max_ps(_mm_div_ps(_mm_loadu_ps(p), vs), lo), hi);
+      const __m128 v = _mm_loadu_ps(p), d = _mm_sub_ps(v, v);
+      bad = _mm_or_ps(bad, _mm_cmpunord_ps(d, d));
+      __m128 t = _mm_min_ps(_mm_max_ps(_mm_div_ps(v, vs), lo), hi);
       t = _mm_add_ps(_mm_sub_ps(_mm_add_ps(t, vm), vm), vz);
       return _mm_cvttps_epi32(_mm_min_ps(_mm_max_ps(t, zero), top));
     };
@@ -153,14 +157,17 @@ void ForwardU8::stage(const ConvShape& s, const float* x, float input_scale, uin
       const __m128i a = _mm_packs_epi32(q4(in + i), q4(in + i + 4)), b = _mm_packs_epi32(q4(in + i + 8), q4(in + i + 12));
       _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), _mm_packus_epi16(a, b));
     }
+    if (_mm_movemask_ps(bad) != 0) finite = false;
 #endif
     for (; i < w; ++i) {
+      if (!std::isfinite(in[i])) finite = false;
       float t = in[i] / input_scale;
       t = t < -512.0f ? -512.0f : (t > 512.0f ? 512.0f : t);
       const float q = ((t + magic) - magic) + zp;
       out[i] = uint8_t(!(q >= 0.0f) ? 0.0f : (q > 255.0f ? 255.0f : q));
     }
   });
+  return finite;
 }
 
 int64_t ForwardU8::pack_size(const ConvShape& s, const Options&) {

@@ -57,7 +57,9 @@ struct ForwardU8 {
   static int64_t stage_items(const ConvShape& s);
   static void stage(const ConvShape& s, const uint8_t* x, uint8_t zero_point, uint8_t* xs,
                     int64_t begin, int64_t end);
-  static void stage(const ConvShape& s, const float* x, float input_scale, uint8_t zero_point,
+  // The float staging returns false when an item held a NaN or an infinity: no byte stands for
+  // either, so the caller must refuse the input rather than return a finite answer for it.
+  static bool stage(const ConvShape& s, const float* x, float input_scale, uint8_t zero_point,
                     uint8_t* xs, int64_t begin, int64_t end);
   // Weights (O, Cg, KH, KW) reordered to channels-last patch rows, each run padded with zeros to
   // 32 bytes (which the kernels' masked patch loads match with zeros, adding nothing).

@@ -25,6 +25,7 @@
 // and in-image positions are 32-bit so they can be split with multiply-shift division;
 // the launchers refuse sizes that break this.
 #include "adder_conv2d_cuda.cuh"
+#include "launch.cuh"
 
 #include <algorithm>
 #include <climits>
@@ -794,7 +795,7 @@ cudaError_t launch_forward(const T* x, const T* w, const float* scale, const flo
   dim3 grid;
   if (!tiled_grid<Cfg>(geo.P, geo.Og, geo.groups, grid)) return cudaErrorInvalidValue;
   auto kernel = &forward_tiled_kernel<T, Cfg>;
-  kernel<<<grid, Cfg::THREADS, 0, stream>>>(x, w, scale, shift, relu, y, geo);
+  ADDERNET_LAUNCH(kernel, grid, Cfg::THREADS, 0, stream)(x, w, scale, shift, relu, y, geo);
   return cudaGetLastError();
 }
 
@@ -804,7 +805,7 @@ cudaError_t launch_grad_input(const T* go, const T* x, const T* w, T* gi, const 
   dim3 grid;
   if (!tiled_grid<Cfg>(geo.Q, geo.Cg, geo.groups, grid)) return cudaErrorInvalidValue;
   auto kernel = &grad_input_tiled_kernel<T, Cfg>;
-  kernel<<<grid, Cfg::THREADS, 0, stream>>>(go, x, w, gi, geo);
+  ADDERNET_LAUNCH(kernel, grid, Cfg::THREADS, 0, stream)(go, x, w, gi, geo);
   return cudaGetLastError();
 }
 
@@ -846,7 +847,8 @@ cudaError_t launch_grad_weight_tiles(const T* go, const T* x, const T* w, float*
   if (!tiled_grid<Cfg>(geo.K, geo.Og, geo.groups, grid)) return cudaErrorInvalidValue;
   grid.z = unsigned(plan.splits);
   auto kernel = &grad_weight_tiled_kernel<T, Cfg>;
-  kernel<<<grid, Cfg::THREADS, 0, stream>>>(go, x, w, ws, geo, plan.pchunks, plan.splits);
+  ADDERNET_LAUNCH(kernel, grid, Cfg::THREADS, 0, stream)(go, x, w, ws, geo, plan.pchunks,
+                                                         plan.splits);
   return cudaGetLastError();
 }
 
@@ -862,7 +864,7 @@ cudaError_t adder_conv2d_forward(const T* input, const T* weight, const float* s
   if (geo.Og <= kDirectMaxOg) {
     constexpr int threads = 256;
     auto kernel = &forward_direct_kernel<T>;
-    kernel<<<elementwise_grid(geo.P * geo.O, threads), threads, 0, stream>>>(
+    ADDERNET_LAUNCH(kernel, elementwise_grid(geo.P * geo.O, threads), threads, 0, stream)(
         input, weight, scale, shift, relu, output, geo);
     return cudaGetLastError();
   }
@@ -934,8 +936,8 @@ cudaError_t adder_conv2d_grad_weight(const T* grad_output, const T* input, const
   if (err != cudaSuccess) return err;
   constexpr int threads = 256;
   auto kernel = &sum_splits_kernel<T>;
-  kernel<<<elementwise_grid(count, threads), threads, 0, stream>>>(workspace, plan.splits, count,
-                                                                  grad_weight);
+  ADDERNET_LAUNCH(kernel, elementwise_grid(count, threads), threads, 0, stream)(
+      workspace, plan.splits, count, grad_weight);
   return cudaGetLastError();
 }
 
@@ -950,7 +952,7 @@ cudaError_t adder_conv2d_grad_weight_correction(const float* conv_weight_grad,
   if (count == 0) return cudaSuccess;
   constexpr int threads = 256;
   auto kernel = &correction_kernel<T>;
-  kernel<<<elementwise_grid(count, threads), threads, 0, stream>>>(
+  ADDERNET_LAUNCH(kernel, elementwise_grid(count, threads), threads, 0, stream)(
       conv_weight_grad, grad_output_sum, weight, grad_weight, count, int64_t(geo.K));
   return cudaGetLastError();
 }

@@ -1,5 +1,6 @@
 // The tap-sum CUDA kernels; adder_conv2d_tapsum.cuh says what they compute.
 #include "adder_conv2d_tapsum.cuh"
+#include "launch.cuh"
 
 namespace addernet {
 namespace cuda {
@@ -123,7 +124,8 @@ cudaError_t adder_conv2d_tapsum_output(const T* a, const T* b, const T* input, c
   const Geo g = geo_of(s);
   const int64_t total = g.N * g.O * g.OH * g.OW;
   if (total == 0) return cudaSuccess;
-  tapsum_output_kernel<T><<<blocks_for(total), kThreads, 0, stream>>>(a, b, input, weight, out, fn, g);
+  ADDERNET_LAUNCH(tapsum_output_kernel<T>, blocks_for(total), kThreads, 0, stream)(
+      a, b, input, weight, out, fn, g);
   return cudaGetLastError();
 }
 
@@ -133,7 +135,8 @@ cudaError_t adder_conv2d_tapsum_input(const T* grad_output, const T* input, cons
   const Geo g = geo_of(s);
   const int64_t total = g.N * g.C * g.H * g.W;
   if (total == 0) return cudaSuccess;
-  tapsum_input_kernel<T><<<blocks_for(total), kThreads, 0, stream>>>(grad_output, input, weight, out, fn, g);
+  ADDERNET_LAUNCH(tapsum_input_kernel<T>, blocks_for(total), kThreads, 0, stream)(
+      grad_output, input, weight, out, fn, g);
   return cudaGetLastError();
 }
 
@@ -144,8 +147,8 @@ cudaError_t adder_conv2d_tapsum_weight(const T* grad_output, const T* a, const T
   const int64_t total = g.O * g.K;
   if (total == 0) return cudaSuccess;
   if (total > 0x7fffffffLL) return cudaErrorInvalidValue;  // one block per weight element
-  tapsum_weight_kernel<T><<<static_cast<unsigned>(total), kThreads, 0, stream>>>(grad_output, a, input, weight,
-                                                                                  out, fn, g);
+  ADDERNET_LAUNCH(tapsum_weight_kernel<T>, static_cast<unsigned>(total), kThreads, 0, stream)(
+      grad_output, a, input, weight, out, fn, g);
   return cudaGetLastError();
 }
 

@@ -10,6 +10,7 @@
 
 #include "../kernels/cpu/adder_conv2d_cpu.h"
 #include "../adder_conv2d_common.h"
+#include "info.h"
 
 namespace addernet {
 namespace {
@@ -129,6 +130,8 @@ std::tuple<at::Tensor, at::Tensor> adder_conv2d_backward_cpu(
   return {gi, gw};
 }
 
+}  // namespace
+
 std::string cpu_info() {
   std::ostringstream out;
   out << "isa=" << cpu::isa_name(cpu::best_isa());
@@ -162,17 +165,6 @@ std::string cpu_algorithms(at::IntArrayRef input, at::IntArrayRef weight, at::In
   const cpu::Options opt = pick_options();
   return std::string(cpu::algo_name(cpu::Forward<float>::choose(s, opt))) + "/" +
          cpu::algo_name(cpu::InputGrad<float>::choose(s, opt));
-}
-
-}  // namespace
-
-TORCH_LIBRARY_FRAGMENT(addernet, m) {
-  // Not tensor ops: which kernel set the CPU path runs (for `addernet info`), and which patch
-  // algorithm it picks for a layer (for the benchmark tables).
-  m.def("_cpu_info() -> str", &cpu_info);
-  m.def("_cpu_algorithms(int[] input, int[] weight, int[] stride, int[] padding, int[] dilation, "
-        "int groups) -> str",
-        &cpu_algorithms);
 }
 
 TORCH_LIBRARY_IMPL(addernet, CPU, m) {

@@ -1,17 +1,18 @@
-// The uint8 adder convolution: its schema (a fragment of the addernet library, so that the float
-// ops' file stays as it was) and its CPU binding, which checks arguments, stages the input once
-// and hands work-item ranges of the raw kernels (csrc/kernels/cpu/adder_conv2d_u8*) to
+// CPU binding of the uint8 adder convolution (schema in csrc/adder_conv2d_u8.cpp): checks
+// arguments, stages the input once and hands work-item ranges of the raw kernels (csrc/kernels/cpu/adder_conv2d_u8*) to
 // at::parallel_for. Inference only: no gradient is defined.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <string>
 
 #include "../adder_conv2d_common.h"
 #include "../kernels/cpu/adder_conv2d_u8.h"
+#include "info.h"
 
 namespace addernet {
 namespace {
@@ -33,6 +34,8 @@ cpu::U8Vec u8_vector(const char* name) {
   return vec;
 }
 
+}  // namespace
+
 // Which kernel set and vector width the uint8 op runs here, for the benchmark tables.
 std::string u8_info() {
   const cpu::U8Vec vec = u8_vector("_u8_info");
@@ -42,6 +45,8 @@ std::string u8_info() {
   const cpu::U8Vec v = vec == cpu::U8Vec::automatic ? cpu::u8_vec_default() : vec;
   return out + cpu::u8_vec_name(v) + (vec == cpu::U8Vec::automatic ? " (automatic)" : " (forced)");
 }
+
+namespace {
 
 void check_channel_vector(const c10::optional<at::Tensor>& t, int64_t O, const char* what,
                           const char* name) {
@@ -126,13 +131,18 @@ at::Tensor adder_conv2d_u8_cpu(const at::Tensor& input, const at::Tensor& weight
   const cpu::U8Vec vec = u8_vector(name);
   const at::TensorOptions bytes = input.options().dtype(at::kByte);
   at::Tensor xs = at::empty({cpu::ForwardU8::stage_size(s)}, bytes);
+  std::atomic<bool> finite{true};
   at::parallel_for(0, cpu::ForwardU8::stage_items(s), 1, [&](int64_t b, int64_t e) {
-    if (float_in)
-      cpu::ForwardU8::stage(s, x.data_ptr<float>(), float(*input_scale), uint8_t(zero_point),
-                            xs.data_ptr<uint8_t>(), b, e);
-    else
+    if (float_in) {
+      if (!cpu::ForwardU8::stage(s, x.data_ptr<float>(), float(*input_scale), uint8_t(zero_point),
+                                 xs.data_ptr<uint8_t>(), b, e))
+        finite = false;
+    } else {
       cpu::ForwardU8::stage(s, x.data_ptr<uint8_t>(), uint8_t(zero_point), xs.data_ptr<uint8_t>(), b, e);
+    }
   });
+  // No byte stands for NaN or inf: refuse rather than give a finite answer (docs/int8.md).
+  TORCH_CHECK_VALUE(finite, name, ": the float32 input holds NaN or inf, which the uint8 grid cannot represent");
   at::Tensor wp = at::empty({cpu::ForwardU8::pack_size(s, opt)}, bytes);
   cpu::ForwardU8::pack(s, w.data_ptr<uint8_t>(), wp.data_ptr<uint8_t>(), opt, w_cl);
   at::parallel_for(0, cpu::ForwardU8::work_items(s, opt), 1, [&](int64_t b, int64_t e) {
@@ -142,19 +152,6 @@ at::Tensor adder_conv2d_u8_cpu(const at::Tensor& input, const at::Tensor& weight
 }
 
 }  // namespace
-
-TORCH_LIBRARY_FRAGMENT(addernet, m) {
-  // acc = sum |qx - qw| over each patch, padded taps holding zero_point (so that they add |w|).
-  // Output: int32 -acc (no epilogue); float32 relu?(-acc * scale + shift); or, with out_scale,
-  // that value requantised to uint8 (round(v * (1/out_scale)) + out_zero_point, clamped) for the
-  // next quantised layer. A float32 input is quantised first with input_scale and zero_point
-  // (round half to even, clamped to [0, 255]).
-  m.def(
-      "adder_conv2d_u8(Tensor input, Tensor weight, int zero_point, Tensor? scale, Tensor? shift, "
-      "int[2] stride, int[2] padding, int[2] dilation, int groups, bool relu=False, "
-      "float? out_scale=None, int out_zero_point=0, float? input_scale=None) -> Tensor");
-  m.def("_u8_info() -> str", &u8_info);
-}
 
 TORCH_LIBRARY_IMPL(addernet, CPU, m) { m.impl("adder_conv2d_u8", &adder_conv2d_u8_cpu); }
 

@@ -1,5 +1,5 @@
 // CUDA binding of the three tap sums (csrc/kernels/cuda/adder_conv2d_tapsum.cuh), under the same
-// op names as the CPU binding (csrc/cpu/adder_conv2d_tapsum.cpp).
+// op names as the CPU binding (csrc/cpu/adder_conv2d_tapsum_binding.cpp).
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
