@@ -26,6 +26,7 @@ import torch
 from torch import fx, nn
 
 from .functional import check_finite, quantize_tensor
+from .calibration import calibration_batches, checked, inputs
 from .layer import clamp_weights
 
 __all__ = ["AdderX86InductorQuantizer", "compile_frozen", "guard_inputs", "lower_adders", "pt2e_available",
@@ -243,12 +244,11 @@ def quantize_pt2e(model: nn.Module, calib_loader, *, batches: int = 8, example=N
     """
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    from .quantize import _calibration_batches, _checked, _inputs
 
     model = model.eval()
     if example is None:
         try:
-            example = _checked(_inputs(next(iter(calib_loader))), 0)
+            example = checked(inputs(next(iter(calib_loader))), 0)
         except StopIteration:
             raise ValueError("quantize(): calib_loader gave no batches to calibrate on") from None
     # The batch is dynamic, so that the model runs any batch size (Dim.AUTO: export decides
@@ -256,7 +256,7 @@ def quantize_pt2e(model: nn.Module, calib_loader, *, batches: int = 8, example=N
     gm = torch.export.export(model, (example,), dynamic_shapes=({0: torch.export.Dim.AUTO},)).module()
     gm = prepare_pt2e(gm, quantizer if quantizer is not None else AdderX86InductorQuantizer())
     with torch.no_grad():
-        for x in _calibration_batches(calib_loader, batches, progress):
+        for x in calibration_batches(calib_loader, batches, progress):
             gm(x)
     gm = convert_pt2e(gm)
     # An exported module refuses .eval()/.train() ("not supported yet"); torchao's helper makes them

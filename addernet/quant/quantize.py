@@ -15,6 +15,7 @@ from torch import nn
 from ..fuse import FusedAdderConv2d, data_flow, fuse
 from ..nn import AdderConv2d
 from .functional import check_finite
+from .calibration import calibration_batches, checked, inputs
 from .layer import QuantAdderConv2d
 
 __all__ = ["quantize"]
@@ -22,10 +23,6 @@ __all__ = ["quantize"]
 _COMPUTE = (nn.Conv2d, nn.Linear, AdderConv2d, FusedAdderConv2d)
 # Values per batch kept for the percentiles: enough for 99.99 to be more than a maximum.
 _SAMPLES = 1 << 17
-
-
-def _inputs(batch):
-    return batch[0] if isinstance(batch, (list, tuple)) and len(batch) else batch
 
 
 def _calibrate(model, loader, batches, device, progress):
@@ -51,38 +48,12 @@ def _calibrate(model, loader, batches, device, progress):
         handles.append(m.register_forward_pre_hook(hook))
     try:
         with torch.no_grad():
-            for x in _calibration_batches(loader, batches, progress):
+            for x in calibration_batches(loader, batches, progress):
                 model(x.to(device))
     finally:
         for h in handles:
             h.remove()
     return {k: torch.cat(v) for k, v in samples.items()}, order
-
-
-def _calibration_batches(loader, batches: int, progress: bool):
-    """The first ``batches`` inputs of ``loader``, each checked (``_checked``); none is an error."""
-    from tqdm import tqdm
-
-    seen = 0
-    for batch in tqdm(loader, total=batches, desc="calibrate", disable=not progress, leave=False):
-        if seen >= batches:
-            break
-        yield _checked(_inputs(batch), seen)
-        seen += 1
-    if seen == 0:
-        raise ValueError("quantize(): calib_loader gave no batches to calibrate on")
-
-
-def _checked(x: torch.Tensor, i: int) -> torch.Tensor:
-    """A calibration batch, refused before any work if it has no images or a NaN/inf in them."""
-    if isinstance(x, (list, tuple)) and not len(x):
-        raise ValueError(f"quantize(): calibration batch {i} has no images (an empty {type(x).__name__})")
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"quantize(): calibration batch {i} is a {type(x).__name__}, not a tensor of images")
-    if x.dim() == 0 or x.shape[0] == 0 or x.numel() == 0:
-        raise ValueError(f"quantize(): calibration batch {i} has no images (shape {tuple(x.shape)})")
-    check_finite(x, f"quantize(): calibration batch {i}")
-    return x
 
 
 def _range(x: torch.Tensor, percentile: float) -> tuple[float, float]:
@@ -128,7 +99,7 @@ def quantize(model: nn.Module, calib_loader, *, mode: str = "pt2e", batches: int
     model = copy.deepcopy(model).eval()
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     try:
-        example = _checked(_inputs(next(iter(calib_loader))), 0).to(device) if example_input is None else example_input
+        example = checked(inputs(next(iter(calib_loader))), 0).to(device) if example_input is None else example_input
     except StopIteration:
         raise ValueError("quantize(): calib_loader gave no batches to calibrate on") from None
     model = fuse(model, example_input=example, inplace=True)
