@@ -29,7 +29,6 @@ stated reason, 1 otherwise, 2 without a GPU (and without --dry-run).
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -49,6 +48,8 @@ from addernet.bench.latency import time_interleaved  # noqa: E402
 from addernet.bench.model_bench import peak_memory, resolve_backends  # noqa: E402
 from addernet.bench.op_table import candidates  # noqa: E402
 from addernet.bench.shapes import CHECK_SHAPES, LAYER_SETS  # noqa: E402
+from addernet.cli.checks import (Parser, UsageError, check_out_dir, positive_float, positive_int,  # noqa: E402
+                                 report)
 
 WGRAD_ENV = "ADDERNET_CUDA_WGRAD"
 # (layer set, batch) timed on the GPU, and in a dry run.
@@ -387,11 +388,12 @@ def _native_problem(device) -> str | None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = Parser(prog="bench_gpu.py", description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=os.environ.get("OUT", "out/gpu_bench"))
-    ap.add_argument("--budget-s", type=float, default=None, help="time budget of the timing part (150; dry run 60)")
-    ap.add_argument("--reps", type=int, default=None, help="timed rounds per case (15; dry run 2)")
-    ap.add_argument("--target-ms", type=float, default=2.0, help="length of one timing sample")
+    ap.add_argument("--budget-s", type=positive_float, default=None,
+                    help="time budget of the timing part (150; dry run 60)")
+    ap.add_argument("--reps", type=positive_int, default=None, help="timed rounds per case (15; dry run 2)")
+    ap.add_argument("--target-ms", type=positive_float, default=2.0, help="length of one timing sample")
     ap.add_argument("--skip-correctness", action="store_true")
     ap.add_argument("--skip-bench", action="store_true")
     ap.add_argument("--dry-run", action="store_true",
@@ -400,6 +402,10 @@ def main(argv=None) -> int:
     dry = args.dry_run
     budget_s = args.budget_s if args.budget_s is not None else (60.0 if dry else 150.0)
     reps = args.reps if args.reps is not None else (2 if dry else 15)
+    try:  # an unwritable --out was an OSError traceback
+        check_out_dir(args.out, "--out")
+    except UsageError as exc:
+        return report("bench_gpu.py", exc)
     os.makedirs(args.out, exist_ok=True)
 
     def log(msg):

@@ -9,7 +9,6 @@ times on a shared machine say little.
 """
 from __future__ import annotations
 
-import argparse
 import datetime
 import os
 import sys
@@ -18,7 +17,9 @@ import torch
 
 from addernet.bench import report
 from addernet.bench.counts import CONVENTION
-from addernet.bench.model_bench import bench_model
+from addernet.bench.model_bench import BenchError, bench_model, check_backends
+from addernet.cli.checks import Parser, UsageError, check_out_file, positive_float, positive_int
+from addernet.cli.checks import report as report_error
 from addernet.machine import cpu_flags, cpu_model
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -93,15 +94,27 @@ def latency_table(results: dict) -> list[str]:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--max-seconds", type=float, default=8.0, help="per timed group; at least 3 rounds run")
+    p = Parser(prog="bench_models.py", description=__doc__.splitlines()[0])
+    p.add_argument("--threads", type=positive_int, default=2)
+    p.add_argument("--repeats", type=positive_int, default=5)
+    p.add_argument("--max-seconds", type=positive_float, default=8.0, help="per timed group; at least 3 rounds run")
     p.add_argument("--backends", default="native")
-    p.add_argument("--models", default=",".join(RUNS))
+    p.add_argument("--models", default=",".join(RUNS), help="comma-separated, from: " + ",".join(RUNS))
     p.add_argument("--no-latency", action="store_true")
     p.add_argument("--out", default=os.path.join(HERE, "results", "results_models.md"))
     args = p.parse_args(argv)
+    try:  # before the first model: a mistake was a traceback, an unwritable --out one after every run
+        unknown = [n for n in args.models.split(",") if n not in RUNS]
+        if unknown:
+            raise UsageError(f"--models: unknown {', '.join(unknown)}; choose from {', '.join(RUNS)}")
+        try:
+            check_backends(args.backends, "cpu")
+        except BenchError as exc:
+            raise UsageError(f"--backends {args.backends}: {exc}") from None
+        check_out_file(args.out, "--out")
+    except UsageError as exc:
+        return report_error("bench_models.py", exc)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     load_before = os.getloadavg()[0]
     results = {}
     for name in args.models.split(","):

@@ -36,18 +36,19 @@ def report(prog: str, err: BaseException) -> int:
 
 # argparse ``type=`` functions: argparse names the flag ("argument --epochs: ...") and exits 2.
 
-def positive_int(text: str) -> int:
-    value = _int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text}")
+def _at_least(value, text: str, bound, strict: bool, what: str):
+    """``value`` (parsed from ``text``) if it is above ``bound`` (``strict``) or at least ``bound``."""
+    if value < bound or (strict and value == bound):
+        raise argparse.ArgumentTypeError(f"must be {what} {'above' if strict else 'of at least'} {bound}, got {text}")
     return value
+
+
+def positive_int(text: str) -> int:
+    return _at_least(_int(text), text, 1, False, "a whole number")
 
 
 def nonneg_int(text: str) -> int:
-    value = _int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a whole number of at least 0, got {text}")
-    return value
+    return _at_least(_int(text), text, 0, False, "a whole number")
 
 
 def seed_int(text: str) -> int:
@@ -58,17 +59,11 @@ def seed_int(text: str) -> int:
 
 
 def positive_float(text: str) -> float:
-    value = finite_float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a number above 0, got {text}")
-    return value
+    return _at_least(finite_float(text), text, 0, True, "a number")
 
 
 def nonneg_float(text: str) -> float:
-    value = finite_float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a number of at least 0, got {text}")
-    return value
+    return _at_least(finite_float(text), text, 0, False, "a number")
 
 
 def finite_float(text: str) -> float:

@@ -9,8 +9,8 @@ import argparse
 import os
 import sys
 
-from methods.common.cli import (Parser, UserError, add_merge, add_seeds, check_run_flags, nonneg_int, positive_float,
-                                positive_int, report, seeds_of, unit_interval)
+from methods.common.cli import (Parser, UserError, add_merge, add_seeds, check_data, check_run_flags, nonneg_int,
+                                positive_float, positive_int, report, seeds_of, unit_interval)
 
 from .experiment import STAGES, MiniConfig, quick_config, run
 
@@ -110,6 +110,7 @@ def main(argv=None) -> int:
         check_run_flags(args)
         cfg = config_from_args(args)
         validate_config(cfg)
+        check_data(cfg.data, cfg.data_root)
     except (UserError, ValueError, FileNotFoundError, TypeError) as e:
         return report(PROG, e)
     run(cfg)  # past the checks, an error is a bug: it keeps its traceback

@@ -16,9 +16,9 @@ import argparse
 import os
 import sys
 
-from methods.common.cli import (Parser, UserError, add_merge, add_seeds, check_run_flags, load_torch_file, nonneg_float,
-                                nonneg_int, positive_float, positive_int, read_merge, run_main, seed_int, seeds_of,
-                                unit_interval)
+from methods.common.cli import (Parser, UserError, add_merge, add_seeds, check_data, check_run_flags, load_torch_file,
+                                nonneg_float, nonneg_int, positive_float, positive_int, read_merge, run_main, seed_int,
+                                seeds_of, unit_interval)
 
 STAGES = ("pretrain", "features", "cluster", "fit", "probe", "run")
 
@@ -346,7 +346,7 @@ def cmd_run(args):
     out = args.out or os.path.join("runs", "clusterfit")
     path = args.json or os.path.join(out, "clusterfit.json")
     if args.merge:
-        parts = read_merge(args.merge)
+        parts = read_merge(args.merge, keys=("config", "cells", "timing", "pre_fit", "total_seconds"))
         try:
             result = ex.merge(parts)
         except (KeyError, ValueError) as e:
@@ -367,6 +367,7 @@ def cmd_run(args):
     kw.update(data=args.data, root=args.data_root, device=args.device, limit_batches=args.limit_batches,
               kinds=("conv", "adder") if args.kind == "both" else (args.kind,))
     _dataset_info(args)
+    check_data(args.data, args.data_root)
     cfg = ex.MiniConfig.quick(**kw) if args.quick else ex.MiniConfig(**kw)
     os.makedirs(out, exist_ok=True)
     log = None if _progress(args) else (lambda msg: print(msg, flush=True))

@@ -55,15 +55,22 @@ def add_merge(p: argparse.ArgumentParser, help: str) -> None:
     p.add_argument("--merge", nargs="+", metavar="JSON", default=None, help=help)
 
 
-def read_merge(paths) -> list[dict]:
-    """The JSON results that ``--merge`` names, in order; a file that cannot be read is a UserError."""
+def read_merge(paths, keys=()) -> list[dict]:
+    """The JSON results that ``--merge`` names, in order. A file that cannot be read, or that is not
+    a result (a JSON object holding ``keys``: another method's JSON, a hand-edited one), is a
+    UserError naming it, before the merge indexes into it."""
     parts = []
     for path in paths:
         try:
             with open(path) as f:
-                parts.append(json.load(f))
+                part = json.load(f)
         except (OSError, ValueError) as e:
             raise UserError(f"--merge {path}: {e}") from None
+        missing = [k for k in keys if k not in part] if isinstance(part, dict) else None
+        if missing is None or missing:
+            what = f"lacks {', '.join(missing)}" if missing else f"holds a JSON {type(part).__name__}"
+            raise UserError(f"--merge {path} {what}; give the --json a run of this method wrote")
+        parts.append(part)
     return parts
 
 
@@ -94,6 +101,22 @@ def check_run_flags(args, out_is_file: bool = False) -> None:
         raise UserError(f"--crop-scale {scale[0]} {scale[1]}: LO must not exceed HI")
 
 
+def check_data(name: str, root) -> None:
+    """Both splits of dataset ``name`` open from ``root`` (the CIFAR batches are there, an image
+    folder's files are images), checked before any work: the miniatures build their loaders
+    inside the run, where a missing file or a bad image was a traceback after training had begun.
+    The embedded sets need no check."""
+    if root is None:
+        return
+    from addernet.data import get_dataset
+
+    for train in (True, False):
+        try:
+            get_dataset(name, root, train=train, augment=False)
+        except (OSError, ValueError) as e:
+            raise UserError(f"--data {name} --data-root {root}: {e}") from None
+
+
 def load_torch_file(path: str, flag: str):
     """``torch.load(path, weights_only=True)``; a file that is not a torch file, or one holding objects
     a weights-only load refuses (a pickle that would run code), is a ``UserError`` naming the flag."""
@@ -121,6 +144,6 @@ def run_main(prog: str, fn: Callable[[], object], errors: tuple = ()) -> int:
     return rc if isinstance(rc, int) else 0
 
 
-__all__ = ["Parser", "SEEDS_HELP", "UserError", "add_merge", "add_seeds", "check_run_flags", "finite_float",
-           "load_torch_file", "nonneg_float", "nonneg_int", "positive_float", "positive_int", "read_merge", "report",
-           "run_main", "seed_int", "seeds", "seeds_of", "unit_interval"]
+__all__ = ["Parser", "SEEDS_HELP", "UserError", "add_merge", "add_seeds", "check_data", "check_run_flags",
+           "finite_float", "load_torch_file", "nonneg_float", "nonneg_int", "positive_float", "positive_int", "read_merge",
+           "report", "run_main", "seed_int", "seeds", "seeds_of", "unit_interval"]

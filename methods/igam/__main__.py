@@ -74,7 +74,7 @@ def _merge(args, cfg) -> int:
     import os
     if not args.json:
         raise UserError("--merge needs --json for the combined result")
-    parts = read_merge(args.merge)
+    parts = read_merge(args.merge, keys=("rows", "teacher"))
     try:
         merged = experiment.merge_results(parts, cfg)
     except ValueError as e:

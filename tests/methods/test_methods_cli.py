@@ -83,3 +83,56 @@ def test_merge_of_an_unreadable_file_is_one_line(method, tmp_path, capsys):
         rc = main(["--merge", missing, "--out", str(tmp_path)])
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and f"--merge {missing}" in err
+
+
+@pytest.mark.parametrize("method", ["igam", "clusterfit"])
+@pytest.mark.parametrize("content", ["[1]", "{}", '{"bad": 1}'])
+def test_merge_of_a_json_that_is_not_a_result_is_one_line(method, content, tmp_path, capsys):
+    """Another method's JSON, or any JSON that is not a result, is a user's mistake named by file
+    (it was a KeyError or TypeError traceback from inside the merge)."""
+    part = tmp_path / "part.json"
+    part.write_text(content)
+    if method == "igam":
+        from methods.igam.__main__ import main
+        rc = main(["--merge", str(part), "--json", str(tmp_path / "out.json")])
+    else:
+        from methods.clusterfit.__main__ import main
+        rc = main(["--merge", str(part), "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and f"--merge {part}" in err
+    assert not (tmp_path / "out.json").exists()
+
+
+def _image_root(tmp_path, bad: bool):
+    from PIL import Image
+
+    for split in ("train", "val"):
+        (tmp_path / split / "a").mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(tmp_path / split / "a" / "ok.png")
+    if bad:
+        (tmp_path / "train" / "a" / "broken.png").write_text("not an image")
+    return tmp_path
+
+
+def test_check_data_opens_both_splits(tmp_path):
+    cli.check_data("mnist5k", None)  # embedded: nothing to check
+    cli.check_data("imagefolder", _image_root(tmp_path / "good", bad=False))
+    with pytest.raises(cli.UserError, match=r"--data imagefolder --data-root .*broken\.png"):
+        cli.check_data("imagefolder", _image_root(tmp_path / "bad", bad=True))
+    with pytest.raises(cli.UserError, match=r"--data cifar10 --data-root .*could not find"):
+        cli.check_data("cifar10", tmp_path / "good")
+
+
+@pytest.mark.parametrize("method", ["bownet", "clusterfit"])
+def test_a_bad_data_root_is_one_line_before_work(method, tmp_path, capsys):
+    """The miniatures built their loaders inside the run: a bad image or a missing CIFAR batch was a
+    traceback there (BadImageError, FileNotFoundError), after the output folder was made."""
+    import importlib
+
+    main = importlib.import_module(f"methods.{method}.__main__").main
+    root, out = _image_root(tmp_path / "data", bad=True), tmp_path / "out"
+    argv = ["--quick", "--data", "imagefolder", "--data-root", str(root), "--out", str(out), "--no-progress"]
+    rc = main((["run"] if method == "clusterfit" else []) + argv)
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "broken.png" in err, err
+    assert not (out / "clusterfit.json").exists() and not (out / "bownet.json").exists()
