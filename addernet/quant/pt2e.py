@@ -25,6 +25,7 @@ import operator
 import torch
 from torch import fx, nn
 
+from .. import backends
 from .functional import check_finite, quantize_tensor
 from .calibration import calibration_batches, checked, inputs
 from .layer import clamp_weights
@@ -184,6 +185,12 @@ def lower_adders(gm: fx.GraphModule) -> list[str]:
     ``convert_pt2e`` graph by one ``adder_conv2d_u8``; returns the module paths of the layers lowered.
 
     An adder op whose input is not a uint8 dequantize is left as it is (and not in the list)."""
+    # The uint8 op the backend in force provides (the registry's one rule): the native backend's is
+    # the registered torch op, which torch.compile keeps as one node; another backend's is its
+    # Python function, which the graph calls as it is. Fixed here, at lowering: a graph has no
+    # per-call backend choice.
+    u8 = backends.op("adder_conv2d_u8", None, "cpu")
+    u8_op = getattr(u8, "default", u8)
     quant, dequant = _q_ops()
     lowered = []
     for node in list(gm.graph.nodes):
@@ -216,7 +223,7 @@ def lower_adders(gm: fx.GraphModule) -> list[str]:
             if out_q is not None:
                 kwargs = dict(out_scale=float(out_q.args[1]), out_zero_point=int(out_q.args[2]))
             new = gm.graph.call_function(
-                torch.ops.addernet.adder_conv2d_u8.default,
+                u8_op,
                 (qx, attrs[0], z, attrs[1], attrs[2], list(stride), list(padding), list(dilation), int(groups), bool(relu)),
                 kwargs)
         if out_q is not None:
