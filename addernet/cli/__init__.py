@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 
+from ..data.imagefolder import BadImageError
 from .checks import Parser, UsageError, positive_int, report
 
 
@@ -102,12 +103,24 @@ def build_parser() -> Parser:
     return parser
 
 
+def _image_error(err: BadImageError) -> str:
+    """The image's own message: a DataLoader worker re-raises it with its traceback as the text,
+    whose last line is the original error."""
+    text = str(err)
+    if "Traceback" in text:
+        text = [line for line in text.splitlines() if line.strip()][-1]
+        text = text.split("BadImageError: ", 1)[-1]
+    return f"{text} (the check before training reads headers only; the epochs finished so far are kept)"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
     except UsageError as e:  # a check inside a subcommand that did not report it itself
         return report(f"addernet {args.command}", e)
+    except BadImageError as e:  # a file whose header read well but whose body does not decode
+        return report(f"addernet {args.command}", _image_error(e))
     except KeyboardInterrupt:  # the user's own Ctrl-C: no traceback; a run keeps its last epoch
         hint = "; --resume continues from the last finished epoch" if args.command == "train" else ""
         print(f"addernet {args.command}: interrupted{hint}", file=sys.stderr)

@@ -246,3 +246,25 @@ def test_ctrl_c_is_one_line(capsys, monkeypatch):
     monkeypatch.setattr(addernet.cli.info, "info_lines", interrupted)
     rc, _, err = run_cli(["info"], capsys)
     assert rc == 130 and err == "addernet info: interrupted\n"
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_image_cut_short_found_mid_run_is_one_line(tmp_path, capsys, workers):
+    """A PNG whose header reads but whose body is cut passes the check before training; decoding it
+    mid-epoch is still one line naming the file (from a DataLoader worker too), not a traceback."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for cls in ("a", "b"):
+            d = tmp_path / "data" / split / cls
+            d.mkdir(parents=True)
+            for i in range(2):
+                Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(d / f"{i}.png")
+    whole = (tmp_path / "data" / "train" / "b" / "1.png").read_bytes()
+    (tmp_path / "data" / "train" / "b" / "1.png").write_bytes(whole[: len(whole) // 2])
+    rc, _, err = run_cli(["train", "--data", "imagefolder", "--data-root", str(tmp_path / "data"), "--model",
+                          "tinynet", "--kind", "conv", "--epochs", "1", "--batch-size", "2", "--no-progress",
+                          "--workers", str(workers), "--out", str(tmp_path / "run")], capsys)
+    assert_one_line(rc, err, "1.png", "could not decode image")
