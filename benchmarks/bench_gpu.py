@@ -73,6 +73,11 @@ def env(name, value):
 
 
 def set_conv_tf32(on: bool) -> None:
+    # Only where cuDNN runs: the CPU dry run must leave torch's process-wide flags alone (setting the
+    # conv flag alone leaves conv and RNN disagreeing, which torch.export then refuses in any later
+    # code of the same process).
+    if not torch.cuda.is_available():
+        return
     conv = getattr(torch.backends.cudnn, "conv", None)
     if conv is not None and hasattr(conv, "fp32_precision"):
         conv.fp32_precision = "tf32" if on else "ieee"

@@ -20,14 +20,21 @@ from addernet.bench.shapes import CHECK_SHAPES, LAYER_SETS  # noqa: E402
 pytestmark = pytest.mark.skipif(not _extension.native_available(), reason="the native extension is not built")
 
 
+def _cudnn_flags():
+    return tuple(getattr(getattr(torch.backends.cudnn, part, None), "fp32_precision", None)
+                 for part in ("conv", "rnn")), torch.backends.cudnn.allow_tf32
+
+
 def _result(out):
     return json.loads((out / "gpu_results.json").read_text())
 
 
 def test_dry_run_checks_every_shape_and_times_every_contender(tmp_path, capsys):
     threads = torch.get_num_threads()
+    flags = _cudnn_flags()
     assert bench_gpu.main(["--dry-run", "--out", str(tmp_path)]) == 0
     assert torch.get_num_threads() == threads  # main() leaves the process as it found it
+    assert _cudnn_flags() == flags  # a conv flag left apart from the RNN one breaks torch.export later
     res = _result(tmp_path)
     assert res["dry_run"] is True and res["problems"] == []
     checks = res["correctness"]
