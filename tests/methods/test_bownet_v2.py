@@ -1,16 +1,13 @@
 """BoWNet's second version (issue 27): RotNet with g(x), a random-init teacher's vocabulary, self-supervised
 on 0-4 and few-shot on 5-9, the layer chosen on validation, the paired claim C4 and the degeneracy check."""
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
 from methods.bownet import preregistered as P
 from methods.common.stats import paired_difference
 
-from helpers.paths import ROOT  # noqa: E402
+from helpers.method_cli import run_method  # noqa: E402
 
 
 def _cell(arm, seed, five, words=None, crop=None, best="pool2"):
@@ -48,9 +45,7 @@ def test_merge_gives_c4_and_calls_a_pretext_degenerate_when_it_does_not_beat_ran
 
 
 def _cli(*args, timeout=1200):
-    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
-    return subprocess.run([sys.executable, "-m", "methods.bownet", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return run_method(["methods.bownet"], *args, timeout=timeout)
 
 
 def test_quick_chunks_of_every_arm_run_and_say_they_are_too_small(tmp_path):

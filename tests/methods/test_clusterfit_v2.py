@@ -1,9 +1,6 @@
 """ClusterFit's second version (issue 27): transfer (0-4 -> 5-9), the random-id control in every cell,
 K chosen on the 0-4 validation images, the paired claim C3, and its --quick chunks through the CLI."""
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -12,7 +9,7 @@ from methods.clusterfit import preregistered as P
 from methods.common.split import SPLIT_SEED, validation_indices
 from methods.common.stats import paired_difference
 
-from helpers.paths import ROOT  # noqa: E402
+from helpers.method_cli import run_method  # noqa: E402
 
 
 def test_parts_keep_classes_apart_and_never_train_on_validation_images():
@@ -58,9 +55,7 @@ def test_merge_gives_claim_c3_and_the_random_id_control(tmp_path):
 
 
 def _cli(*args, timeout=900):
-    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
-    return subprocess.run([sys.executable, "-m", "methods.clusterfit", "run", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return run_method(["methods.clusterfit", "run"], *args, timeout=timeout)
 
 
 def test_quick_chunks_run_with_every_control_and_say_they_are_too_small(tmp_path):

@@ -2,8 +2,6 @@
 pre-registered choice and merge rules, and each new arm's --quick chunk through the CLI."""
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -16,7 +14,7 @@ from methods.igam import experiment as E
 from methods.igam import preregistered as P
 from methods.igam import teacher as teacher_mod
 
-from helpers.paths import ROOT  # noqa: E402
+from helpers.method_cli import run_method  # noqa: E402
 
 
 def _lenet(seed=0):
@@ -119,9 +117,7 @@ def test_merge_computes_the_preregistered_claims_and_writes_the_summary_png(tmp_
 
 
 def _cli(*args, timeout=900):
-    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
-    return subprocess.run([sys.executable, "-m", "methods.igam", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return run_method(["methods.igam"], *args, timeout=timeout)
 
 
 def test_quick_chunks_of_the_new_arms_run_and_say_they_are_too_small(tmp_path):
