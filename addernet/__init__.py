@@ -13,6 +13,7 @@ from .fuse import fuse
 from .nn import AdderConv2d
 from .quant import QuantAdderConv2d, quantize
 
-_deprecated.install()  # addernet.cli_checks and the other moved modules still import, with a warning
+_deprecated.install()  # addernet.ops, addernet.cli_checks and the other moved modules still import, with a warning
+__getattr__ = _deprecated.moved_submodules(__name__)  # and addernet.ops and co. as attributes, without an import
 
 __all__ = ["AdderConv2d", "QuantAdderConv2d", "quantize", "backends", "convert", "count_layers", "functional", "fuse", "models", "__version__"]

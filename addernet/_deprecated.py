@@ -11,14 +11,26 @@ import importlib.util
 import sys
 import warnings
 
-# old module -> new module, for modules moved by the one-CLI-layer step (issue 23 part 4).
+# old module -> new module, for modules moved by the redesign (issue 23).
 MOVED_MODULES = {
     "addernet.cli_checks": "addernet.cli.checks",
     "addernet.cli_info": "addernet.cli.info",
     "addernet.train.cli": "addernet.cli.train",
+    # the native backend's modules, moved into backends/native/ (part 1)
+    "addernet.ops": "addernet.backends.native.ops",
+    "addernet.ops_u8": "addernet.backends.native.ops_u8",
+    "addernet._extension": "addernet.backends.native.extension",
+    "addernet._native_checks": "addernet.backends.native.checks",
 }
 
 _MISSING = object()
+
+
+def warn_moved(old: str, new: str, stacklevel: int = 2) -> None:
+    """The one deprecation message: ``old`` still works, ``new`` is where it lives now.
+    ``stacklevel`` counts as ``warnings.warn``'s does, from the caller of this function."""
+    warnings.warn(f"{old} moved to {new}; the old name goes in the next release", DeprecationWarning,
+                  stacklevel=stacklevel + 1)
 
 
 def moved_to(new_module: str, old_module: str, names=None):
@@ -32,9 +44,23 @@ def moved_to(new_module: str, old_module: str, names=None):
         value = getattr(importlib.import_module(new_module), name, _MISSING)
         if value is _MISSING:
             raise AttributeError(f"module {old_module!r} has no attribute {name!r}")
-        warnings.warn(f"{old_module}.{name} moved to {new_module}.{name}; the old name goes in the next release",
-                      DeprecationWarning, stacklevel=2)
+        warn_moved(f"{old_module}.{name}", f"{new_module}.{name}")
         return value
+
+    return __getattr__
+
+
+def moved_submodules(package: str, fallback=None):
+    """A package ``__getattr__`` that reaches a moved submodule as an attribute (``addernet.ops``
+    without ``import addernet.ops``, as the old package allowed), and hands other names to
+    ``fallback`` (another module ``__getattr__``, e.g. ``moved_to``'s)."""
+
+    def __getattr__(name: str):
+        if f"{package}.{name}" in MOVED_MODULES:
+            return importlib.import_module(f"{package}.{name}")  # the stand-in: its names warn on use
+        if fallback is not None:
+            return fallback(name)
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
 
     return __getattr__
 

@@ -383,11 +383,11 @@ def markdown(rows, device) -> str:
 
 
 def _native_problem(device) -> str | None:
-    from addernet import _extension
+    from addernet.backends.native import extension
 
-    if not _extension.native_available():
-        return f"native extension unavailable: {_extension.NATIVE_ERROR}"
-    if device == "cuda" and not _extension.cuda_built():
+    if not extension.native_available():
+        return f"native extension unavailable: {extension.NATIVE_ERROR}"
+    if device == "cuda" and not extension.cuda_built():
         return "native CUDA extension unavailable: addernet has no CUDA kernels registered (CPU-only build)"
     return None
 

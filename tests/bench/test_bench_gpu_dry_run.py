@@ -14,10 +14,10 @@ from helpers.paths import ROOT
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 import bench_gpu  # noqa: E402
 
-from addernet import _extension  # noqa: E402
+from addernet.backends.native import extension  # noqa: E402
 from addernet.bench.shapes import CHECK_SHAPES, LAYER_SETS  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not _extension.native_available(), reason="the native extension is not built")
+pytestmark = pytest.mark.skipif(not extension.native_available(), reason="the native extension is not built")
 
 
 def _cudnn_flags():

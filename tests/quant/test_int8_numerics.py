@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import addernet
-from addernet._extension import native_available
+from addernet.backends.native.extension import native_available
 from addernet.backends.reference import adder_conv2d_u8 as reference_u8
 from addernet.quant import QuantAdderConv2d, quantize_tensor, shared_qparams
 from addernet.quant.pt2e import pt2e_available

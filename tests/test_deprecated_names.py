@@ -1,0 +1,77 @@
+"""Names the redesign moved (issue 23) keep working for one release, and each use warns with a
+DeprecationWarning that names the new place and points at the line that used the old name."""
+import importlib
+import sys
+
+import pytest
+
+import addernet
+from addernet import backends
+from addernet.backends.native import extension
+
+native = pytest.mark.skipif(not extension.native_available(), reason="the native extension is not built")
+
+MOVED = [
+    pytest.param("addernet.ops", "addernet.backends.native.ops", "adder_conv2d", marks=native),
+    pytest.param("addernet.ops_u8", "addernet.backends.native.ops_u8", "u8_out_dtype", marks=native),
+    ("addernet._extension", "addernet.backends.native.extension", "native_available"),
+    ("addernet._native_checks", "addernet.backends.native.checks", "DEVICE_DTYPES"),
+]
+
+
+def _one_warning_here(record, match):
+    found = [w for w in record if issubclass(w.category, DeprecationWarning)]
+    assert len(found) == 1, [str(w.message) for w in found]
+    assert match in str(found[0].message) and "next release" in str(found[0].message)
+    assert found[0].filename == __file__  # the user's line, not the alias machinery's
+
+
+@pytest.mark.parametrize("old, new, name", MOVED)
+def test_an_imported_old_module_still_works_and_warns(old, new, name):
+    with pytest.warns(DeprecationWarning) as record:
+        got = getattr(importlib.import_module(old), name)
+    _one_warning_here(record, f"{old}.{name} moved to {new}.{name}")
+    assert got is getattr(importlib.import_module(new), name)
+
+
+@pytest.mark.parametrize("old, new, name", MOVED)
+def test_an_old_module_reached_as_an_attribute_still_works_and_warns(old, new, name, monkeypatch):
+    # As the old package allowed: `import addernet; addernet._extension.native_available()`.
+    short = old.rsplit(".", 1)[1]
+    monkeypatch.delitem(sys.modules, old, raising=False)
+    monkeypatch.delattr(addernet, short, raising=False)
+    with pytest.warns(DeprecationWarning) as record:
+        got = getattr(getattr(addernet, short), name)
+    _one_warning_here(record, f"{old}.{name} moved to {new}.{name}")
+    assert got is getattr(importlib.import_module(new), name)
+
+
+def test_from_import_of_an_old_name_warns_once():
+    with pytest.warns(DeprecationWarning) as record:
+        from addernet._extension import native_available
+    _one_warning_here(record, "addernet._extension.native_available moved to "
+                              "addernet.backends.native.extension.native_available")
+    assert native_available is extension.native_available
+
+
+def test_backends_all_still_works_and_warns():
+    with pytest.warns(DeprecationWarning) as record:
+        got = backends.ALL
+    _one_warning_here(record, "addernet.backends.ALL moved to tuple(addernet.backends.REGISTRY)")
+    assert got == tuple(backends.REGISTRY)
+
+
+def test_backends_implementation_still_works_and_warns():
+    import torch
+
+    with pytest.warns(DeprecationWarning) as record:
+        fn = backends.implementation("reference")
+    _one_warning_here(record, "addernet.backends.implementation(name) moved to addernet.backends.op(")
+    x, w = torch.randn(1, 2, 4, 4, dtype=torch.float64), torch.randn(3, 2, 3, 3, dtype=torch.float64)
+    expected = backends.op("adder_conv2d", "reference")(x, w, (1, 1), (1, 1), (1, 1), 1)
+    torch.testing.assert_close(fn(x, w, (1, 1), (1, 1), (1, 1), 1), expected, rtol=0, atol=0)
+
+
+def test_a_name_that_is_not_an_old_module_is_still_an_attribute_error():
+    with pytest.raises(AttributeError, match="no_such_module"):
+        addernet.no_such_module  # noqa: B018
