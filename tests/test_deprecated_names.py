@@ -2,8 +2,10 @@
 DeprecationWarning that names the new place and points at the line that used the old name."""
 import importlib
 import sys
+import warnings
 
 import pytest
+import torch
 
 import addernet
 from addernet import backends
@@ -16,6 +18,8 @@ MOVED = [
     pytest.param("addernet.ops_u8", "addernet.backends.native.ops_u8", "u8_out_dtype", marks=native),
     ("addernet._extension", "addernet.backends.native.extension", "native_available"),
     ("addernet._native_checks", "addernet.backends.native.checks", "DEVICE_DTYPES"),
+    ("addernet.quant.layer", "addernet.nn.quant_adder_conv", "QuantAdderConv2d"),
+    ("addernet.quant.functional", "addernet.functional_u8", "quantize_tensor"),
 ]
 
 
@@ -37,11 +41,11 @@ def test_an_imported_old_module_still_works_and_warns(old, new, name):
 @pytest.mark.parametrize("old, new, name", MOVED)
 def test_an_old_module_reached_as_an_attribute_still_works_and_warns(old, new, name, monkeypatch):
     # As the old package allowed: `import addernet; addernet._extension.native_available()`.
-    short = old.rsplit(".", 1)[1]
+    parent, short = old.rsplit(".", 1)
     monkeypatch.delitem(sys.modules, old, raising=False)
-    monkeypatch.delattr(addernet, short, raising=False)
+    monkeypatch.delattr(sys.modules[parent], short, raising=False)
     with pytest.warns(DeprecationWarning) as record:
-        got = getattr(getattr(addernet, short), name)
+        got = getattr(getattr(sys.modules[parent], short), name)
     _one_warning_here(record, f"{old}.{name} moved to {new}.{name}")
     assert got is getattr(importlib.import_module(new), name)
 
@@ -70,6 +74,40 @@ def test_backends_implementation_still_works_and_warns():
     x, w = torch.randn(1, 2, 4, 4, dtype=torch.float64), torch.randn(3, 2, 3, 3, dtype=torch.float64)
     expected = backends.op("adder_conv2d", "reference")(x, w, (1, 1), (1, 1), (1, 1), 1)
     torch.testing.assert_close(fn(x, w, (1, 1), (1, 1), (1, 1), 1), expected, rtol=0, atol=0)
+
+
+def test_the_quant_layer_keeps_its_old_name_with_a_warning_and_its_new_ones_without():
+    import addernet.nn
+    import addernet.quant
+
+    with pytest.warns(DeprecationWarning) as record:
+        got = addernet.quant.QuantAdderConv2d
+    _one_warning_here(record, "addernet.quant.QuantAdderConv2d moved to addernet.nn.QuantAdderConv2d")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert got is addernet.QuantAdderConv2d is addernet.nn.QuantAdderConv2d
+        assert got.__module__ == "addernet.nn.quant_adder_conv"
+
+
+def _quant_layer():
+    return addernet.QuantAdderConv2d(torch.randn(4, 3, 3, 3), torch.ones(4), torch.zeros(4), True, (1, 1), (1, 1),
+                                     (1, 1), 1, (-1.0, 1.0))
+
+
+def test_a_quant_layer_saved_whole_before_the_move_still_loads(monkeypatch, tmp_path):
+    layer = _quant_layer()
+    with monkeypatch.context() as m, warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        m.setattr(addernet.QuantAdderConv2d, "__module__", "addernet.quant.layer")  # pickled as before the move
+        torch.save(layer, tmp_path / "old.pt")
+    assert b"addernet.quant.layer" in (tmp_path / "old.pt").read_bytes()
+    with pytest.warns(DeprecationWarning, match="addernet.quant.layer.QuantAdderConv2d moved to"):
+        loaded = torch.load(tmp_path / "old.pt", weights_only=False)
+    assert type(loaded) is addernet.QuantAdderConv2d
+    x = torch.rand(1, 3, 5, 5) * 2 - 1
+    torch.testing.assert_close(loaded(x), layer(x), rtol=0, atol=0)
+    torch.save(loaded, tmp_path / "new.pt")  # saved again: the new module, no alias needed
+    assert b"addernet.nn.quant_adder_conv" in (tmp_path / "new.pt").read_bytes()
 
 
 def test_a_name_that_is_not_an_old_module_is_still_an_attribute_error():
