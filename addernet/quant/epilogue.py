@@ -31,24 +31,23 @@ def _epilogue(adder: AdderConv2d) -> FusedAdderConv2d:
     return FusedAdderConv2d(adder, _identity_bn(adder), relu=False)
 
 
-class AdderLinearAsConv(nn.Module):
+class AdderLinearAsConv(FusedAdderConv2d):
     """An ``AdderLinear`` as a 1x1 ``FusedAdderConv2d`` (scale 1, shift = bias): same outputs, one
-    adder op on a constant weight that PT2E can quantise."""
+    adder op on a constant weight that PT2E can quantise, under the linear layer's own module path."""
 
     def __init__(self, linear: AdderLinear):
-        super().__init__()
-        self.in_features, self.out_features = linear.in_features, linear.out_features
         w = linear.weight.detach()
-        conv = AdderConv2d(self.in_features, self.out_features, 1, bias=linear.bias is not None, eta=None,
+        conv = AdderConv2d(linear.in_features, linear.out_features, 1, bias=linear.bias is not None, eta=None,
                            backend=linear.backend, device=w.device, dtype=w.dtype)
         with torch.no_grad():
             conv.weight.copy_(w.view(*w.shape, 1, 1))
             if linear.bias is not None:
                 conv.bias.copy_(linear.bias)
-        self.conv = _epilogue(conv)
+        super().__init__(conv, _identity_bn(conv), relu=False)
+        self.in_features, self.out_features = linear.in_features, linear.out_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(x.reshape(-1, self.in_features, 1, 1))
+        y = super().forward(x.reshape(-1, self.in_features, 1, 1))
         return y.reshape(*x.shape[:-1], self.out_features)
 
 

@@ -43,11 +43,11 @@ def trained_state(model, shape, seed=0):
 def assert_all_adders_lowered(model, q):
     """Walks the quantised graph: one uint8 op per adder layer of the float model, and no other
     addernet op (float adder ops) or adder module left."""
-    n_adders = sum(isinstance(m, (AdderConv2d, AdderLinear)) for m in model.modules())
+    adders = {name for name, m in model.named_modules() if isinstance(m, (AdderConv2d, AdderLinear))}
     ops = [n.target for n in q.graph.nodes if n.op == "call_function"]
     adder_ops = [t for t in ops if getattr(t, "namespace", None) == "addernet"]
     u8 = [t for t in adder_ops if t == torch.ops.addernet.adder_conv2d_u8.default]
-    assert n_adders > 0 and len(u8) == n_adders == len(q.quantized_layers)
+    assert adders and len(u8) == len(adders) and sorted(q.quantized_layers) == sorted(adders)
     assert all(t in (torch.ops.addernet.adder_conv2d_u8.default, torch.ops.addernet.quantize_input_u8.default)
                for t in adder_ops), adder_ops
     assert not any(isinstance(m, ADDERS) for m in q.modules())
@@ -116,3 +116,24 @@ def test_resnet20_has_no_float_adder_left():
     model = _quantize_and_check(get_model("resnet20", num_classes=10, kind="adder"), (8, 3, 32, 32),
                                 images=64, err="mean", agree=0.7)
     assert all(m.bn_centered for m in model.modules() if isinstance(m, AdderConv2d))
+
+
+def test_fold_epilogues_is_exact_in_float():
+    """The folded form computes what the layers did (bias and centring offset in the shift, AdderLinear
+    on 1x1 images), before any quantisation: the int8 comparisons above start from the same function."""
+    import copy
+
+    from addernet.quant.epilogue import AdderLinearAsConv, fold_epilogues
+
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = addernet.convert(cnn(False, True), keep_first=False, linear=True)
+    model[7].bn_centered = True
+    model = trained_state(model, (8, 1, 12, 12))
+    folded = fold_epilogues(copy.deepcopy(model))
+    assert isinstance(folded[10], AdderLinearAsConv) and not any(
+        isinstance(m, (AdderConv2d, AdderLinear)) for m in folded.modules())
+    x = torch.rand(4, 1, 12, 12)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), model(x), rtol=1e-5, atol=1e-4)
