@@ -17,7 +17,7 @@ from torch import nn
 
 from ..nn import AdderConv2d, AdderLinear, FusedAdderConv2d
 
-__all__ = ["fold_epilogues"]
+__all__ = ["AdderLinearAsConv", "fold_epilogues"]
 
 
 def _identity_bn(adder: AdderConv2d) -> nn.BatchNorm2d:
