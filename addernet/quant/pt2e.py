@@ -3,7 +3,8 @@ uint8 kernels, everything else (stem conv, residual adds, pooling, classifier) o
 kernels after ``torch.compile``.
 
 1. ``addernet.fuse`` folds each adder layer's BatchNorm and ReLU into one ``adder_conv2d_fused`` op
-   (conv-BN pairs are folded by ``prepare_pt2e`` itself).
+   (conv-BN pairs are folded by ``prepare_pt2e`` itself); ``epilogue.fold_epilogues`` does the same
+   for the adder layers with no BatchNorm to fold, and for ``AdderLinear``.
 2. ``torch.export``, then ``prepare_pt2e`` with ``AdderX86InductorQuantizer``: X86InductorQuantizer
    annotates what torch knows; the adder op's input gets the same uint8 per-tensor activation spec a
    conv input gets, and a residual add (with its ReLU) whose inputs it quantises is made int8 in,
@@ -173,7 +174,9 @@ def compile_frozen(model: nn.Module, example: torch.Tensor):
 
 def _get_attr(gm: fx.GraphModule, node: fx.Node) -> torch.Tensor:
     if node.op != "get_attr":
-        raise ValueError(f"lower_adders(): the adder's weight {node.name} is not a constant of the graph")
+        raise ValueError(f"lower_adders(): the adder's weight {node.name} is not a constant of the graph (an "
+                         "AdderConv2d/AdderLinear exported as it is: addernet.quant.epilogue.fold_epilogues, which "
+                         "addernet.quantize runs, makes it one)")
     obj = gm
     for part in node.target.split("."):
         obj = getattr(obj, part)

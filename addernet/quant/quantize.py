@@ -103,11 +103,14 @@ def quantize(model: nn.Module, calib_loader, *, mode: str = "pt2e", batches: int
         raise ValueError("quantize(): calib_loader gave no batches to calibrate on") from None
     model = fuse(model, example_input=example, inplace=True)
     if mode == "pt2e":
+        from .epilogue import fold_epilogues
         from .pt2e import pt2e_available, quantize_pt2e
 
         reason = pt2e_available()
         if reason is not None:
             raise RuntimeError(f"quantize(mode='pt2e'): {reason}; or use mode='adder'")
+        # The adder layers with no BatchNorm to fold (and AdderLinear): bias and centring into the shift.
+        model = fold_epilogues(model)
         return quantize_pt2e(model, calib_loader, batches=batches, example=example, progress=progress)
     samples, order = _calibrate(model, calib_loader, batches, device, progress)
     skip = set()

@@ -179,15 +179,6 @@ def test_converted_user_cnn_has_no_float_adder_left():
     assert out.shape == (3, 4) and torch.isfinite(out).all()
 
 
-@pytest.mark.slow
-def test_resnet20_has_no_float_adder_left():
-    from addernet.models import get_model
-
-    model = get_model("resnet20", num_classes=10, kind="adder").eval()
-    q = addernet.quantize(model, [torch.randn(4, 3, 32, 32)], batches=1)
-    assert len(q.quantized_layers) == 20 and not _nodes(q, "adder_conv2d_fused") and not _nodes(q, "adder_conv2d.")
-
-
 def test_bad_mode_is_a_clear_error(trained_res):
     with pytest.raises(ValueError, match="mode must be"):
         addernet.quantize(trained_res[0], trained_res[1], mode="fx")
