@@ -10,9 +10,10 @@ from . import backends  # noqa: F401  (loads the backends that register ops with
 from . import functional, models
 from .convert import convert, count_layers
 from .fuse import fuse
-from .nn import AdderConv2d
-from .quant import QuantAdderConv2d, quantize
+from .nn import AdderConv2d, QuantAdderConv2d
+from .quant import quantize
 
-_deprecated.install()  # addernet.cli_checks and the other moved modules still import, with a warning
+_deprecated.install()  # addernet.ops, addernet.cli_checks and the other moved modules still import, with a warning
+__getattr__ = _deprecated.moved_submodules(__name__)  # and addernet.ops and co. as attributes, without an import
 
 __all__ = ["AdderConv2d", "QuantAdderConv2d", "quantize", "backends", "convert", "count_layers", "functional", "fuse", "models", "__version__"]

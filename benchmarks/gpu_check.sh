@@ -107,7 +107,7 @@ fi
 [[ -f "$OUT/ptxas_report.txt" ]] && head -60 "$OUT/ptxas_report.txt"
 
 run_step extension_has_cuda 60 "$PY" -c "
-from addernet import _extension as e
+from addernet.backends.native import extension as e
 assert e.cuda_built(), e.NATIVE_ERROR or 'addernet._C has no CUDA kernels registered'
 print('addernet._C: CUDA kernels registered')"
 

@@ -67,7 +67,8 @@ def test_wheel_built_from_the_sdist_imports_and_runs(sdist, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     check = textwrap.dedent("""
         import torch, addernet
-        from addernet import _extension, functional as AF
+        from addernet import functional as AF
+        from addernet.backends.native import extension as _extension
         assert _extension.native_available(), _extension.NATIVE_ERROR
         x, w = torch.randn(2, 3, 6, 6, dtype=torch.float64), torch.randn(4, 3, 3, 3, dtype=torch.float64)
         a = AF.adder_conv2d(x, w, padding=1, backend="native")
@@ -106,7 +107,7 @@ def test_python_m_addernet_runs_the_cli():
 
 
 def test_source_checkout_shadowing_an_installed_build_says_so(tmp_path):
-    from addernet._extension import shadowed_build
+    from addernet.backends.native.extension import shadowed_build
 
     checkout = tmp_path / "checkout" / "addernet"
     shutil.copytree(os.path.join(ROOT, "addernet"), checkout,
@@ -122,7 +123,7 @@ def test_source_checkout_shadowing_an_installed_build_says_so(tmp_path):
     # ahead of the checkout; torch's own folder is put on the path by hand instead.
     site = os.path.dirname(os.path.dirname(torch.__file__))
     r = _run([sys.executable, "-S", "-W", "always", "-c",
-              "import addernet, addernet._extension as e; print(e.NATIVE_ERROR)"],
+              "import addernet, addernet.backends.native.extension as e; print(e.NATIVE_ERROR)"],
              cwd=tmp_path,
              env_extra={"PYTHONPATH": os.pathsep.join([str(checkout.parent), str(installed.parent), site])})
     assert r.returncode == 0, r.stderr[-2000:]

@@ -22,6 +22,7 @@ import threading
 import warnings
 from typing import Callable, Iterator
 
+from .._deprecated import warn_moved
 from .registry import OPS, Backend, eager, lazy
 
 __all__ = ["Backend", "OPS", "REFERENCE", "REGISTRY", "available", "current", "descriptor", "op",
@@ -47,6 +48,7 @@ _warned: set[str] = set()
 
 def __getattr__(name: str):
     if name == "ALL":  # deprecated: the registry's names, fixed at the time of the call
+        warn_moved(f"{__name__}.ALL", f"tuple({__name__}.REGISTRY)")
         return tuple(REGISTRY)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
@@ -159,6 +161,7 @@ def op(key: str, backend: str | None = None, device=None) -> Callable:
 def implementation(name: str) -> Callable:
     """Deprecated (use ``op``): the function (x, weight, stride, padding, dilation, groups,
     grad_mode="paper") -> y of backend ``name``."""
+    warn_moved(f"{__name__}.implementation(name)", f"{__name__}.op(key, backend, device)")
     ops = descriptor(name).ops
 
     def adder_conv2d(x, weight, stride, padding, dilation, groups, grad_mode="paper"):

@@ -244,7 +244,7 @@ def adder_conv2d_u8(input, weight, zero_point, scale, shift, stride, padding, di
     from .native.ops_u8 import u8_out_dtype
 
     if input_scale is not None:
-        from ..quant.functional import quantize_tensor  # refuses NaN and inf, as the kernel does
+        from ..functional_u8 import quantize_tensor  # refuses NaN and inf, as the kernel does
 
         input = quantize_tensor(input, input_scale, zero_point)
     x = F.pad(input.to(torch.int64), (padding[1], padding[1], padding[0], padding[0]), value=int(zero_point))

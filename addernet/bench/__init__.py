@@ -1,4 +1,6 @@
-"""Benchmark building blocks: layer shapes, fair timing, op counts, cost tables (energy, cycles) and FLOP formulas."""
+"""Benchmark building blocks: layer shapes, fair timing, op counts, cost tables (energy, cycles) and FLOP formulas;
+and the GPU check that benchmarks/bench_gpu.py drives: a backend's ops against the definition (op_check), the adder
+op against cuDNN (vs_cudnn), both in one run (gpu_run)."""
 from . import cost_table, energy, flops
 from .counts import CONVENTION, count_ops
 from .latency import Timing, thread_note, time_interleaved

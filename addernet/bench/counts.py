@@ -20,7 +20,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from ..fuse import FusedAdderConv2d
 from ..nn import AdderConv2d, AdderLinear
-from ..quant.layer import QuantAdderConv2d
+from ..nn import QuantAdderConv2d
 
 CONVENTION = """\
 Counting convention (per input image, inference):

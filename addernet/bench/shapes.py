@@ -82,6 +82,10 @@ LAYER_SETS = {
     "tiny": lambda batch=2: _tiny(batch),
 }
 
+# (layer set, batch) pairs the GPU check (benchmarks/bench_gpu.py) times, on a GPU and in its CPU dry run.
+GPU_TIMED = (("resnet20", 256), ("resnet18", 64))
+DRY_RUN_TIMED = (("tiny", 2),)
+
 # Small shapes for the GPU correctness pass (benchmarks/bench_gpu.py): their channel counts, groups,
 # dilation and odd sizes reach each tile configuration of the CUDA kernels.
 CHECK_SHAPES = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from .functional import check_finite
+from ..functional_u8 import check_finite
 
 
 def inputs(batch):

@@ -26,9 +26,9 @@ import torch
 from torch import fx, nn
 
 from .. import backends
-from .functional import check_finite, quantize_tensor
+from ..functional_u8 import check_finite, quantize_tensor
+from ..nn.quant_adder_conv import clamp_weights
 from .calibration import calibration_batches, checked, inputs
-from .layer import clamp_weights
 
 __all__ = ["AdderX86InductorQuantizer", "compile_frozen", "guard_inputs", "lower_adders", "pt2e_available",
            "quantize_input_u8", "quantize_pt2e"]

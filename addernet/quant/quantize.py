@@ -13,10 +13,9 @@ import torch
 from torch import nn
 
 from ..fuse import FusedAdderConv2d, data_flow, fuse
-from ..nn import AdderConv2d
-from .functional import check_finite
+from ..functional_u8 import check_finite
+from ..nn import AdderConv2d, QuantAdderConv2d
 from .calibration import calibration_batches, checked, inputs
-from .layer import QuantAdderConv2d
 
 __all__ = ["quantize"]
 

@@ -199,7 +199,7 @@ def test_register_without_native_is_a_noop(monkeypatch):
     assert flops.register() is False and flop_registry == before
 
 
-native = pytest.mark.skipif(not addernet._extension.native_available(), reason="native extension not built")
+native = pytest.mark.skipif(not addernet.backends.native.extension.native_available(), reason="native extension not built")
 
 
 @native

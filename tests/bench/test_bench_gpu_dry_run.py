@@ -14,10 +14,11 @@ from helpers.paths import ROOT
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 import bench_gpu  # noqa: E402
 
-from addernet import _extension  # noqa: E402
+from addernet.backends.native import extension  # noqa: E402
+from addernet.bench import op_check  # noqa: E402
 from addernet.bench.shapes import CHECK_SHAPES, LAYER_SETS  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not _extension.native_available(), reason="the native extension is not built")
+pytestmark = pytest.mark.skipif(not extension.native_available(), reason="the native extension is not built")
 
 
 def _cudnn_flags():
@@ -58,7 +59,7 @@ def test_dry_run_checks_every_shape_and_times_every_contender(tmp_path, capsys):
 
 
 def test_a_wrong_result_fails_the_check(tmp_path, monkeypatch):
-    right = bench_gpu.expected
+    right = op_check.expected
 
     def off_by_a_little(*args):
         want = right(*args)
@@ -66,7 +67,7 @@ def test_a_wrong_result_fails_the_check(tmp_path, monkeypatch):
         want["y"] = (y + 0.05 * (scale + 1), scale)  # above the float32 and bfloat16 tolerances (2 x 1e-2)
         return want
 
-    monkeypatch.setattr(bench_gpu, "expected", off_by_a_little)
+    monkeypatch.setattr(op_check, "expected", off_by_a_little)
     assert bench_gpu.main(["--dry-run", "--skip-bench", "--out", str(tmp_path)]) == 1
     failed = {(c["check"], c["dtype"]) for c in _result(tmp_path)["correctness"] if not c["ok"]}
     assert failed == {(what, dt) for what in ("forward", "forward channels_last") for dt in ("float32", "bfloat16")}

@@ -9,13 +9,13 @@ import sys
 
 import pytest
 
-from addernet import _extension
+from addernet.backends.native import extension
 from helpers.paths import ROOT
 
 
 @pytest.fixture(scope="module")
 def suite_json(tmp_path_factory):
-    if not _extension.native_available():
+    if not extension.native_available():
         pytest.skip("the native extension is not built")
     pytest.importorskip("pytest_benchmark")  # requirements-dev.txt pins it: CI runs this
     out = tmp_path_factory.mktemp("suite") / "bench.json"

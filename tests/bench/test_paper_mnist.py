@@ -17,7 +17,7 @@ from helpers.paths import ROOT  # noqa: E402
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 import paper_mnist_grads as pg  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not addernet._extension.native_available(), reason="needs the native op")
+pytestmark = pytest.mark.skipif(not addernet.backends.native.extension.native_available(), reason="needs the native op")
 
 CONF = dict(stride=(2, 1), padding=(1, 2), dilation=(1, 2))
 

@@ -27,7 +27,7 @@ def test_counts_only(tmp_path, capsys):
 
 def test_with_latency(tmp_path, capsys):
     js, png = tmp_path / "r.json", tmp_path / "r.png"
-    be = "native" if addernet._extension.native_available() else "reference"
+    be = "native" if addernet.backends.native.extension.native_available() else "reference"
     threads_before = torch.get_num_threads()
     assert main(["bench", "--model", "lenet5_bn", "--batch-size", "2", "--backends", be, "--threads", "1",
                  "--repeats", "2", "--warmup", "0", "--json", str(js), "--plot", str(png)]) == 0

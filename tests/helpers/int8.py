@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from addernet._extension import native_available
+from addernet.backends.native.extension import native_available
 
 needs_native = pytest.mark.skipif(not native_available(), reason="native extension not built")
 

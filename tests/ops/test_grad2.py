@@ -302,7 +302,7 @@ TAP_CFGS = GRID + DENSE + [
 @pytest.mark.parametrize("cfg", TAP_CFGS)
 def test_native_tap_sums_match_the_reference(monkeypatch, isa, cfg):
     from addernet.backends import reference
-    from addernet.ops import TapSums
+    from addernet.backends.native.ops import TapSums
 
     monkeypatch.setenv("ADDERNET_CPU_ISA", isa)
     gen = torch.Generator().manual_seed(5)

@@ -9,8 +9,9 @@ import torch.nn.functional as F
 from torch import nn
 
 import addernet
-from addernet._extension import native_available
-from addernet.quant import QuantAdderConv2d, adder_conv2d_u8, dequantize_tensor, quantize_tensor, shared_qparams
+from addernet.backends.native.extension import native_available
+from addernet.nn import QuantAdderConv2d
+from addernet.quant import adder_conv2d_u8, dequantize_tensor, quantize_tensor, shared_qparams
 
 from helpers.int8 import int_reference, kernel_sets as _kernel_sets, needs_native  # noqa: E402
 

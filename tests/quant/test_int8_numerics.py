@@ -5,9 +5,10 @@ import pytest
 import torch
 
 import addernet
-from addernet._extension import native_available
+from addernet.backends.native.extension import native_available
 from addernet.backends.reference import adder_conv2d_u8 as reference_u8
-from addernet.quant import QuantAdderConv2d, quantize_tensor, shared_qparams
+from addernet.nn import QuantAdderConv2d
+from addernet.quant import quantize_tensor, shared_qparams
 from addernet.quant.pt2e import pt2e_available
 
 from helpers.int8 import int_reference, kernel_sets as _kernel_sets, needs_native

@@ -8,8 +8,6 @@
 """
 from __future__ import annotations
 
-import sys
-
 import torch
 
 from ..registry import Backend, linear_via_conv2d
@@ -67,10 +65,3 @@ BACKEND = Backend(
     info=_info,
     algorithm=_algorithm if extension.native_available() else None,
 )
-
-# Deprecated aliases, for one release: the modules that held the native backend before it moved here.
-_package = __package__.split(".")[0]
-for _old, _new in (("ops", "ops"), ("ops_u8", "ops_u8"), ("_extension", "extension"), ("_native_checks", "checks")):
-    if f"{__package__}.{_new}" in sys.modules:
-        sys.modules.setdefault(f"{_package}.{_old}", sys.modules[f"{__package__}.{_new}"])
-        setattr(sys.modules[_package], _old, sys.modules[f"{_package}.{_old}"])

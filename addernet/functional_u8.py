@@ -9,8 +9,8 @@ from typing import Sequence, Union
 
 import torch
 
-from .. import backends
-from .._validation import pair
+from . import backends
+from ._validation import pair
 
 __all__ = ["adder_conv2d_u8", "check_finite", "shared_qparams", "quantize_tensor", "dequantize_tensor"]
 

@@ -1,5 +1,6 @@
 """The uint8 adder layer that ``addernet.quantize`` puts in place of an adder layer (and the
-BatchNorm/ReLU folded into it). Inference only."""
+BatchNorm/ReLU folded into it). Inference only. It lives with the other layer variants; ``quant``
+imports it from here (never the reverse), and ``addernet.quant.layer`` is its old name."""
 from __future__ import annotations
 
 import torch
@@ -7,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._validation import same_padding
-from .functional import adder_conv2d_u8, check_finite, quantize_tensor, shared_qparams
+from ..functional_u8 import adder_conv2d_u8, check_finite, quantize_tensor, shared_qparams
 
 __all__ = ["QuantAdderConv2d", "clamp_weights"]
 
