@@ -9,6 +9,8 @@ DEPS_STAMP := $(VENV)/.deps-stamp
 BUILD_STAMP := $(VENV)/.build-stamp
 NATIVE_SOURCES := $(shell find csrc -type f) setup.py pyproject.toml
 NVCC := $(shell command -v nvcc 2>/dev/null)
+# Parallel jobs for ctest and pytest: the cores, at most 4 (each pytest worker imports torch).
+JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -gt 4 ] && n=4; echo $$n)
 # One CMake build of the raw kernels: the native tests, and (where nvcc is) the CUDA kernels and
 # their compile check, so that each CPU kernel compiles once here (setup.py compiles the extension).
 KERNELS := build/kernels
@@ -40,14 +42,14 @@ test: build native-test cuda-check pytest
 
 # TRITON_INTERPRET=1 runs the Triton kernels on CPU tensors where no GPU is.
 pytest: build
-	TRITON_INTERPRET=1 $(PY) -m pytest -q tests
+	TRITON_INTERPRET=1 $(PY) -m pytest -q -n $(JOBS) --dist worksteal tests
 
 kernels:
 	cmake -S . -B $(KERNELS) $(CMAKE_CONFIG) >/dev/null
 	cmake --build $(KERNELS)
 
 native-test: kernels
-	ctest --test-dir $(KERNELS) --output-on-failure
+	ctest --test-dir $(KERNELS) --output-on-failure -j $(JOBS)
 
 # `kernels` compiled every CUDA kernel for sm_80 and sm_90 (build/kernels/ptxas_report.txt lists
 # registers and spills); this compiles the CUDA binding against torch's headers, checking that it

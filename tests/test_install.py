@@ -58,8 +58,11 @@ def test_wheel_built_from_the_sdist_imports_and_runs(sdist, tmp_path):
     with tarfile.open(sdist) as tar:
         tar.extractall(tmp_path / "src", filter="data")
     (src,) = (tmp_path / "src").iterdir()
+    # -O1 (ADDERNET_QUICK_BUILD): this checks the packaging, not the kernels' speed, and the AVX
+    # kernels compile about 2.5x faster than at -O3 (the whole build about 1.7x).
     r = _run([sys.executable, "-m", "pip", "wheel", "--no-build-isolation", "--no-deps", "-q",
-              "-w", str(tmp_path / "wheels"), str(src)], cwd=tmp_path, timeout=1800)
+              "-w", str(tmp_path / "wheels"), str(src)], cwd=tmp_path, timeout=1800,
+             env_extra={"ADDERNET_QUICK_BUILD": "1"})
     assert r.returncode == 0, r.stderr[-3000:]
     (wheel,) = (tmp_path / "wheels").iterdir()
     r = _run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(tmp_path / "site"),

@@ -19,7 +19,9 @@ def suite_json(tmp_path_factory):
         pytest.skip("the native extension is not built")
     pytest.importorskip("pytest_benchmark")  # requirements-dev.txt pins it: CI runs this
     out = tmp_path_factory.mktemp("suite") / "bench.json"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p)}
+    # Not the xdist worker's variables: the inner pytest would take itself for a worker, and
+    # pytest-benchmark switches itself off under xdist.
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")}, "PYTHONPATH": os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p)}
     r = subprocess.run([sys.executable, "-m", "pytest", "benchmarks", "-q", "-p", "no:cacheprovider",
                         "--bench-size", "tiny", "--bench-threads", "1", "--benchmark-min-rounds=1",
                         "--benchmark-max-time=0", "--benchmark-warmup=off", f"--benchmark-json={out}"],

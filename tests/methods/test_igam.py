@@ -527,6 +527,7 @@ def test_cli_official_schedule_smoke(tmp_path):
     assert result["details"][0]["disc_updates"] == [1]
 
 
+@pytest.mark.slow  # about a minute: first in make test's queue (tests/conftest.py)
 def test_cli_user_mistakes_exit_2_with_one_line():
     for args in (["--data", "cifar10"], ["--seeds", "x"], ["--schedule", "fast"],
                  ["--epochs", "2", "--warmup-epochs", "3"]):

@@ -120,6 +120,7 @@ def _cli(*args, timeout=900):
     return run_method(["methods.igam"], *args, timeout=timeout)
 
 
+@pytest.mark.slow  # about a minute: first in make test's queue (tests/conftest.py)
 def test_quick_chunks_of_the_new_arms_run_and_say_they_are_too_small(tmp_path):
     tune = tmp_path / "tune.json"
     r = _cli("--phase", "tune", "--quick", "--kind", "conv", "--arms", "ce,gradnorm", "--seeds", "100",
@@ -147,6 +148,7 @@ def test_quick_chunks_of_the_new_arms_run_and_say_they_are_too_small(tmp_path):
     assert [c["disc_updates"] > 0 for c in e["cells"]] == [False, True, False]
 
 
+@pytest.mark.slow  # about a minute: first in make test's queue (tests/conftest.py)
 def test_phase_mistakes_exit_2_with_one_line(tmp_path):
     for args in (["--phase", "eval", "--kind", "conv"], ["--phase", "tune", "--kind", "both"],
                  ["--phase", "tune", "--kind", "conv", "--arms", "ce,mixup"],
