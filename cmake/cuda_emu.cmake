@@ -7,7 +7,8 @@
 #   cuda_emu_selftest              the emulator's own checks on toy kernels
 #   cuda_emu_test_cuda_kernels     csrc/tests/test_cuda_kernels.cu, unchanged
 #   cuda_emu_kernels               odd and tile-boundary shapes x f32/f16/bf16 x every kernel,
-#                                  three schedules, against float64 (test_emu_kernels.cpp)
+#                                  three schedules, against float64 (test_emu_kernels.cpp), in two
+#                                  shards: tapsum_weight (..._tapsum_weight) and all the others
 #   cuda_emu_ucontext              a quick subset on the ucontext scheduler
 #   cuda_emu_variant_<id>          the kernel variants of csrc/tests/emu/mutants.cmake: each
 #                                  injected bug must be reported; index64 must pass
@@ -122,7 +123,9 @@ endforeach()
 _emu_executable(test_emu_kernels $<TARGET_OBJECTS:emu_driver>
                 $<TARGET_OBJECTS:emu_adder_conv2d_cuda> $<TARGET_OBJECTS:emu_adder_conv2d_tapsum>)
 target_link_libraries(test_emu_kernels PRIVATE simt_emu)
-add_test(NAME cuda_emu_kernels COMMAND test_emu_kernels --tapsum-max-blocks 1500)
+# Two shards of about equal time (tapsum_weight is half of it), so that ctest -j runs them at once.
+add_test(NAME cuda_emu_kernels COMMAND test_emu_kernels --skip tapsum_weight)
+add_test(NAME cuda_emu_kernels_tapsum_weight COMMAND test_emu_kernels --only tapsum_weight --tapsum-max-blocks 1500)
 
 _emu_executable(test_emu_kernels_ucontext $<TARGET_OBJECTS:emu_driver>
                 $<TARGET_OBJECTS:emu_adder_conv2d_cuda> $<TARGET_OBJECTS:emu_adder_conv2d_tapsum>)
