@@ -79,13 +79,30 @@ def apply_option(model: nn.Module, option: str) -> None:
     default; 'center_absw' is the issue's sum|w|; 'none' turns centring off (the code before)."""
     for m in model.modules():
         if isinstance(m, AdderConv2d):
-            m.bn_centered = option == "center"
+            m.bn_centered = option == "center" or option.startswith("center_mom")
             if option == "center_absw":
                 m.register_forward_hook(lambda mod, args, out: out + mod.weight.detach().abs().sum(dim=(1, 2, 3)).view(1, -1, 1, 1))
     if option == "mom0.5":
         for m in model.modules():
             if isinstance(m, nn.BatchNorm2d):
                 m.momentum = 0.5
+    match = re.fullmatch(r"center_mom([\d.]+)", option)
+    if match:  # the offset, and a faster running average in the BatchNorms that read an adder layer
+        for bn in adder_batchnorms(model):
+            bn.momentum = float(match.group(1))
+
+
+def adder_batchnorms(model: nn.Module) -> list[nn.BatchNorm2d]:
+    """The BatchNorm2d registered next after each AdderConv2d (the one that reads it, in the models
+    studied here: LeNet-5-BN, ResNet-20's blocks and downsamples, the converted user CNN)."""
+    out, pending = [], False
+    for m in model.modules():
+        if isinstance(m, (AdderConv2d, nn.Conv2d)):
+            pending = isinstance(m, AdderConv2d)
+        elif isinstance(m, nn.BatchNorm2d) and pending:
+            out.append(m)
+            pending = False
+    return out
 
 
 def data(phase: str, pad32: bool):
