@@ -69,7 +69,7 @@ def make_model(name: str, kind: str, option: str) -> nn.Module:
         model = UserCNN() if kind == "conv" else addernet.convert(UserCNN())
     else:
         raise ValueError(name)
-    if kind == "adder":
+    if kind == "adder" or option != "-":
         apply_option(model, option)
     return model
 
@@ -79,17 +79,19 @@ def apply_option(model: nn.Module, option: str) -> None:
     default; 'center_absw' is the issue's sum|w|; 'none' turns centring off (the code before)."""
     for m in model.modules():
         if isinstance(m, AdderConv2d):
-            m.bn_centered = option == "center" or option.startswith("center_mom")
+            m.bn_centered = option == "center" or option.startswith(("center_mom", "center_allmom"))
             if option == "center_absw":
                 m.register_forward_hook(lambda mod, args, out: out + mod.weight.detach().abs().sum(dim=(1, 2, 3)).view(1, -1, 1, 1))
     if option == "mom0.5":
         for m in model.modules():
             if isinstance(m, nn.BatchNorm2d):
                 m.momentum = 0.5
-    match = re.fullmatch(r"center_mom([\d.]+)", option)
-    if match:  # the offset, and a faster running average in the BatchNorms that read an adder layer
-        for bn in adder_batchnorms(model):
-            bn.momentum = float(match.group(1))
+    match = re.fullmatch(r"(center_)?(all)?mom([\d.]+)", option)
+    if match and option != "mom0.5":  # a faster running average in the BatchNorms that read an adder
+        # layer ('center_mom0.3'), or in every BatchNorm ('center_allmom0.5'; 'allmom0.5' for a CNN too)
+        for bn in (adder_batchnorms(model) if not match.group(2) else
+                   [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]):
+            bn.momentum = float(match.group(3))
 
 
 def adder_batchnorms(model: nn.Module) -> list[nn.BatchNorm2d]:
@@ -257,7 +259,7 @@ def run_cell(phase, model_name, kind, option, opt, seed, diagnose=False) -> dict
             t_diag = time.time()
             diags.append(bn_diagnosis(model, train, test, stages=_epoch == EPOCHS - 1))
             diag_seconds += time.time() - t_diag
-    row = {"phase": phase, "model": model_name, "kind": kind, "option": option if kind == "adder" else "-",
+    row = {"phase": phase, "model": model_name, "kind": kind, "option": option,
            "opt": opt, "seed": seed, "centering": "sum|w-mu|", "acc": accs, "train_loss": losses, "seconds": round(time.time() - t0 - diag_seconds, 1)}
     if diagnose == "epoch":  # "seconds" above leaves the diagnosis out
         row["bn_epochs"], row["bn"], row["diag_seconds"] = diags, diags[-1], round(diag_seconds, 1)
@@ -272,6 +274,8 @@ def main(argv=None):
     p.add_argument("--models", nargs="+", default=["lenet", "usercnn", "resnet20"])
     p.add_argument("--kinds", nargs="+", default=["adder", "conv"])
     p.add_argument("--options", nargs="+", default=["center"])
+    p.add_argument("--conv-options", nargs="+", default=["-"],
+                   help="BN options for the CNN twins: '-' (none, the twin as it is) or 'allmom<m>'")
     p.add_argument("--opts", nargs="+", default=["sgd", "step", "adam", "adamw"])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--diagnose", nargs="?", const="end", choices=("end", "epoch"),
@@ -286,7 +290,7 @@ def main(argv=None):
     cells = []
     for model_name in args.models:
         for kind in args.kinds:
-            for option in (args.options if kind == "adder" else ["-"]):
+            for option in (args.options if kind == "adder" else args.conv_options):
                 for opt in args.opts:
                     for seed in args.seeds:
                         cells.append((model_name, kind, option, opt, seed))

@@ -18,6 +18,9 @@ OPTIONS = {
     "precise": "precise-BN each epoch (20 batches)",
     "center_mom0.3": "offset sum abs(w - mu), adder BNs momentum 0.3",
     "center_mom0.5": "offset sum abs(w - mu), adder BNs momentum 0.5",
+    "center_allmom0.5": "offset sum abs(w - mu), every BN momentum 0.5",
+    "allmom0.5": "every BN momentum 0.5",
+    "-": "-",
 }
 
 
@@ -47,7 +50,7 @@ def study_tables(rows) -> list[str]:
     for r in sorted(rows, key=lambda r: (r["model"], r["kind"], _option(r), r["opt"])):
         bn = r.get("bn") or {}
         cells = [MODELS.get(r["model"], r["model"]) + ("" if r["kind"] == "adder" else ", CNN"),
-                 OPTIONS.get(_option(r), _option(r)) if r["kind"] == "adder" else "-", r["opt"],
+                 OPTIONS.get(_option(r), _option(r)), r["opt"],
                  _fmt(r["acc"]), f"{r['train_loss'][-1]:.3f}"]
         cells += ([f"{bn['mean_err_sd_median']:.3f}", f"{bn['abs_log_var_ratio_median']:.3f}",
                    f"{bn['acc_true_mean_only']:.1f}", f"{bn['acc_true_var_only']:.1f}"] if bn else ["", "", "", ""])
@@ -74,7 +77,7 @@ def epoch_diagnosis_tables(rows) -> list[str]:
            "|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: (r["model"], r["opt"], r["kind"], r["option"])):
         for e, d in enumerate(r["bn_epochs"]):
-            out.append(f"| {MODELS.get(r['model'], r['model'])} | {r['kind'] if r['kind'] != 'adder' else 'adder, ' + OPTIONS.get(_option(r), r['option'])} | "
+            out.append(f"| {MODELS.get(r['model'], r['model'])} | {r['kind'] + ('' if r['option'] == '-' else ', ' + OPTIONS.get(_option(r), r['option']))} | "
                        f"{r['opt']} | {e + 1} | {r['train_loss'][e]:.3f} | {r['acc'][e]:.1f} | {d['acc_train_mode_bn']:.1f} | "
                        f"{d['acc_precise_bn']:.1f} | {d['acc_true_mean_only']:.1f} | {d['acc_true_var_only']:.1f} |")
     out += ["", "Where in the depth (same rows): per stage, the largest per-layer median |running - true mean| in "

@@ -73,3 +73,12 @@ def test_momentum_options_touch_only_the_batchnorms_after_adder_layers():
     touched = [n for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d) and m.momentum == 0.3]
     assert len(touched) == 20 and "bn1" not in touched and "bn2" not in touched  # stem and head follow Conv2d
     assert all(m.bn_centered for m in model.modules() if isinstance(m, AdderConv2d))
+
+
+def test_all_bn_momentum_options_reach_the_stem_and_head_and_the_cnn_twin():
+    adder = pl.make_model("resnet20", "adder", "center_allmom0.5")
+    cnn = pl.make_model("resnet20", "conv", "allmom0.5")
+    for model in (adder, cnn):
+        assert {m.momentum for m in model.modules() if isinstance(m, nn.BatchNorm2d)} == {0.5}
+    assert all(m.bn_centered for m in adder.modules() if isinstance(m, AdderConv2d))
+    assert {m.momentum for m in pl.make_model("resnet20", "conv", "-").modules() if isinstance(m, nn.BatchNorm2d)} == {0.1}
