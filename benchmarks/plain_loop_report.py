@@ -101,16 +101,19 @@ def epoch_diagnosis_tables(rows) -> list[str]:
 def final_tables(rows):
     by = defaultdict(dict)
     for r in rows:
-        by[(r["model"], r["opt"], r["kind"])][r["seed"]] = r
+        by[(r["model"], r["opt"], r["kind"], r["option"])][r["seed"]] = r
     out = ["### 11.2 Final: mnist5k test set (1000 images), seeds 0 / 1 / 2", "",
            "Eval-mode test accuracy after the last epoch; pass = adder mean >= CNN mean - 2 and every adder "
            "seed >= CNN mean - 4 (pre-registered in docs/training.md).", "",
            "| model | optimiser | adder per seed | adder mean | CNN per seed | CNN mean | adder - CNN | verdict |",
            "|---|---|---|---|---|---|---|---|"]
     verdicts = []
-    for model in MODELS:
+    for model, option in [(m, o) for m in MODELS
+                          for o in sorted({r["option"] for r in rows if r["model"] == m and r["kind"] == "adder"} or {"center"})]:
+        # one line per BN option the adder ran with, each against the same (unchanged) CNN twin
+        label = MODELS[model] + ("" if option == "center" else f", {OPTIONS.get(option, option)}")
         for opt in OPTS:
-            a, c = by.get((model, opt, "adder"), {}), by.get((model, opt, "conv"), {})
+            a, c = by.get((model, opt, "adder", option), {}), by.get((model, opt, "conv", "-"), {})
             acc_a = [a[s]["acc"][-1] for s in sorted(a)]
             acc_c = [c[s]["acc"][-1] for s in sorted(c)]
             ma = statistics.mean(acc_a) if acc_a else None
@@ -121,15 +124,16 @@ def final_tables(rows):
                 ok = ma >= mc - 2 and all(x >= mc - 4 for x in acc_a)
                 verdict = ("pass" if ok else "MISS") if len(acc_a) == 3 and len(acc_c) == 3 else (
                     f"incomplete (adder {len(acc_a)}/3, CNN {len(acc_c)}/3 seeds): {'within' if ok else 'outside'} so far")
-            verdicts.append({"model": model, "opt": opt, "adder": acc_a, "cnn": acc_c, "adder_mean": ma,
-                             "cnn_mean": mc, "verdict": verdict})
-            out.append(f"| {MODELS[model]} | {OPTS[opt]} | {_fmt(acc_a)} | {'' if ma is None else f'{ma:.1f}'} | "
+            verdicts.append({"model": model, "option": option, "opt": opt, "adder": acc_a, "cnn": acc_c,
+                             "adder_mean": ma, "cnn_mean": mc, "verdict": verdict})
+            out.append(f"| {label} | {OPTS[opt]} | {_fmt(acc_a)} | {'' if ma is None else f'{ma:.1f}'} | "
                        f"{_fmt(acc_c)} | {'' if mc is None else f'{mc:.1f}'} | "
                        f"{'' if ma is None or mc is None else f'{ma - mc:+.1f}'} | {verdict} |")
     out += ["", "Per epoch (eval-mode test accuracy after epochs 1 / 2 / 3, each seed):", "",
             "| model | optimiser | kind | seed | e1 / e2 / e3 | train loss e1 / e2 / e3 | seconds |", "|---|---|---|---|---|---|---|"]
-    for r in sorted(rows, key=lambda r: (list(MODELS).index(r["model"]), list(OPTS).index(r["opt"]), r["kind"], r["seed"])):
-        out.append(f"| {MODELS[r['model']]} | {OPTS[r['opt']]} | {r['kind']} | {r['seed']} | {_fmt(r['acc'])} | "
+    for r in sorted(rows, key=lambda r: (list(MODELS).index(r["model"]), list(OPTS).index(r["opt"]), r["kind"], r["option"], r["seed"])):
+        kind = r["kind"] if r["option"] in ("-", "center") else f"{r['kind']}, {OPTIONS.get(r['option'], r['option'])}"
+        out.append(f"| {MODELS[r['model']]} | {OPTS[r['opt']]} | {kind} | {r['seed']} | {_fmt(r['acc'])} | "
                    f"{' / '.join(f'{x:.3f}' for x in r['train_loss'])} | {r['seconds']:.0f} |")
     return out, verdicts
 
