@@ -69,7 +69,7 @@ def make_model(name: str, kind: str, option: str) -> nn.Module:
         model = UserCNN() if kind == "conv" else addernet.convert(UserCNN())
     else:
         raise ValueError(name)
-    if kind == "adder":
+    if kind == "adder" or option != "-":
         apply_option(model, option)
     return model
 
@@ -79,13 +79,32 @@ def apply_option(model: nn.Module, option: str) -> None:
     default; 'center_absw' is the issue's sum|w|; 'none' turns centring off (the code before)."""
     for m in model.modules():
         if isinstance(m, AdderConv2d):
-            m.bn_centered = option == "center"
+            m.bn_centered = option == "center" or option.startswith(("center_mom", "center_allmom"))
             if option == "center_absw":
                 m.register_forward_hook(lambda mod, args, out: out + mod.weight.detach().abs().sum(dim=(1, 2, 3)).view(1, -1, 1, 1))
     if option == "mom0.5":
         for m in model.modules():
             if isinstance(m, nn.BatchNorm2d):
                 m.momentum = 0.5
+    match = re.fullmatch(r"(center_)?(all)?mom([\d.]+)", option)
+    if match and option != "mom0.5":  # a faster running average in the BatchNorms that read an adder
+        # layer ('center_mom0.3'), or in every BatchNorm ('center_allmom0.5'; 'allmom0.5' for a CNN too)
+        for bn in (adder_batchnorms(model) if not match.group(2) else
+                   [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]):
+            bn.momentum = float(match.group(3))
+
+
+def adder_batchnorms(model: nn.Module) -> list[nn.BatchNorm2d]:
+    """The BatchNorm2d registered next after each AdderConv2d (the one that reads it, in the models
+    studied here: LeNet-5-BN, ResNet-20's blocks and downsamples, the converted user CNN)."""
+    out, pending = [], False
+    for m in model.modules():
+        if isinstance(m, (AdderConv2d, nn.Conv2d)):
+            pending = isinstance(m, AdderConv2d)
+        elif isinstance(m, nn.BatchNorm2d) and pending:
+            out.append(m)
+            pending = False
+    return out
 
 
 def data(phase: str, pad32: bool):
@@ -135,26 +154,80 @@ def batches(x, y, seed_gen, size=BATCH):
         yield x[idx], y[idx]
 
 
-def bn_diagnosis(model, train, test) -> dict:
+def precise_bn(model, train, batches_n=20):
+    """A copy of ``model`` whose BatchNorm running statistics are the plain average over 20 training
+    batches at its current weights. The adder layers' ``input_mean`` (the centring offset's mu) is
+    held as it is, so the statistics are those of the offsets the model evaluates with."""
+    true = copy.deepcopy(model)
+    adders = [m for m in true.modules() if isinstance(m, AdderConv2d)]
+    bns = [m for m in true.modules() if isinstance(m, nn.BatchNorm2d)]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    true.train()
+    for m in adders:
+        m.eval()  # forward unchanged; only the input_mean EMA is skipped
+    with torch.no_grad():
+        for i, (xb, _) in enumerate(batches(*train, torch.Generator().manual_seed(99))):
+            if i == batches_n:
+                break
+            true(xb)
+    for m, src in zip(bns, (m for m in model.modules() if isinstance(m, nn.BatchNorm2d))):
+        m.momentum = src.momentum
+    true.eval()
+    return true
+
+
+@torch.no_grad()
+def train_mode_accuracy(model, x, y) -> float:
+    """Accuracy with BatchNorm on batch statistics (batches of 64 in a fixed shuffled order), as the
+    network is in training: what it has learnt, whatever its running statistics say."""
+    m = copy.deepcopy(model)
+    m.train()
+    correct = sum(int((m(xb).argmax(1) == yb).sum()) for xb, yb in batches(x, y, torch.Generator().manual_seed(7)))
+    return 100.0 * correct / len(y)
+
+
+def _stage(name: str) -> str:
+    return name.split(".")[0] if name.startswith("layer") else "stem/head"
+
+
+def bn_diagnosis(model, train, test, stages=False) -> dict:
     """How far the running statistics are from the true ones (a precise-BN pass over 20 batches),
-    and the accuracy with only the mean, or only the variance, replaced by the true one."""
-    true = recalibrate_bn(copy.deepcopy(model), batches(*train, torch.Generator().manual_seed(99)), batches=20)
+    per layer and as medians, and the accuracy with only the mean, or only the variance, replaced by
+    the true one; with ``stages``, also with both replaced in one stage (layer1, ...) at a time."""
+    true = precise_bn(model, train)
     bns = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)]
     tbn = dict(true.named_modules())
-    mean_z, log_var = [], []
+    layers = []
     for n, m in bns:
         t = tbn[n]
-        mean_z.append(((m.running_mean - t.running_mean).abs() / (t.running_var + m.eps).sqrt()).median().item())
-        log_var.append((m.running_var / t.running_var).log().abs().median().item())
+        z = (m.running_mean - t.running_mean).abs() / (t.running_var + m.eps).sqrt()
+        lv = (m.running_var / t.running_var).log()
+        layers.append({"name": n, "mean_err_sd": z.median().item(), "mean_err_sd_max": z.max().item(),
+                       "log_var_ratio": lv.median().item(), "abs_log_var_ratio": lv.abs().median().item()})
+    mean_z = [r["mean_err_sd"] for r in layers]
+    log_var = [r["abs_log_var_ratio"] for r in layers]
     out = {"mean_err_sd_median": statistics.median(mean_z), "mean_err_sd_max": max(mean_z),
-           "abs_log_var_ratio_median": statistics.median(log_var), "abs_log_var_ratio_max": max(log_var)}
-    for fix in ("mean", "var"):
+           "abs_log_var_ratio_median": statistics.median(log_var), "abs_log_var_ratio_max": max(log_var),
+           "layers": layers}
+
+    def hybrid_acc(names, fixes):
         hybrid = copy.deepcopy(model)
         hmods = dict(hybrid.named_modules())
-        for n, _ in bns:
-            getattr(hmods[n], f"running_{fix}").copy_(getattr(tbn[n], f"running_{fix}"))
-        out[f"acc_true_{fix}_only"] = accuracy(hybrid, *test)
+        for n in names:
+            for fix in fixes:
+                getattr(hmods[n], f"running_{fix}").copy_(getattr(tbn[n], f"running_{fix}"))
+        return accuracy(hybrid, *test)
+
+    names = [n for n, _ in bns]
+    for fix in ("mean", "var"):
+        out[f"acc_true_{fix}_only"] = hybrid_acc(names, (fix,))
     out["acc_precise_bn"] = accuracy(true, *test)
+    out["acc_train_mode_bn"] = train_mode_accuracy(model, *test)
+    if stages:
+        for st in dict.fromkeys(_stage(n) for n in names):
+            out[f"acc_true_stats_in_{st}"] = hybrid_acc([n for n in names if _stage(n) == st], ("mean", "var"))
     return out
 
 
@@ -164,7 +237,7 @@ def run_cell(phase, model_name, kind, option, opt, seed, diagnose=False) -> dict
     model = make_model(model_name, kind, option)
     optimizer, sched = make_optimizer(model, opt)
     gen = torch.Generator().manual_seed(seed)
-    accs, losses = [], []
+    accs, losses, diags, diag_seconds = [], [], [], 0.0
     t0 = time.time()
     for _epoch in range(EPOCHS):
         model.train()
@@ -182,9 +255,15 @@ def run_cell(phase, model_name, kind, option, opt, seed, diagnose=False) -> dict
         if option == "precise" and kind == "adder":
             recalibrate_bn(model, batches(*train, torch.Generator().manual_seed(99)), batches=20)
         accs.append(accuracy(model, *test))
-    row = {"phase": phase, "model": model_name, "kind": kind, "option": option if kind == "adder" else "-",
-           "opt": opt, "seed": seed, "centering": "sum|w-mu|", "acc": accs, "train_loss": losses, "seconds": round(time.time() - t0, 1)}
-    if diagnose and kind == "adder":
+        if diagnose == "epoch":
+            t_diag = time.time()
+            diags.append(bn_diagnosis(model, train, test, stages=_epoch == EPOCHS - 1))
+            diag_seconds += time.time() - t_diag
+    row = {"phase": phase, "model": model_name, "kind": kind, "option": option,
+           "opt": opt, "seed": seed, "centering": "sum|w-mu|", "acc": accs, "train_loss": losses, "seconds": round(time.time() - t0 - diag_seconds, 1)}
+    if diagnose == "epoch":  # "seconds" above leaves the diagnosis out
+        row["bn_epochs"], row["bn"], row["diag_seconds"] = diags, diags[-1], round(diag_seconds, 1)
+    elif diagnose and kind == "adder":
         row["bn"] = bn_diagnosis(model, train, test)
     return row
 
@@ -195,9 +274,13 @@ def main(argv=None):
     p.add_argument("--models", nargs="+", default=["lenet", "usercnn", "resnet20"])
     p.add_argument("--kinds", nargs="+", default=["adder", "conv"])
     p.add_argument("--options", nargs="+", default=["center"])
+    p.add_argument("--conv-options", nargs="+", default=["-"],
+                   help="BN options for the CNN twins: '-' (none, the twin as it is) or 'allmom<m>'")
     p.add_argument("--opts", nargs="+", default=["sgd", "step", "adam", "adamw"])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--diagnose", action="store_true", help="also measure running vs true BN statistics")
+    p.add_argument("--diagnose", nargs="?", const="end", choices=("end", "epoch"),
+                   help="also measure running vs true BN statistics: after the last epoch (adder models), "
+                        "or 'epoch': after every epoch, with train-mode-BN accuracy and per-stage restores (both kinds)")
     p.add_argument("--report", action="store_true", help="write plain_loop.json and the RESULTS.md section")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -207,7 +290,7 @@ def main(argv=None):
     cells = []
     for model_name in args.models:
         for kind in args.kinds:
-            for option in (args.options if kind == "adder" else ["-"]):
+            for option in (args.options if kind == "adder" else args.conv_options):
                 for opt in args.opts:
                     for seed in args.seeds:
                         cells.append((model_name, kind, option, opt, seed))

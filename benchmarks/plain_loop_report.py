@@ -16,6 +16,11 @@ OPTIONS = {
     "center_inmean": "offset sum abs(w - mu) (prototype hooks)",
     "mom0.5": "BN momentum 0.5",
     "precise": "precise-BN each epoch (20 batches)",
+    "center_mom0.3": "offset sum abs(w - mu), adder BNs momentum 0.3",
+    "center_mom0.5": "offset sum abs(w - mu), adder BNs momentum 0.5",
+    "center_allmom0.5": "offset sum abs(w - mu), every BN momentum 0.5",
+    "allmom0.5": "every BN momentum 0.5",
+    "-": "-",
 }
 
 
@@ -37,34 +42,78 @@ def study_tables(rows) -> list[str]:
            "last epoch, against a precise-BN pass over 20 training batches): median over layers of the "
            "per-layer median |running mean - true mean| in true standard deviations, and of |log(running "
            "var / true var)|; then the accuracy with only the running means, or only the running "
-           "variances, replaced by the true ones.", "",
+           "variances, replaced by the true ones; then precise BN (both replaced) and train-mode BN (batch "
+           "statistics), where measured. A BN option changes no weight: its rows share the precise-BN accuracy.", "",
            "| model | BN option | optimiser | accuracy e1 / e2 / e3 | train loss e3 | mean error (sd) | "
-           "abs log var ratio | acc, true mean only | acc, true var only |",
-           "|---|---|---|---|---|---|---|---|---|"]
+           "abs log var ratio | acc, true mean only | acc, true var only | acc, precise BN | acc, train-mode BN |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: (r["model"], r["kind"], _option(r), r["opt"])):
         bn = r.get("bn") or {}
         cells = [MODELS.get(r["model"], r["model"]) + ("" if r["kind"] == "adder" else ", CNN"),
-                 OPTIONS.get(_option(r), _option(r)) if r["kind"] == "adder" else "-", r["opt"],
+                 OPTIONS.get(_option(r), _option(r)), r["opt"],
                  _fmt(r["acc"]), f"{r['train_loss'][-1]:.3f}"]
         cells += ([f"{bn['mean_err_sd_median']:.3f}", f"{bn['abs_log_var_ratio_median']:.3f}",
                    f"{bn['acc_true_mean_only']:.1f}", f"{bn['acc_true_var_only']:.1f}"] if bn else ["", "", "", ""])
+        cells += [f"{bn[k]:.1f}" if k in bn else "" for k in ("acc_precise_bn", "acc_train_mode_bn")]
         out.append("| " + " | ".join(cells) + " |")
+    return out + epoch_diagnosis_tables(rows)
+
+
+def _stage(name):
+    return name.split(".")[0] if name.startswith("layer") else name
+
+
+def epoch_diagnosis_tables(rows) -> list[str]:
+    """For rows run with --diagnose epoch: after every epoch, eval-mode accuracy against train-mode-BN
+    and precise-BN accuracy at the same weights, and the per-stage worst running-vs-true errors."""
+    rows = [r for r in rows if r.get("bn_epochs")]
+    if not rows:
+        return []
+    out = ["", "Eval mode against the same weights' own statistics, after every epoch (`--diagnose epoch`): "
+           "eval mode (running statistics); train-mode BN (batch statistics, batches of 64); precise BN "
+           "(running statistics replaced by a 20-batch average at the final weights, `input_mean` held); "
+           "true mean only / true var only (one of the two replaced).", "",
+           "| model | kind | optimiser | epoch | train loss | eval mode | train-mode BN | precise BN | true mean only | true var only |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: (r["model"], r["opt"], r["kind"], r["option"])):
+        for e, d in enumerate(r["bn_epochs"]):
+            out.append(f"| {MODELS.get(r['model'], r['model'])} | {r['kind'] + ('' if r['option'] == '-' else ', ' + OPTIONS.get(_option(r), r['option']))} | "
+                       f"{r['opt']} | {e + 1} | {r['train_loss'][e]:.3f} | {r['acc'][e]:.1f} | {d['acc_train_mode_bn']:.1f} | "
+                       f"{d['acc_precise_bn']:.1f} | {d['acc_true_mean_only']:.1f} | {d['acc_true_var_only']:.1f} |")
+    out += ["", "Where in the depth (same rows): per stage, the largest per-layer median |running - true mean| in "
+            "true standard deviations, then the largest per-layer median |log(running var / true var)|, after "
+            "epochs 1 / 2 / 3; and after the last epoch the accuracy with both statistics replaced in that stage only (bn1, the stem, and bn2, the head after the 1x1 classifier, are restored together).", "",
+            "| model | kind | optimiser | stage | mean error (sd) e1 / e2 / e3 | abs log var ratio e1 / e2 / e3 | acc, true stats in this stage only |",
+            "|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: (r["model"], r["opt"], r["kind"], r["option"])):
+        stages = list(dict.fromkeys(_stage(layer["name"]) for layer in r["bn_epochs"][0]["layers"]))
+        for st in stages:
+            worst = [[max(abs(layer[k]) for layer in d["layers"] if _stage(layer["name"]) == st) for d in r["bn_epochs"]]
+                     for k in ("mean_err_sd", "log_var_ratio")]
+            key = "stem/head" if not st.startswith("layer") else st
+            acc = r["bn_epochs"][-1].get(f"acc_true_stats_in_{key}")
+            out.append(f"| {MODELS.get(r['model'], r['model'])} | {r['kind']} | {r['opt']} | {st} | "
+                       f"{' / '.join(f'{x:.2f}' for x in worst[0])} | {' / '.join(f'{x:.2f}' for x in worst[1])} | "
+                       f"{'' if acc is None else f'{acc:.1f}'} |")
     return out
 
 
 def final_tables(rows):
     by = defaultdict(dict)
     for r in rows:
-        by[(r["model"], r["opt"], r["kind"])][r["seed"]] = r
+        by[(r["model"], r["opt"], r["kind"], r["option"])][r["seed"]] = r
     out = ["### 11.2 Final: mnist5k test set (1000 images), seeds 0 / 1 / 2", "",
            "Eval-mode test accuracy after the last epoch; pass = adder mean >= CNN mean - 2 and every adder "
            "seed >= CNN mean - 4 (pre-registered in docs/training.md).", "",
            "| model | optimiser | adder per seed | adder mean | CNN per seed | CNN mean | adder - CNN | verdict |",
            "|---|---|---|---|---|---|---|---|"]
     verdicts = []
-    for model in MODELS:
+    for model, option in [(m, o) for m in MODELS
+                          for o in sorted({r["option"] for r in rows if r["model"] == m and r["kind"] == "adder"} or {"center"})]:
+        # one line per BN option the adder ran with, each against the same (unchanged) CNN twin
+        label = MODELS[model] + ("" if option == "center" else f", {OPTIONS.get(option, option)}")
         for opt in OPTS:
-            a, c = by.get((model, opt, "adder"), {}), by.get((model, opt, "conv"), {})
+            a, c = by.get((model, opt, "adder", option), {}), by.get((model, opt, "conv", "-"), {})
             acc_a = [a[s]["acc"][-1] for s in sorted(a)]
             acc_c = [c[s]["acc"][-1] for s in sorted(c)]
             ma = statistics.mean(acc_a) if acc_a else None
@@ -75,15 +124,16 @@ def final_tables(rows):
                 ok = ma >= mc - 2 and all(x >= mc - 4 for x in acc_a)
                 verdict = ("pass" if ok else "MISS") if len(acc_a) == 3 and len(acc_c) == 3 else (
                     f"incomplete (adder {len(acc_a)}/3, CNN {len(acc_c)}/3 seeds): {'within' if ok else 'outside'} so far")
-            verdicts.append({"model": model, "opt": opt, "adder": acc_a, "cnn": acc_c, "adder_mean": ma,
-                             "cnn_mean": mc, "verdict": verdict})
-            out.append(f"| {MODELS[model]} | {OPTS[opt]} | {_fmt(acc_a)} | {'' if ma is None else f'{ma:.1f}'} | "
+            verdicts.append({"model": model, "option": option, "opt": opt, "adder": acc_a, "cnn": acc_c,
+                             "adder_mean": ma, "cnn_mean": mc, "verdict": verdict})
+            out.append(f"| {label} | {OPTS[opt]} | {_fmt(acc_a)} | {'' if ma is None else f'{ma:.1f}'} | "
                        f"{_fmt(acc_c)} | {'' if mc is None else f'{mc:.1f}'} | "
                        f"{'' if ma is None or mc is None else f'{ma - mc:+.1f}'} | {verdict} |")
     out += ["", "Per epoch (eval-mode test accuracy after epochs 1 / 2 / 3, each seed):", "",
             "| model | optimiser | kind | seed | e1 / e2 / e3 | train loss e1 / e2 / e3 | seconds |", "|---|---|---|---|---|---|---|"]
-    for r in sorted(rows, key=lambda r: (list(MODELS).index(r["model"]), list(OPTS).index(r["opt"]), r["kind"], r["seed"])):
-        out.append(f"| {MODELS[r['model']]} | {OPTS[r['opt']]} | {r['kind']} | {r['seed']} | {_fmt(r['acc'])} | "
+    for r in sorted(rows, key=lambda r: (list(MODELS).index(r["model"]), list(OPTS).index(r["opt"]), r["kind"], r["option"], r["seed"])):
+        kind = r["kind"] if r["option"] in ("-", "center") else f"{r['kind']}, {OPTIONS.get(r['option'], r['option'])}"
+        out.append(f"| {MODELS[r['model']]} | {OPTS[r['opt']]} | {kind} | {r['seed']} | {_fmt(r['acc'])} | "
                    f"{' / '.join(f'{x:.3f}' for x in r['train_loss'])} | {r['seconds']:.0f} |")
     return out, verdicts
 
@@ -94,8 +144,9 @@ def write_report(study, final, out_dir, results_md, machine):
         json.dump({"machine": machine, "study": study, "final": final, "verdicts": verdicts}, f, indent=1)
     body = [SECTION, "",
             f"`benchmarks/plain_loop.py` (protocol: docs/training.md, pre-registered). Machine: {machine}, "
-            "a 2-core box shared by 8 sessions, load average 25-32 during the runs (the seconds column is "
-            "wall time under that load, not comparable). Raw rows: "
+            "a 2-core box shared by several sessions, load average 25-32 during the first runs and about "
+            "4-8 during the ResNet-20 study rows and seeds 1-2 (the seconds column is wall time under "
+            "that load, not comparable). Raw rows: "
             "`benchmarks/results/plain_loop_{study,final}.jsonl`, `plain_loop.json`.", "",
             *study_tables(study), "", *final_lines, ""]
     text = open(results_md).read() if os.path.exists(results_md) else "# Results\n"
