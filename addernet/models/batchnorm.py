@@ -14,6 +14,8 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import update_bn
 
+from ..nn import AdderConv2d
+
 
 def _first_tensor(batch):
     if isinstance(batch, torch.Tensor):
@@ -49,10 +51,15 @@ def recalibrate_bn(model: nn.Module, loader, batches: int | None = 50, device=No
     if first is None:  # before any statistic is reset
         raise ValueError("recalibrate_bn: the loader gave no batches")
     modes = {m: m.training for m in model.modules()}
+    centred = [m for m in model.modules() if isinstance(m, AdderConv2d) and m.bn_centered]
     try:
+        for m in centred:  # the offsets stay those the model will evaluate with
+            m.input_mean_held = True
         # update_bn: reset stats, momentum None (a cumulative average), train mode, no grad.
         update_bn((_first_tensor(b) for b in itertools.chain([first], it)), model, device=device)
     finally:
+        for m in centred:
+            m.input_mean_held = False
         for m, training in modes.items():
             m.training = training
     return model

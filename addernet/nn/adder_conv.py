@@ -90,6 +90,10 @@ class AdderConv2d(_ConvNd):
     # in a state dict is what marks the layer as centred, so a checkpoint says how its BatchNorm
     # statistics were taken and loads as it was saved.
     input_mean: torch.Tensor | None
+    # True while recalibrate_bn re-estimates the BatchNorms in train mode: the EMA of input_mean
+    # then stands still, so that every batch of the pass sees the offset the model evaluates with
+    # (a moving offset would leave the averaged running mean off by its drift over the pass).
+    input_mean_held: bool = False
 
     @property
     def bn_centered(self) -> bool:
@@ -149,7 +153,7 @@ class AdderConv2d(_ConvNd):
             input, weight, self.bias, self.stride, padding, self.dilation, self.groups,
             backend=self.backend, grad_mode=self.grad_mode,
         )
-        if self.input_mean is not None and self.training:  # after the op, which has checked the input
+        if self.input_mean is not None and self.training and not self.input_mean_held:  # after the op's input check
             with torch.no_grad():  # an EMA like BatchNorm's (momentum 0.1): inputs are normalised, so it settles
                 self.input_mean.lerp_(input.detach().mean(dim=(0, 2, 3)).to(self.input_mean.dtype), 0.1)
         offset = self.centering_offset()

@@ -4,6 +4,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+import addernet
 import addernet.data as D
 from addernet.models import (MODELS, SPECS, feature_extractor, get_model, model_spec, recalibrate_bn,
                              replace_head)
@@ -194,6 +195,24 @@ def test_recalibrate_bn_is_the_average_over_the_first_batches():
     torch.testing.assert_close(model[0].running_var, per_batch.mean(0))
     assert model[0].momentum == 0.1  # restored
     assert model.training and model[0].training and not model[1].training  # each mode restored
+
+
+def test_recalibrate_bn_measures_a_centred_adder_under_the_offset_it_evaluates_with():
+    # The centred layer's input_mean would move 10% a batch in the pass's train mode, so each
+    # batch would see another offset and the averaged running mean would miss the final one
+    # (by 2.2 here before the fix).
+    torch.manual_seed(0)
+    data = torch.rand(24, 2, 5, 5) * 3 + 1  # input means far from the layer's input_mean (0.5)
+    loader = DataLoader(TensorDataset(data, torch.zeros(24)), batch_size=8)
+    adder = addernet.AdderConv2d(2, 3, 3, bn_centered=True)
+    adder.input_mean.fill_(0.5)
+    model = nn.Sequential(adder, nn.BatchNorm2d(3)).eval()
+    recalibrate_bn(model, loader, batches=None)
+    assert torch.equal(adder.input_mean, torch.full((2,), 0.5))  # held, not moved by the pass
+    assert not adder.input_mean_held and not model.training  # restored
+    with torch.no_grad():  # eval mode: the raw op plus the offset the model now evaluates with
+        pre_bn = adder(data)
+    torch.testing.assert_close(model[1].running_mean, pre_bn.mean((0, 2, 3)), rtol=1e-5, atol=1e-4)
 
 
 def test_recalibrate_bn_errors_leave_statistics_alone():
