@@ -98,7 +98,9 @@ def summary_figure(comparisons: dict, *, title: str, ylabel: str = "difference (
 
     if not comparisons:
         raise ValueError("summary_figure needs at least one comparison")
-    fig = figure(figsize=(1.2 + 1.5 * len(comparisons), 3.6))
+    # Wide enough for the title too (at fontsize 9, about 0.075 inch a character): a figure of
+    # few comparisons cut it off.
+    fig = figure(figsize=(max(1.2 + 1.5 * len(comparisons), 0.075 * len(title) + 0.6), 3.6))
     ax = fig.add_subplot(1, 1, 1)
     for i, (label, c) in enumerate(comparisons.items()):
         d = np.asarray([np.nan if x is None else x for x in c["diffs"]], dtype=np.float64)
