@@ -7,7 +7,7 @@ import pytest
 from methods.bownet import preregistered as P
 from methods.common.stats import paired_difference
 
-from helpers.method_cli import run_method  # noqa: E402
+from helpers.method_cli import quick_tune_and_choose, run_method  # noqa: E402
 
 
 def _cell(arm, seed, five, words=None, crop=None, best="pool2"):
@@ -49,12 +49,7 @@ def _cli(*args, timeout=1200):
 
 
 def test_quick_chunks_of_every_arm_run_and_say_they_are_too_small(tmp_path):
-    tune, choice, ev = tmp_path / "t.json", tmp_path / "c.json", tmp_path / "e.json"
-    r = _cli("--phase", "tune", "--quick", "--kind", "conv", "--seeds", "100", "--json", str(tune))
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert "too small to test the claim" in r.stdout
-    r = _cli("--phase", "tune", "--merge", str(tune), "--json", str(choice))
-    assert r.returncode == 0, r.stderr[-3000:]
+    choice, ev = quick_tune_and_choose(_cli, tmp_path), tmp_path / "e.json"
     c = json.loads(choice.read_text())
     assert set(c["layers"]) == set(P.ARMS) and set(c["layers"].values()) <= set(P.LAYERS)
     r = _cli("--phase", "eval", "--quick", "--kind", "conv", "--seeds", "0", "--choice", str(choice),

@@ -9,7 +9,7 @@ from methods.clusterfit import preregistered as P
 from methods.common.split import SPLIT_SEED, validation_indices
 from methods.common.stats import paired_difference
 
-from helpers.method_cli import run_method  # noqa: E402
+from helpers.method_cli import quick_tune_and_choose, run_method  # noqa: E402
 
 
 def test_parts_keep_classes_apart_and_never_train_on_validation_images():
@@ -59,12 +59,7 @@ def _cli(*args, timeout=900):
 
 
 def test_quick_chunks_run_with_every_control_and_say_they_are_too_small(tmp_path):
-    tune, choice, ev = tmp_path / "t.json", tmp_path / "c.json", tmp_path / "e.json"
-    r = _cli("--phase", "tune", "--quick", "--kind", "conv", "--seeds", "100", "--json", str(tune))
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert "too small to test the claim" in r.stdout
-    r = _cli("--phase", "tune", "--merge", str(tune), "--json", str(choice))
-    assert r.returncode == 0, r.stderr[-3000:]
+    choice, ev = quick_tune_and_choose(_cli, tmp_path), tmp_path / "e.json"
     ks = json.loads(choice.read_text())["ks"]
     assert set(ks) == {"0.8"} and ks["0.8"] in P.K_GRID
     r = _cli("--phase", "eval", "--quick", "--kind", "conv", "--seeds", "0", "--choice", str(choice),
