@@ -70,15 +70,15 @@ def paired_difference(a, b, *, direction: int = 1, confidence: float = CONFIDENC
     return out
 
 
-def describe(values) -> str:
+def describe(values, digits: int = 1) -> str:
     """'mean ± std' over seeds only with two or more of them; one seed prints its value alone
-    ("1 seed"), so a single run never looks like a spread."""
+    ("1 seed"), so a single run never looks like a spread. ``digits``: decimals shown."""
     v = _vector(values, "values")
     if v.size == 0:
         return "n/a"
     if v.size == 1:
-        return f"{v[0]:.1f} (1 seed)"
-    return f"{v.mean():.1f} ± {v.std(ddof=1):.1f}"
+        return f"{v[0]:.{digits}f} (1 seed)"
+    return f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}"
 
 
 def is_degenerate(predictions) -> bool:

@@ -193,3 +193,54 @@ def strong_pgd(model: nn.Module, loader, *, eps: float, steps: int = 100, restar
         return robust / total
     finally:
         model.train(was)
+
+
+def square_accuracy(model: nn.Module, loader, *, eps: float, queries: int = 1000, limit: Optional[int] = 200,
+                    seed: int = 0, device="cpu") -> float:
+    """Accuracy (a fraction) under the Square attack (Andriushchenko et al., ECCV 2020), L-inf, one
+    restart of ``queries`` queries, on the first ``limit`` images: a random search that never reads a
+    gradient, so a model that masks its gradients cannot fool it. Issue 27's check on PGD's verdicts.
+    The attack is ART's (adversarial-robustness-toolbox); an image counts as robust when it is
+    classified correctly both clean and after the attack."""
+    try:
+        from art.attacks.evasion import SquareAttack
+        from art.estimators.classification import PyTorchClassifier
+    except ImportError as e:   # an optional dependency: say which package to install
+        raise ImportError("the Square attack needs adversarial-robustness-toolbox "
+                          "(pip install 'torch-addernet[methods]')") from e
+    import numpy as np
+    if queries < 1:
+        raise ValueError(f"queries must be >= 1, got {queries}")
+    model = model.to(device)
+    was = model.training
+    model.eval()
+    try:
+        xs, ys = [], []
+        for x, y in _batches(loader, device, limit):
+            xs.append(x.cpu())
+            ys.append(y.cpu())
+        if not xs:
+            raise ValueError("the evaluation loader is empty")
+        x, y = torch.cat(xs), torch.cat(ys)
+        if x.dim() != 4 or min(x.shape[-2:]) < 5:
+            # ART's first square covers 80% of the image and fails to place on smaller ones
+            raise ValueError(f"the Square attack needs images of at least 5x5 pixels (N, C, H, W), got "
+                             f"{tuple(x.shape)}")
+        with torch.no_grad():
+            num_classes = model(x[:1].to(device)).shape[1]
+        clf = PyTorchClassifier(model=model, loss=nn.CrossEntropyLoss(), input_shape=tuple(x.shape[1:]),
+                                nb_classes=num_classes, clip_values=(0.0, 1.0), device_type="cpu"
+                                if str(device) == "cpu" else "gpu")
+        state = np.random.get_state()
+        np.random.seed(seed)          # ART draws its squares from numpy's global generator
+        try:
+            attack = SquareAttack(clf, norm=np.inf, eps=eps, max_iter=queries, nb_restarts=1, verbose=False)
+            x_adv = torch.from_numpy(attack.generate(x.numpy(), y=y.numpy())).to(x.dtype)
+        finally:
+            np.random.set_state(state)
+        with torch.no_grad():
+            ok = _correct_mask(model, x.to(device), y.to(device)) & _correct_mask(model, x_adv.to(device),
+                                                                                 y.to(device))
+        return float(ok.sum()) / len(ok)     # exact: a float32 mean prints 67.5000011920929
+    finally:
+        model.train(was)

@@ -254,6 +254,21 @@ def _stats(values):
     return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
 
 
+TRANSFER_SEED = 10_000    # the transfer source's own seed: independent of every student's
+
+
+def transfer_attack(cfg: Config, train, test):
+    """The transfer attack's examples: a plain LeNet-5-BN trained on ``train`` with its own seed
+    (TRANSFER_SEED), then FGSM-eps PGD-20 crafted on it against the first ``cfg.eval_samples`` images
+    of ``test``. Returns ``transfer_examples``' output, for ``robustness(transfer=...)``."""
+    seed_everything(TRANSFER_SEED)
+    source = _build("lenet5_bn", "conv", len(TARGET_CLASSES))
+    fit(source, (train, None), epochs=cfg.transfer_epochs, lr=cfg.lr, device=cfg.device, seed=TRANSFER_SEED,
+        out=None, progress=cfg.progress, log=lambda _m: None, limit_batches=cfg.limit_batches)
+    return transfer_examples(source, test, eps=cfg.headline_eps, steps=cfg.pgd_steps, seed=1,
+                             device=cfg.device, limit=cfg.eval_samples)
+
+
 def grad_cosine(student: nn.Module, teacher: nn.Module, x, y, target="prob", adapter=None) -> float:
     """Mean per-sample cosine similarity of student and teacher input gradients."""
     js = input_gradient(student.eval(), x, y, target=target).flatten(1)
@@ -282,15 +297,9 @@ def run(cfg: Config, *, json_path: Optional[str] = None, out: Optional[str] = No
                             progress=cfg.progress, limit_batches=cfg.limit_batches).to(cfg.device)
     timing["teacher_s"] = time.perf_counter() - t0
 
-    # Transfer source: an independently trained plain CNN (its own seed).
     t0 = time.perf_counter()
-    seed_everything(10_000)
-    source = _build("lenet5_bn", "conv", len(TARGET_CLASSES))
-    fit(source, _loaders(TARGET_CLASSES, cfg, 10_000), epochs=cfg.transfer_epochs, lr=cfg.lr, device=cfg.device,
-        seed=10_000, out=None, progress=cfg.progress, log=lambda _m: None, limit_batches=cfg.limit_batches)
     test = tgt[1]
-    transfer = transfer_examples(source, test, eps=cfg.headline_eps, steps=cfg.pgd_steps, seed=1,
-                                 device=cfg.device, limit=cfg.eval_samples)
+    transfer = transfer_attack(cfg, _loaders(TARGET_CLASSES, cfg, TRANSFER_SEED)[0], test)
     timing["transfer_source_s"] = time.perf_counter() - t0
 
     def evaluate(model, seed):

@@ -23,13 +23,15 @@ import time
 from typing import Optional, Sequence
 
 
+import torch
+
 from addernet.train import seed_everything
 from methods.common.chunks import check_chunks, finish_chunk, finish_merge
 from methods.common.split import split_loaders
 from methods.common.stats import describe, paired_difference
 
 from . import experiment as E
-from .evaluation import robustness, strong_pgd
+from .evaluation import robustness, square_accuracy, strong_pgd
 from .teacher import finetune_head, robust_teacher
 
 ARMS = ("ce", "igam", "igam_plain", "gradnorm", "ldiff")
@@ -40,6 +42,11 @@ EVAL_SEEDS = tuple(range(8))
 PRIMARY_EPS = 0.1
 CLEAN_TOLERANCE = 5.0               # points of validation clean accuracy below ce's still allowed
 CLAIMS = {"C1": ("igam", "ce"), "C2": ("igam", "igam_plain")}
+# Secondary cells of the evaluation phase (description only, pre-registered in methods/README.md):
+SQUARE = {"eps": 0.1, "queries": 1000, "images": 200}    # gradient-free check on masking
+COSINE_IMAGES = 64                  # student-teacher input-gradient cosine on the first test images
+EPS_HIGH = 0.3                      # ce, and igam with a teacher PGD-trained at eps 0.3 ("igam_t03")
+TEACHER_OF = {"igam_plain": "plain", "igam_t03": "robust03"}   # every other arm: "robust"
 TOO_SMALL = "quick run: too small to test the claim (1 seed, a few epochs, tens of images)"
 PHASES = ("tune", "eval")
 
@@ -67,11 +74,13 @@ def _loaders(classes, cfg: E.Config, seed: int, evaluate_on: str, batch: Optiona
     return train, held
 
 
-def teachers(cfg: E.Config, cache: Optional[str], log=None) -> dict:
+def teachers(cfg: E.Config, cache: Optional[str], log=None, high_eps: bool = False) -> dict:
     """{"robust", "plain"}: LeNet-5-BN on the fit images of 0-4, PGD-trained or plain CE (same epochs,
-    optimiser and seed), each with its logit layer fine-tuned on the fit images of 5-9."""
+    optimiser and seed), each with its logit layer fine-tuned on the fit images of 5-9. ``high_eps``:
+    also "robust03", PGD-trained at eps 0.3, otherwise identical (the secondary eps-0.3 cells)."""
     out = {}
-    for name, eps in (("robust", cfg.teacher.eps), ("plain", 0.0)):
+    todo = [("robust", cfg.teacher.eps), ("plain", 0.0)] + [("robust03", EPS_HIGH)] * high_eps
+    for name, eps in todo:
         tcfg = dataclasses.replace(cfg.teacher, eps=eps, batch_size=cfg.batch_size)
         # the fit part only: the cache key records it, so a first-version teacher is never reused
         tcfg = dataclasses.replace(tcfg, data="mnist5k:fit")
@@ -96,10 +105,11 @@ def _train_arms(kind, seed, cfg, arms_weights, teach, evaluate_on, log):
             log(f"{kind} seed {seed}: shared CE warm-up {time.perf_counter() - t0:.0f} s")
         for arm, weight in arms_weights:
             t0 = time.perf_counter()
-            acfg = cfg if weight is None else dataclasses.replace(cfg, weights={arm: weight})
-            teacher = teach["plain"] if arm == "igam_plain" else teach["robust"]
+            student = "igam" if arm == "igam_t03" else arm      # the same objective, another teacher
+            acfg = cfg if weight is None else dataclasses.replace(cfg, weights={student: weight})
+            teacher = teach[TEACHER_OF.get(arm, "robust")]
             info = {}
-            model = E.train_student(arm, kind, seed, teacher, acfg, loaders, info=info, warm_start=warm)
+            model = E.train_student(student, kind, seed, teacher, acfg, loaders, info=info, warm_start=warm)
             yield arm, weight, model, time.perf_counter() - t0, info.get("disc_updates", 0), loaders[1]
 
 
@@ -120,36 +130,78 @@ def run_chunk(kind: str, phase: str, seed: int, *, arms: Sequence[str] = ARMS, w
     cfg = config(kind, quick)
     t_start = time.perf_counter()
     seed_everything(0)
-    teach = teachers(cfg, os.path.join(out, "cache") if out else None, log=log)
+    evaluating = phase == "eval"
+    high = evaluating and "ce" in arms and "igam" in arms        # the secondary eps-0.3 pair
+    teach = teachers(cfg, os.path.join(out, "cache") if out else None, log=log, high_eps=high)
     if phase == "tune":
         plan = [("ce", None)] * ("ce" in arms) + [(a, w) for a in arms if a in WEIGHTED for w in GRID]
     else:
-        plan = [(a, (weights or {}).get(a)) for a in arms]
+        plan = [(a, (weights or {}).get(a)) for a in arms] + ([("igam_t03", weights["igam"])] if high else [])
     modes = E._adder_setup(cfg)[1]
+    square = dict(SQUARE, queries=20, images=40) if quick else SQUARE
+    transfer = _transfer_attack(cfg, log) if evaluating else None
     cells = []
     for arm, weight, model, seconds, d_updates, held in _train_arms(kind, seed, cfg, plan, teach,
-                                                                     "val" if phase == "tune" else "test", log):
-        eps = (PRIMARY_EPS,) if phase == "tune" else cfg.eps
+                                                                     "test" if evaluating else "val", log):
+        if arm == "igam_t03":
+            eps, strong_eps = (EPS_HIGH,), (EPS_HIGH,)
+        elif evaluating:
+            eps = strong_eps = tuple(cfg.eps) + ((EPS_HIGH,) if high and arm == "ce" else ())
+        else:
+            eps, strong_eps = (PRIMARY_EPS,), ()
         r = robustness(model, held, eps=eps, steps=cfg.pgd_steps, fgsm_eps=cfg.headline_eps, seed=seed,
-                       device=cfg.device, limit=cfg.eval_samples, adder_grad_modes=modes)
+                       device=cfg.device, limit=cfg.eval_samples, adder_grad_modes=modes,
+                       transfer=transfer)
         cell = {"arm": arm, "weight": weight, "kind": kind, "seed": seed, "train_seconds": round(seconds, 1),
                 "disc_updates": d_updates, "clean": 100 * r["clean"], "fgsm": 100 * r["fgsm"],
                 "pgd20": {str(e): 100 * a for e, a in r["pgd"].items()},
                 "pgd20_by_mode": {m: {str(e): 100 * a for e, a in d.items()} for m, d in r["pgd_by_mode"].items()},
                 "degenerate": r["degenerate"], "samples": r["samples"]}
-        if phase == "eval":
+        if evaluating:
             steps, restarts = cfg.strong_attack
             cell["strong"] = {str(e): 100 * strong_pgd(model, held, eps=e, steps=steps, restarts=restarts, seed=seed,
                                                        device=cfg.device, limit=cfg.eval_samples,
-                                                       adder_grad_modes=modes) for e in cfg.eps}
+                                                       adder_grad_modes=modes) for e in strong_eps}
+            if arm != "igam_t03":
+                cell["transfer"] = 100 * r["transfer"]
+                cell["square"] = {"eps": square["eps"], "queries": square["queries"], "images": square["images"],
+                                  "accuracy": 100 * square_accuracy(model, held, eps=square["eps"],
+                                                                    queries=square["queries"],
+                                                                    limit=square["images"], seed=seed,
+                                                                    device=cfg.device)}
+                x_cos, y_cos = _first_images(held, COSINE_IMAGES, cfg.device)
+                cell["grad_cosine"] = E.grad_cosine(model, teach["robust"], x_cos, y_cos, target=cfg.target)
         cells.append(cell)
+        primary = "0.3" if arm == "igam_t03" else str(PRIMARY_EPS)
         log(f"{kind} {phase} seed {seed} {arm}" + ("" if weight is None else f" w={weight}")
-            + f": clean {cell['clean']:.1f} pgd20@0.1 {cell['pgd20'][str(PRIMARY_EPS)]:.1f}"
-            + (f" strong@0.1 {cell['strong'][str(PRIMARY_EPS)]:.1f}" if "strong" in cell else "")
+            + f": clean {cell['clean']:.1f} pgd20@{primary} {cell['pgd20'][primary]:.1f}"
+            + (f" strong@{primary} {cell['strong'][primary]:.1f}" if "strong" in cell else "")
+            + (f" square@0.1 {cell['square']['accuracy']:.1f}" if "square" in cell else "")
             + (" DEGENERATE (constant predictor)" if cell["degenerate"] else ""))
     result = {"method": "igam", "version": 2, "kind": kind, "phase": phase, "seed": seed, "quick": quick,
               "weights": weights, "cells": cells, "config": E._config_dict(cfg, *E._adder_setup(cfg))}
     return finish_chunk(result, t_start=t_start, note=TOO_SMALL, json_path=json_path, log=log)
+
+
+def _first_images(loader, n: int, device):
+    xs, ys, have = [], [], 0
+    for x, y in loader:
+        xs.append(x[: n - have])
+        ys.append(y[: n - have])
+        have += len(xs[-1])
+        if have >= n:
+            break
+    return torch.cat(xs).to(device), torch.cat(ys).to(device)
+
+
+def _transfer_attack(cfg: E.Config, log):
+    """The transfer attack's examples, as in the first version, but its plain source CNN trains on the
+    fit images of 5-9 only (the validation images stay unseen) and attacks the test images."""
+    t0 = time.perf_counter()
+    train, test = _loaders(E.TARGET_CLASSES, cfg, E.TRANSFER_SEED, "test")
+    examples = E.transfer_attack(cfg, train, test)
+    log(f"transfer source trained and its examples crafted in {time.perf_counter() - t0:.0f} s")
+    return examples
 
 
 def choose(chunks: Sequence[dict]) -> dict:
@@ -181,6 +233,15 @@ def choose(chunks: Sequence[dict]) -> dict:
             "seeds": sorted({c["seed"] for c in chunks})}
 
 
+def _described(cells, get, digits: int = 1) -> str:
+    """describe() of a secondary cell present in every chunk, else "not run" (chunks of an older layout)."""
+    try:
+        vals = [get(c) for c in cells]
+    except KeyError:
+        return "not run"
+    return describe(vals, digits=digits)
+
+
 def merge_chunks(chunks: Sequence[dict], *, out: Optional[str] = None) -> dict:
     """The evaluation chunks of one kind: per-arm rows, the claims' paired statistics, a table and a PNG."""
     kind = check_chunks(chunks, "eval")
@@ -198,6 +259,10 @@ def merge_chunks(chunks: Sequence[dict], *, out: Optional[str] = None) -> dict:
               for name, (a, b) in CLAIMS.items()}
     described = {f"{a} - ce": paired_difference(series(a), series("ce"))
                  for a in ("gradnorm", "ldiff", "igam_plain")}
+    high = str(EPS_HIGH)
+    if any(arm == "igam_t03" for arm, _ in by):
+        described[f"igam (eps-{high} teacher) - ce, strong @{high}"] = paired_difference(
+            *[[by[(a, s)]["strong"][high] if (a, s) in by else None for s in seeds] for a in ("igam_t03", "ce")])
     rows = []
     for arm in ARMS:
         cells = [by[(arm, s)] for s in seeds if (arm, s) in by]
@@ -206,9 +271,13 @@ def merge_chunks(chunks: Sequence[dict], *, out: Optional[str] = None) -> dict:
         rows.append({"arm": arm, "seeds": len(cells), "clean": describe([c["clean"] for c in cells]),
                      "strong@0.1": describe([c["strong"][key] for c in cells]),
                      "pgd20@0.1": describe([c["pgd20"][key] for c in cells]),
+                     "square@0.1": _described(cells, lambda c: c["square"]["accuracy"]),
+                     "transfer": _described(cells, lambda c: c["transfer"]),
+                     "grad cosine": _described(cells, lambda c: c["grad_cosine"], digits=3),
                      "degenerate seeds": ", ".join(str(c["seed"]) for c in cells if c["degenerate"]) or "none"})
     result = {"method": "igam", "version": 2, "kind": kind, "seeds": seeds, "rows": rows}
-    return finish_merge(chunks, result, cols=["arm", "seeds", "clean", "pgd20@0.1", "strong@0.1", "degenerate seeds"],
+    return finish_merge(chunks, result, cols=["arm", "seeds", "clean", "pgd20@0.1", "strong@0.1", "square@0.1", "transfer",
+                              "grad cosine", "degenerate seeds"],
                         note=TOO_SMALL, claims=claims, described=described, out=out,
                         png=f"igam_v2_{kind}_summary.png",
                         title=f"IGAM v2 ({kind}): strong-attack accuracy @0.1, paired differences per seed")

@@ -63,3 +63,36 @@ def test_robustness_flags_a_constant_predictor():
     assert r["degenerate"] is True and r["predictions"].tolist() == [0] * 8
     mixed = [(torch.tensor([0.0, 1.0]).view(2, 1, 1, 1).expand(2, 1, 2, 2).contiguous(), torch.tensor([0, 1]))]
     assert ev.robustness(_Marker(), mixed, eps=(0.0,), steps=1)["degenerate"] is False
+
+
+class _Masked(nn.Module):
+    """Class 1 when the mean of the inputs rounded down to tenths exceeds 0.5. The rounding makes the
+    input gradient zero everywhere (perfect gradient masking), yet the margin still moves in steps, so a
+    search that only reads outputs can climb it. A uniform random start never moves the mean of 64 pixels
+    far (sd about 0.02 at eps 0.25), so PGD stays where it started."""
+
+    def forward(self, x):
+        z = torch.floor(x * 10) / 10 + 0 * x        # + 0 * x: a graph, as a real masked model has
+        score = 20 * (z.mean((1, 2, 3)) - 0.5)
+        return torch.stack([torch.zeros_like(score), score], 1)
+
+
+def test_square_breaks_a_model_whose_gradients_are_masked():
+    x = torch.full((6, 1, 8, 8), 0.4)
+    loader = [(x, torch.zeros(6, dtype=torch.long))]
+    pgd_acc = ev.robustness(_Masked(), loader, eps=(0.25,), steps=5)["pgd"][0.25]
+    assert pgd_acc == 1.0                      # PGD is blind: the gradient is zero
+    assert ev.square_accuracy(_Masked(), loader, eps=0.25, queries=200, seed=0) == 0.0
+    assert ev.square_accuracy(_Masked(), loader, eps=0.05, queries=200, seed=0) == 1.0   # 0.45 rounds to 0.4: out of reach
+
+
+def test_square_counts_a_misclassified_clean_image_as_not_robust_and_refuses_bad_input():
+    x = torch.cat([torch.full((2, 1, 8, 8), 0.4), torch.full((2, 1, 8, 8), 0.9)])
+    loader = [(x, torch.zeros(4, dtype=torch.long))]              # the last two are wrong when clean
+    assert ev.square_accuracy(_Masked(), loader, eps=0.01, queries=20) == 0.5
+    with pytest.raises(ValueError, match="queries"):
+        ev.square_accuracy(_Masked(), loader, eps=0.1, queries=0)
+    with pytest.raises(ValueError, match="empty"):
+        ev.square_accuracy(_Masked(), [], eps=0.1)
+    with pytest.raises(ValueError, match="5x5"):
+        ev.square_accuracy(_Masked(), [(torch.rand(2, 1, 4, 4), torch.zeros(2, dtype=torch.long))], eps=0.1)

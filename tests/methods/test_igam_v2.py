@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from addernet.models import get_model
-from methods.common.stats import paired_difference
+from methods.common.stats import describe, paired_difference
 from methods.igam import IGAMStep, TeacherConfig, input_gradient, robust_teacher
 from methods.igam import experiment as E
 from methods.igam import preregistered as P
@@ -92,7 +92,12 @@ def test_choose_takes_the_most_robust_value_whose_clean_accuracy_is_within_five_
 
 def _eval_chunk(seed, strong):
     cells = [{"arm": a, "seed": seed, "clean": 95.0, "pgd20": {"0.1": v}, "strong": {"0.1": v},
-              "degenerate": a == "gradnorm" and seed == 2} for a, v in strong.items()]
+              "square": {"accuracy": v + 1}, "transfer": 90.0 + seed, "grad_cosine": 0.1 * seed,
+              "degenerate": a == "gradnorm" and seed == 2} for a, v in strong.items() if a != "igam_t03"]
+    if "igam_t03" in strong:    # the eps-0.3 pair: its own teacher, and ce attacked at 0.3 too
+        cells.append({"arm": "igam_t03", "seed": seed, "clean": 90.0, "pgd20": {"0.3": strong["igam_t03"]},
+                      "strong": {"0.3": strong["igam_t03"]}, "degenerate": False})
+        next(c for c in cells if c["arm"] == "ce")["strong"]["0.3"] = 10.0 + seed
     return {"phase": "eval", "kind": "conv", "seed": seed, "cells": cells}
 
 
@@ -107,7 +112,20 @@ def test_merge_computes_the_preregistered_claims_and_writes_the_summary_png(tmp_
         assert m["claims"][name]["mean"] == pytest.approx(ref["mean"])
         assert m["claims"][name]["ci_low"] == pytest.approx(ref["ci_low"])
         assert m["claims"][name]["holds"] == ref["holds"]
-    assert {r["arm"]: r["degenerate seeds"] for r in m["rows"]}["gradnorm"] == "2"
+    rows = {r["arm"]: r for r in m["rows"]}
+    assert rows["gradnorm"]["degenerate seeds"] == "2"
+    assert rows["ce"]["square@0.1"] == describe([41.0, 51.0, 31.0])
+    assert rows["ce"]["transfer"] == describe([90.0, 91.0, 92.0])
+    assert rows["igam"]["grad cosine"] == describe([0.0, 0.1, 0.2], digits=3)
+    assert "igam (eps-0.3 teacher) - ce, strong @0.3" not in m["described"]     # no eps-0.3 cells here
+    with_t03 = P.merge_chunks([_eval_chunk(s, {**v, "igam_t03": 20.0 + 2 * s}) for s, v in per_seed.items()])
+    assert with_t03["described"]["igam (eps-0.3 teacher) - ce, strong @0.3"]["mean"] == pytest.approx(11.0)
+    # chunks from before the secondary cells existed: those columns say so
+    old = [_eval_chunk(s, v) for s, v in per_seed.items()]
+    for chunk in old:
+        for c in chunk["cells"]:
+            del c["square"]
+    assert {r["square@0.1"] for r in P.merge_chunks(old)["rows"]} == {"not run"}
     assert (tmp_path / "igam_v2_conv_summary.png").stat().st_size > 1000
     # a seed without its igam cell: the claims are not judged, not computed on fewer seeds
     broken = [_eval_chunk(s, {k: v for k, v in per_seed[s].items() if (s, k) != (1, "igam")}) for s in per_seed]
@@ -145,6 +163,10 @@ def test_quick_chunks_of_the_new_arms_run_and_say_they_are_too_small(tmp_path):
     for c in e["cells"]:
         assert set(c["strong"]) == {"0.05", "0.1", "0.15"} and 0 <= c["strong"]["0.1"] <= c["clean"] <= 100
         assert isinstance(c["degenerate"], bool)
+        # the secondary cells: a gradient-free attack, the transfer attack, the gradient cosine
+        assert c["square"]["queries"] == 20 and c["square"]["images"] == 40
+        assert 0 <= c["square"]["accuracy"] <= c["clean"] and 0 <= c["transfer"] <= 100
+        assert -1 <= c["grad_cosine"] <= 1
     assert [c["disc_updates"] > 0 for c in e["cells"]] == [False, True, False]
 
 
