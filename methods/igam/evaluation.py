@@ -183,9 +183,14 @@ def strong_pgd(model: nn.Module, loader, *, eps: float, steps: int = 100, restar
                 with adder_grad_mode(model, m):
                     for loss_fn in (None, margin_loss):
                         for _ in range(restarts):
-                            x_adv = pgd(model, x, y, eps=eps, steps=steps, random_start=True, generator=gen,
-                                        loss_fn=loss_fn)
-                            ok &= _correct_mask(model, x_adv, y)
+                            # only the images still standing: one already fooled stays fooled (the
+                            # model is in eval mode, so an image's result does not depend on the others)
+                            left = ok.nonzero().squeeze(1)
+                            if len(left) == 0:
+                                break
+                            x_adv = pgd(model, x[left], y[left], eps=eps, steps=steps, random_start=True,
+                                        generator=gen, loss_fn=loss_fn)
+                            ok[left] &= _correct_mask(model, x_adv, y[left])
             total += len(y)
             robust += int(ok.sum())
         if total == 0:

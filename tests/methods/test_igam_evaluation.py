@@ -18,9 +18,10 @@ class _Marker(nn.Module):
 
 @pytest.fixture
 def two_modes_break_different_images(monkeypatch):
-    """Pretend the model has adder layers; the 'paper' mode's attacks break the first half of each batch,
-    the 'exact' mode's the second half: each mode alone leaves half the images, together none."""
-    state = {"mode": None}
+    """Pretend the model has adder layers; the 'paper' mode's attacks break the first half of the images,
+    the 'exact' mode's the second half (pixel (0, 1) holds an image's place in the batch): each mode
+    alone leaves half the images, together none. ``state["sizes"]`` records each attack's batch size."""
+    state = {"mode": None, "sizes": []}
 
     @contextlib.contextmanager
     def mode(model, m):
@@ -29,20 +30,23 @@ def two_modes_break_different_images(monkeypatch):
         state["mode"] = None
 
     def attack(model, x, y, **_kw):
+        state["sizes"].append(len(x))
         out = x.clone()
-        half = x.shape[0] // 2
-        rows = slice(0, half) if state["mode"] == "paper" else slice(half, None)
-        out[rows, 0, 0, 0] = 1.0
+        first_half = x[:, 0, 0, 1] < 0.5
+        out[first_half if state["mode"] == "paper" else ~first_half, 0, 0, 0] = 1.0
         return out
 
     monkeypatch.setattr(ev, "adder_layers", lambda model: [object()])
     monkeypatch.setattr(ev, "adder_grad_mode", mode)
     monkeypatch.setattr(ev, "pgd", attack)
     monkeypatch.setattr(ev, "fgsm", attack)
+    return state
 
 
 def _loader(n=8):
-    return [(torch.zeros(n, 1, 2, 2), torch.zeros(n, dtype=torch.long))]
+    x = torch.zeros(n, 1, 2, 2)
+    x[:, 0, 0, 1] = torch.arange(n) / n       # an image's place, read by the fixture's attack only
+    return [(x, torch.zeros(n, dtype=torch.long))]
 
 
 def test_robustness_takes_the_worst_mode_per_image(two_modes_break_different_images):
@@ -56,6 +60,16 @@ def test_strong_pgd_takes_the_worst_mode_per_image(two_modes_break_different_ima
     acc = ev.strong_pgd(_Marker(), _loader(), eps=0.1, steps=1, restarts=1, adder_grad_modes=("paper", "exact"))
     assert acc == 0.0
     assert ev.strong_pgd(_Marker(), _loader(), eps=0.1, steps=1, restarts=1, adder_grad_modes=("paper",)) == 0.5
+
+
+def test_strong_pgd_attacks_only_the_images_still_standing(two_modes_break_different_images):
+    state = two_modes_break_different_images
+    assert ev.strong_pgd(_Marker(), _loader(), eps=0.1, steps=1, restarts=2, adder_grad_modes=("paper",)) == 0.5
+    assert state["sizes"] == [8, 4, 4, 4]       # CE twice, then the margin twice: the broken half is done
+    state["sizes"].clear()
+    assert ev.strong_pgd(_Marker(), _loader(), eps=0.1, steps=1, restarts=2,
+                         adder_grad_modes=("paper", "exact")) == 0.0
+    assert state["sizes"] == [8, 4, 4, 4, 4]    # once every image has fallen, no more attacks
 
 
 def test_robustness_flags_a_constant_predictor():
