@@ -76,10 +76,15 @@ def make_model(name: str, kind: str, option: str) -> nn.Module:
 
 def apply_option(model: nn.Module, option: str) -> None:
     """The BatchNorm options of the study. 'center' (offset sum|w - mu|) is what the library does by
-    default; 'center_absw' is the issue's sum|w|; 'none' turns centring off (the code before)."""
+    default; 'center_absw' is the issue's sum|w|; 'none' turns centring off (the code before).
+    'center_eta<v>': centred, with the adaptive lr scaling's eta at v instead of the official 0.2 (SGD's
+    step in the adder weights is lr * eta per element: does a larger one close ResNet-20's 3-epoch gap?)."""
+    eta = re.fullmatch(r"center_eta([\d.]+)", option)
     for m in model.modules():
         if isinstance(m, AdderConv2d):
-            m.bn_centered = option == "center" or option.startswith(("center_mom", "center_allmom"))
+            m.bn_centered = option == "center" or option.startswith(("center_mom", "center_allmom", "center_eta"))
+            if eta:
+                m.eta = float(eta.group(1))
             if option == "center_absw":
                 m.register_forward_hook(lambda mod, args, out: out + mod.weight.detach().abs().sum(dim=(1, 2, 3)).view(1, -1, 1, 1))
     if option == "mom0.5":

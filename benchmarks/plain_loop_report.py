@@ -19,6 +19,8 @@ OPTIONS = {
     "center_mom0.3": "offset sum abs(w - mu), adder BNs momentum 0.3",
     "center_mom0.5": "offset sum abs(w - mu), adder BNs momentum 0.5",
     "center_allmom0.5": "offset sum abs(w - mu), every BN momentum 0.5",
+    "center_eta0.5": "offset sum abs(w - mu), eta 0.5 (official 0.2)",
+    "center_eta1.0": "offset sum abs(w - mu), eta 1.0 (official 0.2)",
     "allmom0.5": "every BN momentum 0.5",
     "-": "-",
 }
