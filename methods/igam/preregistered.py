@@ -31,7 +31,7 @@ from methods.common.split import split_loaders
 from methods.common.stats import describe, paired_difference
 
 from . import experiment as E
-from .evaluation import robustness, square_accuracy, strong_pgd
+from .evaluation import _batches as first_images, robustness, square_accuracy, strong_pgd
 from .teacher import finetune_head, robust_teacher
 
 ARMS = ("ce", "igam", "igam_plain", "gradnorm", "ldiff")
@@ -169,10 +169,10 @@ def run_chunk(kind: str, phase: str, seed: int, *, arms: Sequence[str] = ARMS, w
                                                                     queries=square["queries"],
                                                                     limit=square["images"], seed=seed,
                                                                     device=cfg.device)}
-                x_cos, y_cos = _first_images(held, COSINE_IMAGES, cfg.device)
+                x_cos, y_cos = (torch.cat(t) for t in zip(*first_images(held, cfg.device, COSINE_IMAGES)))
                 cell["grad_cosine"] = E.grad_cosine(model, teach["robust"], x_cos, y_cos, target=cfg.target)
         cells.append(cell)
-        primary = "0.3" if arm == "igam_t03" else str(PRIMARY_EPS)
+        primary = str(EPS_HIGH if arm == "igam_t03" else PRIMARY_EPS)
         log(f"{kind} {phase} seed {seed} {arm}" + ("" if weight is None else f" w={weight}")
             + f": clean {cell['clean']:.1f} pgd20@{primary} {cell['pgd20'][primary]:.1f}"
             + (f" strong@{primary} {cell['strong'][primary]:.1f}" if "strong" in cell else "")
@@ -181,17 +181,6 @@ def run_chunk(kind: str, phase: str, seed: int, *, arms: Sequence[str] = ARMS, w
     result = {"method": "igam", "version": 2, "kind": kind, "phase": phase, "seed": seed, "quick": quick,
               "weights": weights, "cells": cells, "config": E._config_dict(cfg, *E._adder_setup(cfg))}
     return finish_chunk(result, t_start=t_start, note=TOO_SMALL, json_path=json_path, log=log)
-
-
-def _first_images(loader, n: int, device):
-    xs, ys, have = [], [], 0
-    for x, y in loader:
-        xs.append(x[: n - have])
-        ys.append(y[: n - have])
-        have += len(xs[-1])
-        if have >= n:
-            break
-    return torch.cat(xs).to(device), torch.cat(ys).to(device)
 
 
 def _transfer_attack(cfg: E.Config, log):
