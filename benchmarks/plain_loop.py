@@ -74,17 +74,33 @@ def make_model(name: str, kind: str, option: str) -> nn.Module:
     return model
 
 
+# Every option apply_option knows; an unknown one (a typo) would otherwise train uncentred silently.
+OPTION = re.compile(r"(-|none|precise|center|center_absw|(center_)?(all)?mom[\d.]+)(_?eta[\d.]+)?")
+
+
+def check_option(option: str) -> str:
+    if not OPTION.fullmatch(option):
+        raise ValueError(f"unknown option {option!r}: expected -, none, precise, center, center_absw, "
+                         "mom<m>, center_mom<m>, center_allmom<m> or allmom<m>, optionally + _eta<v>")
+    return option
+
+
 def apply_option(model: nn.Module, option: str) -> None:
     """The BatchNorm options of the study. 'center' (offset sum|w - mu|) is what the library does by
     default; 'center_absw' is the issue's sum|w|; 'none' turns centring off (the code before).
-    'center_eta<v>': centred, with the adaptive lr scaling's eta at v instead of the official 0.2 (SGD's
-    step in the adder weights is lr * eta per element: does a larger one close ResNet-20's 3-epoch gap?)."""
-    eta = re.fullmatch(r"center_eta([\d.]+)", option)
+    An '_eta<v>' suffix ('center_eta0.5', 'center_allmom0.5_eta0.5') sets the adaptive lr scaling's
+    eta to v instead of the official 0.2 on top of the option before it: SGD's step in the adder
+    weights is lr * eta per element, so does a larger one close ResNet-20's 3-epoch gap? (Adam
+    normalises the gradient, so eta changes nothing there.)"""
+    check_option(option)
+    eta = re.fullmatch(r"(.+?)_?eta([\d.]+)", option)
+    if eta:
+        option = eta.group(1)
     for m in model.modules():
         if isinstance(m, AdderConv2d):
-            m.bn_centered = option == "center" or option.startswith(("center_mom", "center_allmom", "center_eta"))
+            m.bn_centered = option == "center" or option.startswith(("center_mom", "center_allmom"))
             if eta:
-                m.eta = float(eta.group(1))
+                m.eta = float(eta.group(2))
             if option == "center_absw":
                 m.register_forward_hook(lambda mod, args, out: out + mod.weight.detach().abs().sum(dim=(1, 2, 3)).view(1, -1, 1, 1))
     if option == "mom0.5":
@@ -288,6 +304,11 @@ def main(argv=None):
                         "or 'epoch': after every epoch, with train-mode-BN accuracy and per-stage restores (both kinds)")
     p.add_argument("--report", action="store_true", help="write plain_loop.json and the RESULTS.md section")
     args = p.parse_args(argv)
+    for option in args.options + args.conv_options:
+        try:
+            check_option(option)
+        except ValueError as e:
+            p.error(str(e))  # one line and exit 2, before any cell trains
     torch.set_num_threads(1)
     if args.report:
         return report()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import statistics
 from collections import defaultdict
 
@@ -24,6 +25,16 @@ OPTIONS = {
     "allmom0.5": "every BN momentum 0.5",
     "-": "-",
 }
+
+
+def option_label(option: str) -> str:
+    """The table's words for an option; an '_eta<v>' suffix adds 'eta v' to its base option's."""
+    if option in OPTIONS:
+        return OPTIONS[option]
+    eta = re.fullmatch(r"(.+?)_eta([\d.]+)", option)
+    if eta and eta.group(1) in OPTIONS:
+        return f"{OPTIONS[eta.group(1)]}, eta {eta.group(2)} (official 0.2)"
+    return option
 
 
 def _option(row) -> str:
@@ -52,7 +63,7 @@ def study_tables(rows) -> list[str]:
     for r in sorted(rows, key=lambda r: (r["model"], r["kind"], _option(r), r["opt"])):
         bn = r.get("bn") or {}
         cells = [MODELS.get(r["model"], r["model"]) + ("" if r["kind"] == "adder" else ", CNN"),
-                 OPTIONS.get(_option(r), _option(r)), r["opt"],
+                 option_label(_option(r)), r["opt"],
                  _fmt(r["acc"]), f"{r['train_loss'][-1]:.3f}"]
         cells += ([f"{bn['mean_err_sd_median']:.3f}", f"{bn['abs_log_var_ratio_median']:.3f}",
                    f"{bn['acc_true_mean_only']:.1f}", f"{bn['acc_true_var_only']:.1f}"] if bn else ["", "", "", ""])
@@ -79,7 +90,7 @@ def epoch_diagnosis_tables(rows) -> list[str]:
            "|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: (r["model"], r["opt"], r["kind"], r["option"])):
         for e, d in enumerate(r["bn_epochs"]):
-            out.append(f"| {MODELS.get(r['model'], r['model'])} | {r['kind'] + ('' if r['option'] == '-' else ', ' + OPTIONS.get(_option(r), r['option']))} | "
+            out.append(f"| {MODELS.get(r['model'], r['model'])} | {r['kind'] + ('' if r['option'] == '-' else ', ' + option_label(_option(r)))} | "
                        f"{r['opt']} | {e + 1} | {r['train_loss'][e]:.3f} | {r['acc'][e]:.1f} | {d['acc_train_mode_bn']:.1f} | "
                        f"{d['acc_precise_bn']:.1f} | {d['acc_true_mean_only']:.1f} | {d['acc_true_var_only']:.1f} |")
     out += ["", "Where in the depth (same rows): per stage, the largest per-layer median |running - true mean| in "
@@ -113,7 +124,7 @@ def final_tables(rows):
     for model, option in [(m, o) for m in MODELS
                           for o in sorted({r["option"] for r in rows if r["model"] == m and r["kind"] == "adder"} or {"center"})]:
         # one line per BN option the adder ran with, each against the same (unchanged) CNN twin
-        label = MODELS[model] + ("" if option == "center" else f", {OPTIONS.get(option, option)}")
+        label = MODELS[model] + ("" if option == "center" else f", {option_label(option)}")
         for opt in OPTS:
             a, c = by.get((model, opt, "adder", option), {}), by.get((model, opt, "conv", "-"), {})
             acc_a = [a[s]["acc"][-1] for s in sorted(a)]
@@ -134,7 +145,7 @@ def final_tables(rows):
     out += ["", "Per epoch (eval-mode test accuracy after epochs 1 / 2 / 3, each seed):", "",
             "| model | optimiser | kind | seed | e1 / e2 / e3 | train loss e1 / e2 / e3 | seconds |", "|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: (list(MODELS).index(r["model"]), list(OPTS).index(r["opt"]), r["kind"], r["option"], r["seed"])):
-        kind = r["kind"] if r["option"] in ("-", "center") else f"{r['kind']}, {OPTIONS.get(r['option'], r['option'])}"
+        kind = r["kind"] if r["option"] in ("-", "center") else f"{r['kind']}, {option_label(r['option'])}"
         out.append(f"| {MODELS[r['model']]} | {OPTS[r['opt']]} | {kind} | {r['seed']} | {_fmt(r['acc'])} | "
                    f"{' / '.join(f'{x:.3f}' for x in r['train_loss'])} | {r['seconds']:.0f} |")
     return out, verdicts

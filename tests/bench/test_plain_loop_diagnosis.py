@@ -4,6 +4,7 @@ import copy
 import os
 import sys
 
+import pytest
 import torch
 from torch import nn
 
@@ -82,3 +83,32 @@ def test_all_bn_momentum_options_reach_the_stem_and_head_and_the_cnn_twin():
         assert {m.momentum for m in model.modules() if isinstance(m, nn.BatchNorm2d)} == {0.5}
     assert all(m.bn_centered for m in adder.modules() if isinstance(m, AdderConv2d))
     assert {m.momentum for m in pl.make_model("resnet20", "conv", "-").modules() if isinstance(m, nn.BatchNorm2d)} == {0.1}
+
+
+def test_eta_suffix_composes_with_the_momentum_option():
+    model = pl.make_model("resnet20", "adder", "center_allmom0.5_eta0.5")
+    adders = [m for m in model.modules() if isinstance(m, AdderConv2d)]
+    assert adders and all(m.bn_centered and m.eta == 0.5 for m in adders)
+    assert {m.momentum for m in model.modules() if isinstance(m, nn.BatchNorm2d)} == {0.5}
+    alone = pl.make_model("resnet20", "adder", "center_eta1.0")  # the older spelling: centred, momentum kept
+    assert all(m.bn_centered and m.eta == 1.0 for m in alone.modules() if isinstance(m, AdderConv2d))
+    assert {m.momentum for m in alone.modules() if isinstance(m, nn.BatchNorm2d)} == {0.1}
+    default = pl.make_model("resnet20", "adder", "center")
+    assert all(m.eta == 0.2 for m in default.modules() if isinstance(m, AdderConv2d))
+
+
+def test_an_unknown_option_is_refused_before_any_cell_trains(capsys):
+    with pytest.raises(ValueError, match="unknown option 'centre'"):
+        pl.make_model("lenet", "adder", "centre")
+    with pytest.raises(SystemExit) as exc:
+        pl.main(["--options", "center_allmom0.5_eat0.5", "--models", "lenet", "--seeds", "0"])
+    assert exc.value.code == 2
+    assert "unknown option 'center_allmom0.5_eat0.5'" in capsys.readouterr().err
+
+
+def test_the_report_names_a_composed_option():
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    from plain_loop_report import option_label
+    assert option_label("center_allmom0.5_eta0.5") == "offset sum abs(w - mu), every BN momentum 0.5, eta 0.5 (official 0.2)"
+    assert option_label("center_eta0.5") == "offset sum abs(w - mu), eta 0.5 (official 0.2)"
+    assert option_label("center") == "offset sum abs(w - mu) (chosen)"
