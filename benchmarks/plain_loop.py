@@ -75,7 +75,7 @@ def make_model(name: str, kind: str, option: str) -> nn.Module:
 
 
 # Every option apply_option knows; an unknown one (a typo) would otherwise train uncentred silently.
-OPTION = re.compile(r"(-|none|precise|center|center_absw|(center_)?(all)?mom[\d.]+)(_?eta[\d.]+)?")
+OPTION = re.compile(r"(-|none|precise|center|center_absw|(center_)?(all)?mom[\d.]+)(_eta[\d.]+)?")
 
 
 def check_option(option: str) -> str:
@@ -93,7 +93,7 @@ def apply_option(model: nn.Module, option: str) -> None:
     weights is lr * eta per element, so does a larger one close ResNet-20's 3-epoch gap? (Adam
     normalises the gradient, so eta changes nothing there.)"""
     check_option(option)
-    eta = re.fullmatch(r"(.+?)_?eta([\d.]+)", option)
+    eta = re.fullmatch(r"(.+?)_eta([\d.]+)", option)
     if eta:
         option = eta.group(1)
     for m in model.modules():
