@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from .backends.grad2 import check_grad_mode
+from .models.batchnorm import ADDER_BN_MOMENTUM, check_bn_momentum, set_bn_momentum
 from .nn import AdderConv2d, AdderLinear
 
 __all__ = ["convert", "count_layers", "LayerCount"]
@@ -33,6 +34,7 @@ def convert(
     grad_mode: str = "paper",
     bn_centered: bool = True,
     linear: bool = False,
+    bn_momentum: float | None = ADDER_BN_MOMENTUM,
 ) -> nn.Module:
     """Replace each ``nn.Conv2d`` of ``model`` by an ``AdderConv2d`` with the same hyper-parameters
     (and, with ``linear=True``, each ``nn.Linear`` by an ``AdderLinear``).
@@ -68,8 +70,15 @@ def convert(
     module registered right after the conv, if it is a BatchNorm2d of as many channels). An adder
     layer with no BatchNorm after it gets a warning: its output sits near -sum |w| and moves as the
     weights train, and nothing downstream can follow it in eval mode.
+
+    ``bn_momentum`` (default ``ADDER_BN_MOMENTUM``, 0.5): once at least one layer was converted,
+    every BatchNorm of the model that tracks running statistics gets this momentum, because their
+    statistics now move with the adder weights (issue 22, docs/training.md). None leaves each
+    BatchNorm's own. Like centring, it changes the running statistics only, never training.
     """
     check_grad_mode(grad_mode)
+    if bn_momentum is not None:
+        check_bn_momentum(bn_momentum)
     if linear and grad_mode != "paper":
         raise ValueError(f"convert(linear=True): AdderLinear has the paper's gradients only, got grad_mode={grad_mode!r}")
     convertible = (nn.Conv2d, nn.Linear) if linear else nn.Conv2d
@@ -101,6 +110,8 @@ def convert(
     # BatchNorm centring concerns the adder convolutions; an AdderLinear has no BatchNorm2d to feed.
     convs = {k: v for k, v in replacement.items() if isinstance(v, AdderConv2d)}
     _center_before_bn(model, named, convs, bn_centered)
+    if bn_momentum is not None and replacement:
+        set_bn_momentum(model, bn_momentum)
     # Walk every parent's children (not named_modules, which lists a shared module once) so that
     # all the places a shared conv is registered get the same new layer.
     for parent in model.modules():

@@ -42,7 +42,6 @@ from addernet.train.optim import adder_param_groups
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "results")
 EPOCHS, BATCH = 3, 64
-ADAM_SCALE = 100.0  # the lr scale of the adder weights under Adam, chosen in the study (docs/training.md)
 
 
 class UserCNN(nn.Module):
@@ -61,27 +60,44 @@ class UserCNN(nn.Module):
 
 
 def make_model(name: str, kind: str, option: str) -> nn.Module:
+    if option.startswith("lib"):  # the library as it ships, with nothing set on the model afterwards
+        return library_model(name, kind, option)
     if name == "lenet":
-        model = get_model("lenet5_bn", kind=kind)
+        model = get_model("lenet5_bn", kind=kind, bn_momentum=0.1)
     elif name == "resnet20":
-        model = get_model("resnet20", kind=kind, in_channels=1)
+        model = get_model("resnet20", kind=kind, in_channels=1, bn_momentum=0.1)
     elif name == "usercnn":
-        model = UserCNN() if kind == "conv" else addernet.convert(UserCNN())
+        model = UserCNN() if kind == "conv" else addernet.convert(UserCNN(), bn_momentum=None)
     else:
         raise ValueError(name)
+    # The study's options start from PyTorch's BatchNorm momentum 0.1, as the library built before
+    # it made 0.5 its default for adder models (the 'lib' options measure that default).
     if kind == "adder" or option != "-":
         apply_option(model, option)
     return model
 
 
+def library_model(name: str, kind: str, option: str) -> nn.Module:
+    """'lib': ``get_model``/``convert`` with their defaults; 'lib_eta<v>': with ``eta=v`` given to them."""
+    eta = re.fullmatch(r"lib(?:_eta([\d.]+))?", option).group(1)
+    kw = {} if eta is None or kind == "conv" else {"eta": float(eta)}
+    if name == "lenet":
+        return get_model("lenet5_bn", kind=kind, **kw)
+    if name == "resnet20":
+        return get_model("resnet20", kind=kind, in_channels=1, **kw)
+    if name == "usercnn":
+        return UserCNN() if kind == "conv" else addernet.convert(UserCNN(), **kw)
+    raise ValueError(name)
+
+
 # Every option apply_option knows; an unknown one (a typo) would otherwise train uncentred silently.
-OPTION = re.compile(r"(-|none|precise|center|center_absw|(center_)?(all)?mom[\d.]+)(_eta[\d.]+)?")
+OPTION = re.compile(r"(-|none|precise|center|center_absw|lib|(center_)?(all)?mom[\d.]+)(_eta[\d.]+)?")
 
 
 def check_option(option: str) -> str:
     if not OPTION.fullmatch(option):
         raise ValueError(f"unknown option {option!r}: expected -, none, precise, center, center_absw, "
-                         "mom<m>, center_mom<m>, center_allmom<m> or allmom<m>, optionally + _eta<v>")
+                         "lib, mom<m>, center_mom<m>, center_allmom<m> or allmom<m>, optionally + _eta<v>")
     return option
 
 
@@ -149,15 +165,15 @@ def data(phase: str, pad32: bool):
 
 def make_optimizer(model: nn.Module, opt: str):
     """(optimizer, per-epoch scheduler or None). SGD as the issue's loop; Adam/AdamW at lr 1e-3
-    with the adder weights' lr scaled by ADAM_SCALE (or by the scale in the name, 'adam_s30')."""
+    over ``adder_param_groups`` at its default adder lr scale (or the scale in the name, 'adam_s30')."""
     match = re.fullmatch(r"(adam|adamw)(?:_s([\d.]+))?", opt)
     if opt in ("sgd", "step"):
         o = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
         return o, (torch.optim.lr_scheduler.StepLR(o, step_size=2, gamma=0.1) if opt == "step" else None)
     if match:
-        scale = float(match.group(2)) if match.group(2) else ADAM_SCALE
+        scale = {"adder_lr_scale": float(match.group(2))} if match.group(2) else {}
         cls = torch.optim.Adam if match.group(1) == "adam" else torch.optim.AdamW
-        return cls(adder_param_groups(model, lr=1e-3, adder_lr_scale=scale), lr=1e-3), None
+        return cls(adder_param_groups(model, lr=1e-3, **scale), lr=1e-3), None
     raise ValueError(opt)
 
 

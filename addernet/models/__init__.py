@@ -11,12 +11,13 @@ size raises ValueError.
 
 Every model has ``forward_features(x)`` (the flat features), ``head`` (features -> logits) and
 ``feature_layers``; ``feature_extractor`` takes intermediate outputs, ``replace_head`` gives a new
-head, ``recalibrate_bn`` re-estimates BatchNorm statistics. ``load_official`` reads checkpoints
-saved by the official AdderNet code.
+head, ``recalibrate_bn`` re-estimates BatchNorm statistics. An adder model's BatchNorms run at
+momentum ``ADDER_BN_MOMENTUM`` (0.5; ``get_model(..., bn_momentum=...)``, ``set_bn_momentum``).
+``load_official`` reads checkpoints saved by the official AdderNet code.
 """
 from ._head import FeatureClassifier
 from ._kind import KINDS
-from .batchnorm import recalibrate_bn
+from .batchnorm import ADDER_BN_MOMENTUM, recalibrate_bn, set_bn_momentum
 from .features import FeatureExtractor, feature_extractor, replace_head
 from .official import load_official
 from .registry import MODELS, SPECS, ModelSpec, get_model, model_spec
@@ -27,4 +28,5 @@ from .tiny import TinyNet, tinynet
 
 __all__ = ["MODELS", "KINDS", "SPECS", "ModelSpec", "get_model", "model_spec", "load_official",
            "FeatureClassifier", "FeatureExtractor", "feature_extractor", "replace_head", "recalibrate_bn",
+           "ADDER_BN_MOMENTUM", "set_bn_momentum",
            "lenet5_bn", "resnet20", "resnet32", "resnet18", "resnet50", "vgg_small", "TinyNet", "tinynet"]

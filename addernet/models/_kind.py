@@ -7,6 +7,7 @@ from typing import Callable
 from torch import nn
 
 from ..nn import AdderConv2d
+from .batchnorm import ADDER_BN_MOMENTUM, set_bn_momentum
 
 KINDS = ("adder", "conv")
 
@@ -30,7 +31,11 @@ def layer_factory(kind: str, eta: float | None = 0.2) -> Callable[..., nn.Module
 
 
 def init_batchnorm(model: nn.Module) -> None:
+    """Unit scale, zero shift; with adder layers in the model, every BatchNorm's momentum is
+    ``ADDER_BN_MOMENTUM`` (see there: the running statistics then follow training)."""
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
+    if any(isinstance(m, AdderConv2d) for m in model.modules()):
+        set_bn_momentum(model, ADDER_BN_MOMENTUM)

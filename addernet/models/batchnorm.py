@@ -1,7 +1,8 @@
-"""Re-estimating BatchNorm statistics from data.
+"""BatchNorm in adder networks: the running-average momentum, and re-estimating statistics from data.
 
-An adder layer's outputs are negative distances in the hundreds, while BatchNorm's running
-statistics start at mean 0, variance 1 and move 10% per batch. In eval mode a fresh (or briefly
+An adder layer's outputs are negative distances in the hundreds (unless centred, see
+``AdderConv2d.bn_centered``), while BatchNorm's running statistics start at mean 0, variance 1 and
+move a fraction per batch. In eval mode a fresh (or briefly
 trained) adder network therefore normalises with statistics far from the real ones: every
 activation lands below zero, the ReLUs zero them all and the output is the same for every image.
 Feature probes and random-init baselines need the statistics re-estimated first.
@@ -15,6 +16,30 @@ from torch import nn
 from torch.optim.swa_utils import update_bn
 
 from ..nn import AdderConv2d
+
+# The running-average momentum of every BatchNorm in a network with adder layers (PyTorch's is
+# 0.1). Even centred (``AdderConv2d.bn_centered``), the statistics of a deep adder network move
+# with every step, at a constant lr faster than a 10-batch average follows, in the BatchNorms the
+# adder layers feed and in those after them (ResNet-20's largest error was the head's). 0.5 was
+# chosen on a validation split (docs/training.md, issue 22). It acts on the running statistics
+# only: the train-mode forward and every gradient are the same at any momentum.
+ADDER_BN_MOMENTUM = 0.5
+
+
+def check_bn_momentum(momentum) -> float:
+    if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0 < momentum <= 1:
+        raise ValueError(f"bn_momentum must be a number in (0, 1], got {momentum!r}")
+    return float(momentum)
+
+
+def set_bn_momentum(model: nn.Module, momentum: float) -> nn.Module:
+    """Set the running-average ``momentum`` of every BatchNorm of ``model`` that tracks running
+    statistics; returns ``model``."""
+    momentum = check_bn_momentum(momentum)
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats:
+            m.momentum = momentum
+    return model
 
 
 def _first_tensor(batch):

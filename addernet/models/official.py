@@ -21,6 +21,9 @@ _WRAPPERS = ("state_dict", "model")
 _RENAMES = {"adder": "weight", "b": "bias"}
 # Old checkpoints predate BatchNorm's counter; the counter does not affect inference.
 _OPTIONAL_SUFFIX = ".num_batches_tracked"
+# The official code's BatchNorms are PyTorch's (momentum 0.1): fine-tuning a loaded model goes on
+# as the official code would. The logits never depend on it, only later running statistics.
+OFFICIAL_BN_MOMENTUM = 0.1
 
 
 class OfficialCheckpointError(KeyError, ValueError):
@@ -31,7 +34,7 @@ class OfficialCheckpointError(KeyError, ValueError):
 
 
 def load_official(path_or_state_dict: Any, arch: str, strict: bool = True, **model_kwargs) -> nn.Module:
-    """Build ``get_model(arch, kind='adder', **model_kwargs)`` and load an official checkpoint.
+    """Build ``get_model(arch, kind='adder', bn_momentum=0.1, **model_kwargs)`` and load an official checkpoint.
 
     ``path_or_state_dict``: a file path (or file object), always read with
     ``torch.load(..., map_location='cpu', weights_only=True)`` so that a checkpoint can never run
@@ -47,6 +50,7 @@ def load_official(path_or_state_dict: Any, arch: str, strict: bool = True, **mod
     arch = canonical_name(arch)
     state = _read(path_or_state_dict)
     model_kwargs.setdefault("kind", "adder")
+    model_kwargs.setdefault("bn_momentum", OFFICIAL_BN_MOMENTUM)
     model = _uncentred(get_model(arch, **model_kwargs))
     mapped, origin = _rename(state, model)
 

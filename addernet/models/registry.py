@@ -5,6 +5,7 @@ from typing import Callable, NamedTuple
 
 from torch import nn
 
+from .batchnorm import check_bn_momentum, set_bn_momentum
 from .resnet_cifar import CifarResNet, resnet20, resnet32
 from .resnet_imagenet import resnet18, resnet50
 from .small import LeNet5BN, VGGSmall, lenet5_bn, vgg_small
@@ -51,10 +52,19 @@ def canonical_name(name: str) -> str:
     return key
 
 
-def get_model(name: str, **kwargs) -> nn.Module:
+def get_model(name: str, bn_momentum: float | None = None, **kwargs) -> nn.Module:
     """Build a registered model; ``kwargs`` (num_classes, kind, in_channels, eta) go to its builder.
-    Names are case-insensitive and '-' reads as '_' ('lenet5-bn' is 'lenet5_bn')."""
-    return MODELS[canonical_name(name)](**kwargs)
+    Names are case-insensitive and '-' reads as '_' ('lenet5-bn' is 'lenet5_bn').
+
+    ``bn_momentum``: every BatchNorm's running-average momentum. None (default) keeps the builder's:
+    ``ADDER_BN_MOMENTUM`` (0.5) in a model with adder layers, PyTorch's 0.1 in a CNN twin; 0.1
+    gives an adder model the official code's. It changes the running statistics only, never what
+    a training run computes."""
+    key = canonical_name(name)
+    if bn_momentum is not None:
+        check_bn_momentum(bn_momentum)  # before anything is built
+    model = MODELS[key](**kwargs)
+    return model if bn_momentum is None else set_bn_momentum(model, bn_momentum)
 
 
 def model_spec(name: str) -> ModelSpec:

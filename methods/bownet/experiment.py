@@ -15,9 +15,10 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from addernet.data import dataset_info, make_loaders
-from addernet.train import build_model, distributed, seed_everything
+from addernet.train import distributed, seed_everything
 
 from ..common import report
+from ..common.backbone import build_backbone
 from ..common.stats import QUICK_NOTE, describe
 from .evaluation import evaluate_representation
 from .perturb import Perturbation
@@ -99,7 +100,7 @@ def validate_config(cfg: MiniConfig) -> MiniConfig:
     border = default_border if cfg.border is None else cfg.border
     if layer is None:
         raise ValueError(f"no default teacher layer for model {cfg.model!r}: pass --layer")
-    net = build_model(cfg.model, num_classes=info.num_classes or 10, kind="conv", in_channels=info.in_channels)
+    net = build_backbone(cfg.model, num_classes=info.num_classes or 10, kind="conv", in_channels=info.in_channels)
     names = tuple(getattr(net, "feature_layers", ()))
     if layer == "features" or layer not in dict(net.named_modules()):
         raise ValueError(f"layer {layer!r} is not a convolutional module of {cfg.model}; its feature layers "
@@ -140,7 +141,7 @@ def run_seed(cfg: MiniConfig, kind: str, seed: int, log: Callable[[str], None] =
                                     **({} if cfg.crop_scale is None else {"crop_scale": tuple(cfg.crop_scale)}))
 
     def make():
-        return build_model(cfg.model, num_classes=info.num_classes, kind=kind, in_channels=info.in_channels)
+        return build_backbone(cfg.model, num_classes=info.num_classes, kind=kind, in_channels=info.in_channels)
 
     def score(model):
         return evaluate_representation(model, ev_train, ev_test, seed=seed, per_class=cfg.per_class,

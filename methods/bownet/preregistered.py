@@ -23,7 +23,8 @@ from torch.utils.data import DataLoader
 
 from addernet.data import get_dataset
 from addernet.models import feature_extractor, recalibrate_bn
-from addernet.train import build_model, seed_everything
+from addernet.train import seed_everything
+from methods.common.backbone import build_backbone
 from methods.common import extract_features, fewshot_eval
 from methods.common.chunks import check_chunks, finish_chunk, finish_merge
 from methods.common.split import validation_split
@@ -98,7 +99,7 @@ def run_chunk(kind: str, phase: str, seed: int, *, choice: Optional[dict] = None
     shape = tuple(ssl_set[0][0].shape)
 
     def make():
-        return build_model(model_name, num_classes=len(SOURCE), kind=kind, in_channels=shape[0])
+        return build_backbone(model_name, num_classes=len(SOURCE), kind=kind, in_channels=shape[0])
 
     common = dict(seed=seed, progress=False, log=None, limit_batches=r["limit_batches"])
     if phase == "tune":

@@ -145,9 +145,9 @@ def _save_model(model, path: str, meta: dict):
 
 
 def _build(name: str, **kw):
-    from addernet.train import build_model
+    from methods.common.backbone import build_backbone
     try:
-        return build_model(name, **kw)
+        return build_backbone(name, **kw)
     except ValueError as e:
         raise UserError(str(e)) from None
 

@@ -16,7 +16,7 @@ from typing import Optional
 
 import torch
 
-from addernet.models import get_model
+from methods.common.backbone import build_backbone
 from addernet.train import seed_everything
 from methods.common import report
 from methods.common.stats import describe
@@ -98,7 +98,7 @@ class _Recorder:
 
 
 def _model(cfg: MiniConfig, kind: str, num_classes: int, info):
-    return get_model(cfg.model, num_classes=num_classes, kind=kind, in_channels=info.in_channels)
+    return build_backbone(cfg.model, num_classes=num_classes, kind=kind, in_channels=info.in_channels)
 
 
 def run_seed(cfg: MiniConfig, seed: int, rec: _Recorder, pre_fit: list, bar=None, log=None):

@@ -19,7 +19,7 @@ from typing import Optional, Sequence
 from torch.utils.data import DataLoader
 
 from addernet.data import dataset_info, get_dataset, make_loaders
-from addernet.models import get_model
+from methods.common.backbone import build_backbone
 from addernet.train import fit, seed_everything
 from methods.common.chunks import check_chunks, finish_chunk, finish_merge
 from methods.common.split import validation_split
@@ -72,7 +72,7 @@ def _train(model, dataset, labels, seed: int, epochs: int, recipe: dict, noise: 
 
 
 def _net(kind: str, classes: int):
-    return get_model("lenet5_bn", num_classes=classes, kind=kind, in_channels=1)
+    return build_backbone("lenet5_bn", num_classes=classes, kind=kind, in_channels=1)
 
 
 def run_chunk(kind: str, phase: str, seed: int, *, ks: Optional[dict] = None, quick: bool = False,

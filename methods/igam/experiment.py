@@ -21,8 +21,8 @@ import torch
 from torch import nn
 
 from addernet.data import ArrayDataset, make_loaders
-from addernet.models import get_model
-from addernet.train import (TinyNet, build_optimizer, classification_step, fit, load_checkpoint, save_checkpoint,
+from methods.common.backbone import build_backbone
+from addernet.train import (build_optimizer, classification_step, fit, load_checkpoint, save_checkpoint,
                             seed_everything)
 from methods.common.report import save_figure, table_markdown, write_json
 from methods.common.stats import QUICK_NOTE, describe
@@ -114,9 +114,7 @@ def official_config(quick: bool = False, **overrides) -> Config:
 
 
 def _build(name: str, kind: str, num_classes: int, in_channels: int = 1) -> nn.Module:
-    if name == "tinynet":
-        return TinyNet(num_classes=num_classes, kind=kind, in_channels=in_channels)
-    return get_model(name, num_classes=num_classes, kind=kind, in_channels=in_channels)
+    return build_backbone(name, num_classes=num_classes, kind=kind, in_channels=in_channels)
 
 
 def _loaders(classes, cfg: Config, seed: int, resize: Optional[nn.Module] = None, student: bool = False):

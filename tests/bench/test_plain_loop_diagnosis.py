@@ -97,6 +97,20 @@ def test_eta_suffix_composes_with_the_momentum_option():
     assert all(m.eta == 0.2 for m in default.modules() if isinstance(m, AdderConv2d))
 
 
+@pytest.mark.parametrize("name", ["lenet", "resnet20", "usercnn"])
+def test_lib_is_the_library_default_and_the_study_option_it_replaced(name):
+    # The library final ('lib') builds what the study chose ('center_allmom0.5') with nothing set
+    # on the model afterwards; '_eta<v>' reaches the adder layers through get_model/convert.
+    def layout(model):
+        return ([(m.bn_centered, m.eta) for m in model.modules() if isinstance(m, AdderConv2d)],
+                [m.momentum for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)])
+    lib, study = pl.make_model(name, "adder", "lib"), pl.make_model(name, "adder", "center_allmom0.5")
+    assert layout(lib) == layout(study) and set(layout(lib)[1]) == {0.5}
+    assert all(c and eta == 0.2 for c, eta in layout(lib)[0])
+    assert {eta for _, eta in layout(pl.make_model(name, "adder", "lib_eta1.0"))[0]} == {1.0}
+    assert layout(pl.make_model(name, "conv", "lib")) == layout(pl.make_model(name, "conv", "-"))
+
+
 def test_an_unknown_option_is_refused_before_any_cell_trains(capsys):
     with pytest.raises(ValueError, match="unknown option 'centre'"):
         pl.make_model("lenet", "adder", "centre")
