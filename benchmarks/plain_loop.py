@@ -298,6 +298,8 @@ def run_cell(phase, model_name, kind, option, opt, seed, diagnose=False) -> dict
             diag_seconds += time.time() - t_diag
     row = {"phase": phase, "model": model_name, "kind": kind, "option": option,
            "opt": opt, "seed": seed, "centering": "sum|w-mu|", "acc": accs, "train_loss": losses, "seconds": round(time.time() - t0 - diag_seconds, 1)}
+    if opt.startswith("adam"):  # the adder weights' lr over the rest: the default changed (100, then 300)
+        row["adder_lr_scale"] = max(g["lr"] for g in optimizer.param_groups) / 1e-3
     if diagnose == "epoch":  # "seconds" above leaves the diagnosis out
         row["bn_epochs"], row["bn"], row["diag_seconds"] = diags, diags[-1], round(diag_seconds, 1)
     elif diagnose and kind == "adder":
