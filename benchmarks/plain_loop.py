@@ -298,6 +298,7 @@ def run_cell(phase, model_name, kind, option, opt, seed, diagnose=False) -> dict
             diag_seconds += time.time() - t_diag
     row = {"phase": phase, "model": model_name, "kind": kind, "option": option,
            "opt": opt, "seed": seed, "centering": "sum|w-mu|", "acc": accs, "train_loss": losses, "seconds": round(time.time() - t0 - diag_seconds, 1)}
+    row["machine"] = machine()  # the sessions' boxes differ (AVX-512 or AVX2 only)
     if opt.startswith("adam"):  # the adder weights' lr over the rest: the default changed (100, then 300)
         row["adder_lr_scale"] = max(g["lr"] for g in optimizer.param_groups) / 1e-3
     if diagnose == "epoch":  # "seconds" above leaves the diagnosis out
@@ -358,15 +359,21 @@ def report():
     sys.path.insert(0, HERE)
     from plain_loop_report import write_report  # beside this file
     write_report(_rows("study"), _rows("final"), OUT, os.path.join(HERE, "RESULTS.md"),
-                 machine=f"{_cpu_name()}, torch {torch.__version__}, one thread per process")
+                 machine=f"torch {torch.__version__}, one thread per process")
 
 
-def _cpu_name() -> str:
+def machine() -> str:
+    """'AMD EPYC (family 25, model 1; AVX2, no AVX-512), 2 cores': the CPU a row ran on."""
     try:
         with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
+            info = dict(line.split(":", 1) for line in f.read().split("\n\n")[0].splitlines() if ":" in line)
+        info = {k.strip(): v.strip() for k, v in info.items()}
+        flags = info.get("flags", "").split()
+        simd = "AVX-512" if "avx512f" in flags else ("AVX2, no AVX-512" if "avx2" in flags else "no AVX2")
+        return (f"{info.get('model name', '?')} (family {info.get('cpu family', '?')}, model {info.get('model', '?')}; "
+                f"{simd}), {os.cpu_count()} cores")
+    except (OSError, ValueError):
+        return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
 
 
 if __name__ == "__main__":

@@ -149,42 +149,71 @@ def final_tables(rows):
             "| model | optimiser | kind | seed | e1 / e2 / e3 | train loss e1 / e2 / e3 | seconds |", "|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: (list(MODELS).index(r["model"]), list(OPTS).index(r["opt"]), r["kind"], r["option"], r["seed"])):
         kind = r["kind"] if r["option"] in ("-", "center") else f"{r['kind']}, {option_label(r['option'])}"
+        if r["kind"] == "conv" and r["option"] == "lib":
+            kind = "conv, rerun beside the 'lib' rows (PyTorch's BN momentum 0.1)"
         out.append(f"| {MODELS[r['model']]} | {OPTS[r['opt']]} | {kind} | {r['seed']} | {_fmt(r['acc'])} | "
                    f"{' / '.join(f'{x:.3f}' for x in r['train_loss'])} | {r['seconds']:.0f} |")
     return out, verdicts
 
 
-def library_table(verdicts) -> list[str]:
-    """The final's 'lib' rows in one table: what a user gets from the library as it ships."""
+def library_table(verdicts, final_rows) -> list[str]:
+    """The final's 'lib' rows in one table: what a user gets from the library as it ships. The
+    verdict is against the registered CNN rows; the CNN twins rerun on the same box as the 'lib'
+    rows (kind conv, option 'lib': the same models) stand beside them as a check."""
     rows = [v for v in verdicts if v["option"].startswith("lib")]
     if not rows:
         return []
+    rerun = defaultdict(list)
+    for r in final_rows:
+        if r["kind"] == "conv" and r["option"] == "lib":
+            rerun[(r["model"], r["opt"])].append(r["acc"][-1])
     out = ["### 11.3 The library as it ships (the final's 'lib' rows)", "",
            "`get_model`/`convert` with their defaults (every adder layer centred, every BN at momentum 0.5); "
            "'eta 1.0' = `eta=1.0` given to them, the documented setting for SGD; Adam/AdamW over "
-           "`adder_param_groups(model, 1e-3)` at its default scale.", "",
-           "| model | optimiser | built with | adder mean | CNN mean | adder - CNN | verdict |", "|---|---|---|---|---|---|---|"]
+           "`adder_param_groups(model, 1e-3)` at its default adder lr scale, 300 (study S2). Every one of these "
+           "rows ran on the AMD EPYC box (AVX2), the registered CNN rows on the Intel Xeon; 'CNN here' is the "
+           "CNN twins rerun on the AMD box (a check beside the verdict, not part of it).", "",
+           "| model | optimiser | built with | adder mean | CNN mean | adder - CNN | verdict | CNN here (seeds) | adder - CNN here |",
+           "|---|---|---|---|---|---|---|---|---|"]
     for v in sorted(rows, key=lambda v: (list(MODELS).index(v["model"]), list(OPTS).index(v["opt"]))):
         eta = re.fullmatch(r"lib_eta([\d.]+)", v["option"])
         built = f"defaults, eta {eta.group(1)}" if eta else "defaults"
         ma, mc = v["adder_mean"], v["cnn_mean"]
         out.append(f"| {MODELS[v['model']]} | {OPTS[v['opt']]} | {built} | {'' if ma is None else f'{ma:.1f}'} | "
                    f"{'' if mc is None else f'{mc:.1f}'} | {'' if ma is None or mc is None else f'{ma - mc:+.1f}'} | "
-                   f"{v['verdict']} |")
+                   f"{v['verdict']} | {_here(rerun[(v['model'], v['opt'])], ma)} |")
     return out
+
+
+def _here(accs, adder_mean) -> str:
+    if not accs:
+        return "not run | "
+    m = statistics.mean(accs)
+    return f"{m:.1f} ({len(accs)}) | {'' if adder_mean is None else f'{adder_mean - m:+.1f}'}"
+
+
+# The rows written before rows named their machine all ran on the earlier sessions' box.
+EARLIER_MACHINE = "Intel Xeon (family 6, model 167; AVX-512 with VNNI and AMX), 2 cores"
+
+
+def machines(rows) -> str:
+    counts = defaultdict(int)
+    for r in rows:
+        counts[r.get("machine", EARLIER_MACHINE)] += 1
+    return "; ".join(f"{m} ({n} rows)" for m, n in sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
 def write_report(study, final, out_dir, results_md, machine):
     final_lines, verdicts = final_tables(final)
-    final_lines += ["", *library_table(verdicts)]
+    final_lines += ["", *library_table(verdicts, final)]
     with open(os.path.join(out_dir, "plain_loop.json"), "w") as f:
         json.dump({"machine": machine, "study": study, "final": final, "verdicts": verdicts}, f, indent=1)
     body = [SECTION, "",
-            f"`benchmarks/plain_loop.py` (protocol: docs/training.md, pre-registered). Machine: {machine}, "
-            "a 2-core box shared by several sessions, load average 25-32 during the first runs and about "
-            "4-8 during the ResNet-20 study rows and seeds 1-2 (the seconds column is wall time under "
-            "that load, not comparable). Raw rows: "
-            "`benchmarks/results/plain_loop_{study,final}.jsonl`, `plain_loop.json`.", "",
+            f"`benchmarks/plain_loop.py` (protocol: docs/training.md, pre-registered), {machine}. Machines: "
+            f"{machines(study + final)}. The first runs shared their box at load average 25-32, the later ones at "
+            "about 2-8: the seconds column is wall time under that load, not comparable. Raw rows: "
+            "`benchmarks/results/plain_loop_{study,final}.jsonl` (each row after 2026-12-07 18:20 UTC names its "
+            "machine), `plain_loop.json`.", "",
             *study_tables(study), "", *final_lines, ""]
     text = open(results_md).read() if os.path.exists(results_md) else "# Results\n"
     start = text.find(SECTION)
