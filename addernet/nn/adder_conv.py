@@ -32,13 +32,14 @@ class AdderConv2d(_ConvNd):
 
     ``bn_centered`` (default False: the layer computes exactly -sum |X - W|) is for a layer whose
     output feeds a BatchNorm and nothing else: it adds the detached per-filter constant
-    sum_k |w_k - mu_k| (``centering_offset``; mu: a running mean of the input's channels). The output then sits near 0 instead of near -sum_k |w_k|,
-    which moves with every step of training faster than BatchNorm's running mean follows; without
-    it the running statistics lag and the network is at chance in eval mode until the lr decays to
-    0 (issue 22, docs/training.md). The BatchNorm removes any per-channel constant in train mode and
-    the constant has no gradient, so training is unchanged (up to float rounding). ``get_model``
-    and ``addernet.convert`` set it on every adder layer a BatchNorm follows, and give every
-    BatchNorm of the model momentum 0.5 (``addernet.models.ADDER_BN_MOMENTUM``).
+    sum_k |w_k - mu_k| (``centering_offset``; mu: a running mean of the input's channels). The
+    output then sits near 0 instead of near -sum_k |w_k|, which moves with every step of training
+    faster than BatchNorm's running mean follows; without it the running statistics lag and the
+    network is at chance in eval mode until the lr decays to 0 (issue 22, docs/training.md). The
+    BatchNorm removes any per-channel constant in train mode and the constant has no gradient, so
+    training is unchanged (up to float rounding). ``get_model`` and ``addernet.convert`` set it on
+    every adder layer a BatchNorm follows, and give every BatchNorm of the model momentum 0.5
+    (``addernet.models.ADDER_BN_MOMENTUM``).
 
     Double backprop (a loss on an input gradient taken with ``create_graph=True``, as in IGAM or a
     gradient penalty): the weight passes through ``adaptive_scale``, an identity whose backward

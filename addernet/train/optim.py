@@ -143,7 +143,8 @@ def adder_param_groups(model: nn.Module, lr: float, adder_lr_scale: float = 300.
     kaiming weights sit about ten times smaller. At lr 1e-3 an AdderNet's weights therefore barely
     move relative to their size. The default scale, 300, was chosen on a validation split
     (docs/training.md): 100 on LeNet-5-BN among 1-100, then 300 on ResNet-20 among 30-300. The
-    same as training W = s * V with Adam on V, up to Adam's eps. ``torch.optim.Adam(adder_param_groups(model, 1e-3), lr=1e-3)``.
+    same as training W = s * V with Adam on V, up to Adam's eps.
+    ``torch.optim.Adam(adder_param_groups(model, 1e-3), lr=1e-3)``.
     Not for the paper's SGD + eta recipe, whose step is set by eta already (``build_optimizer``).
     """
     if not lr > 0 or not adder_lr_scale > 0:

@@ -24,8 +24,8 @@ from torch.utils.data import DataLoader
 from addernet.data import get_dataset
 from addernet.models import feature_extractor, recalibrate_bn
 from addernet.train import seed_everything
-from methods.common.backbone import build_backbone
 from methods.common import extract_features, fewshot_eval
+from methods.common.backbone import build_backbone
 from methods.common.chunks import check_chunks, finish_chunk, finish_merge
 from methods.common.split import validation_split
 from methods.common.stats import describe, paired_difference

@@ -16,9 +16,9 @@ from typing import Optional
 
 import torch
 
-from methods.common.backbone import build_backbone
 from addernet.train import seed_everything
 from methods.common import report
+from methods.common.backbone import build_backbone
 from methods.common.stats import describe
 
 from .evaluation import plain_loaders, probe_accuracy

@@ -19,8 +19,8 @@ from typing import Optional, Sequence
 from torch.utils.data import DataLoader
 
 from addernet.data import dataset_info, get_dataset, make_loaders
-from methods.common.backbone import build_backbone
 from addernet.train import fit, seed_everything
+from methods.common.backbone import build_backbone
 from methods.common.chunks import check_chunks, finish_chunk, finish_merge
 from methods.common.split import validation_split
 from methods.common.stats import describe, paired_difference
