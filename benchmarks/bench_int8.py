@@ -239,12 +239,13 @@ def train_and_quantize(arch: str, seed: int, epochs: int, progress: bool, cnn: b
         q = addernet.quantize(model, calib, batches=8, **kw)
         row[label] = evaluate(q, test, "cpu")["acc"]
     if cnn:
-        from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
-            X86InductorQuantizer, get_default_x86_inductor_quantization_config)
+        from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import X86InductorQuantizer
+
+        from addernet.quant.pt2e import x86_quantization_config
 
         conv = _train(arch, "conv", seed, epochs, train_set, progress)
         row["cnn_float32"] = evaluate(conv, test, "cpu")["acc"]
-        quantizer = X86InductorQuantizer().set_global(get_default_x86_inductor_quantization_config())
+        quantizer = X86InductorQuantizer().set_global(x86_quantization_config())
         qc = addernet.quant.quantize_pt2e(conv, calib, batches=8, quantizer=quantizer, lower=False, guard=False)
         row["cnn_int8_pt2e"] = evaluate(qc, test, "cpu")["acc"]
     print(row, flush=True)

@@ -87,12 +87,11 @@ def cnn_int8_fx(model: nn.Module, calib, example: torch.Tensor) -> nn.Module:
 
 def cnn_int8_pt2e(model: nn.Module, calib, example: torch.Tensor):
     """torch's own PT2E int8 CNN: X86InductorQuantizer, convert_pt2e, compiled with freezing."""
-    from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
-        X86InductorQuantizer, get_default_x86_inductor_quantization_config)
+    from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import X86InductorQuantizer
 
-    from ..quant.pt2e import compile_frozen, quantize_pt2e
+    from ..quant.pt2e import compile_frozen, quantize_pt2e, x86_quantization_config
 
-    quantizer = X86InductorQuantizer().set_global(get_default_x86_inductor_quantization_config())
+    quantizer = X86InductorQuantizer().set_global(x86_quantization_config())
     gm = quantize_pt2e(model, calib, batches=len(calib), example=example, quantizer=quantizer, lower=False,
                       guard=False)
     return compile_frozen(gm, example)

@@ -31,8 +31,8 @@ from ..functional_u8 import check_finite, quantize_tensor
 from ..nn.quant_adder_conv import clamp_weights
 from .calibration import calibration_batches, checked, inputs
 
-__all__ = ["AdderX86InductorQuantizer", "compile_frozen", "guard_inputs", "lower_adders", "pt2e_available",
-           "quantize_input_u8", "quantize_pt2e"]
+__all__ = ["AdderX86InductorQuantizer", "compile_frozen", "cpu_has_vnni", "guard_inputs", "lower_adders",
+           "pt2e_available", "quantize_input_u8", "quantize_pt2e", "x86_quantization_config"]
 
 _ADDER_FUSED = "adder_conv2d_fused"
 _ADDER = "adder_conv2d"
@@ -62,6 +62,24 @@ def _q_ops():
     return qd.quantize_per_tensor.default, qd.dequantize_per_tensor.default
 
 
+def cpu_has_vnni() -> bool:
+    """Whether this CPU multiplies uint8 by int8 with VNNI (AVX-512 VNNI, as torch detects it)."""
+    is_vnni = getattr(torch.cpu, "_is_vnni_supported", None)
+    return bool(is_vnni()) if is_vnni is not None else False
+
+
+def x86_quantization_config(reduce_range: bool | None = None):
+    """torchao's default X86 Inductor config, with ``reduce_range`` (activations on 0..127) on a
+    CPU without VNNI, as torchao's docstring asks: there oneDNN's u8 x s8 kernels add pairs of
+    products in int16 (``vpmaddubsw``), which saturate for full-range activations, and the compiled
+    model then disagrees with its own graph (measured here on an AVX2-only AMD EPYC: logits off by
+    up to 0.6). 7-bit activations keep every such sum in range."""
+    from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import get_default_x86_inductor_quantization_config
+
+    return get_default_x86_inductor_quantization_config(
+        reduce_range=not cpu_has_vnni() if reduce_range is None else reduce_range)
+
+
 class AdderX86InductorQuantizer:
     """X86InductorQuantizer, plus the adder ops and the residual adds between them.
 
@@ -81,13 +99,13 @@ class AdderX86InductorQuantizer:
 
 class _AdderQuantizerImpl:
     def __init__(self, quantize_adds: bool = True):
-        from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
-            X86InductorQuantizer, get_default_x86_inductor_quantization_config)
+        from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import X86InductorQuantizer
 
         super().__init__()
-        config = get_default_x86_inductor_quantization_config()
-        self.x86 = X86InductorQuantizer().set_global(config)
-        self.act = config.input_activation
+        self.x86 = X86InductorQuantizer().set_global(x86_quantization_config())
+        # The adder ops and the adds between them read bytes exactly (sums of |qx - qw| in int32),
+        # so their activations keep the full 0..255 range even where torch's convs need 0..127.
+        self.act = x86_quantization_config(reduce_range=False).input_activation
         self.quantize_adds = quantize_adds
 
     def _annotate(self, node: fx.Node, inputs, output: bool) -> None:
@@ -127,15 +145,16 @@ class _AdderQuantizerImpl:
 
 
 @torch.library.custom_op("addernet::quantize_input_u8", mutates_args=())
-def quantize_input_u8(x: torch.Tensor, scale: float, zero_point: int) -> torch.Tensor:
-    """torch's quantize_per_tensor (uint8) of a graph input, refusing NaN and inf first: no byte
-    stands for them, and torch's own quantize would turn them into finite bytes."""
+def quantize_input_u8(x: torch.Tensor, scale: float, zero_point: int, quant_min: int = 0,
+                      quant_max: int = 255) -> torch.Tensor:
+    """torch's quantize_per_tensor (uint8, on quant_min..quant_max) of a graph input, refusing NaN
+    and inf first: no byte stands for them, and torch's own quantize would turn them into finite bytes."""
     check_finite(x, "the model's input")
-    return torch.ops.quantized_decomposed.quantize_per_tensor(x, scale, zero_point, 0, 255, torch.uint8)
+    return torch.ops.quantized_decomposed.quantize_per_tensor(x, scale, zero_point, quant_min, quant_max, torch.uint8)
 
 
 @quantize_input_u8.register_fake
-def _(x, scale, zero_point):
+def _(x, scale, zero_point, quant_min=0, quant_max=255):
     return torch.empty_like(x, dtype=torch.uint8)
 
 
@@ -148,7 +167,8 @@ def guard_inputs(gm: fx.GraphModule) -> int:
         if node.target == quant and node.args[0].op == "placeholder" and node.args[5] == torch.uint8:
             with gm.graph.inserting_before(node):
                 new = gm.graph.call_function(torch.ops.addernet.quantize_input_u8.default,
-                                             (node.args[0], float(node.args[1]), int(node.args[2])))
+                                             (node.args[0], float(node.args[1]), int(node.args[2]),
+                                              int(node.args[3]), int(node.args[4])))
             node.replace_all_uses_with(new)
             gm.graph.erase_node(node)
             n += 1
@@ -215,7 +235,10 @@ def lower_adders(gm: fx.GraphModule) -> list[str]:
         weight, shift = clamp_weights(weight, scale.detach().float(), shift.detach().float(), -z * s, (255 - z) * s)
         qw = quantize_tensor(weight, s, z).contiguous(memory_format=torch.channels_last)
         users = list(node.users)
-        out_q = users[0] if len(users) == 1 and users[0].target == quant and users[0].args[5] == torch.uint8 else None
+        # The op's fused requantisation writes bytes on 0..255; a narrower range (reduce_range, on
+        # CPUs without VNNI) stays a quantize node of its own after the op's float output.
+        out_q = users[0] if (len(users) == 1 and users[0].target == quant and users[0].args[5] == torch.uint8
+                             and tuple(users[0].args[3:5]) == (0, 255)) else None
         prefix = node.name
         for suffix, t in (("qweight", qw), ("scale", (scale.detach().float() * s).contiguous()),
                           ("shift", shift.contiguous())):
