@@ -7,25 +7,24 @@ _SIMD = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512v
          "avx512_vnni", "amx_bf16", "asimd", "sve")
 
 
-def cpu_flags() -> list[str]:
-    """The SIMD extensions this CPU reports that matter to the kernels (Linux /proc/cpuinfo)."""
+def cpuinfo_field(name: str) -> str | None:
+    """The first value of ``name`` ('model name', 'cpu family', 'flags') in Linux /proc/cpuinfo, or None."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith(("flags", "Features")):
-                    have = set(line.split(":", 1)[1].split())
-                    return [flag for flag in _SIMD if flag in have]
+                key, sep, value = line.partition(":")
+                if sep and key.strip() == name:
+                    return value.strip()
     except OSError:
         pass
-    return []
+    return None
+
+
+def cpu_flags() -> list[str]:
+    """The SIMD extensions this CPU reports that matter to the kernels (Linux /proc/cpuinfo)."""
+    have = set((cpuinfo_field("flags") or cpuinfo_field("Features") or "").split())
+    return [flag for flag in _SIMD if flag in have]
 
 
 def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return cpuinfo_field("model name") or platform.processor() or platform.machine()

@@ -19,7 +19,6 @@ import argparse
 import copy
 import json
 import os
-import platform
 import re
 import statistics
 import sys
@@ -34,6 +33,7 @@ from tqdm import tqdm
 import addernet
 from addernet.data.embedded import load_mnist5k
 from addernet.data.info import MNIST_MEAN, MNIST_STD
+from addernet.machine import cpu_flags, cpu_model, cpuinfo_field
 from addernet.models import get_model
 from addernet.models.batchnorm import recalibrate_bn
 from addernet.nn import AdderConv2d
@@ -61,26 +61,19 @@ class UserCNN(nn.Module):
 
 def make_model(name: str, kind: str, option: str) -> nn.Module:
     if option.startswith("lib"):  # the library as it ships, with nothing set on the model afterwards
-        return library_model(name, kind, option)
-    if name == "lenet":
-        model = get_model("lenet5_bn", kind=kind, bn_momentum=0.1)
-    elif name == "resnet20":
-        model = get_model("resnet20", kind=kind, in_channels=1, bn_momentum=0.1)
-    elif name == "usercnn":
-        model = UserCNN() if kind == "conv" else addernet.convert(UserCNN(), bn_momentum=None)
-    else:
-        raise ValueError(name)
+        eta = re.fullmatch(r"lib(?:_eta([\d.]+))?", option).group(1)
+        return build(name, kind, **({} if eta is None or kind == "conv" else {"eta": float(eta)}))
     # The study's options start from PyTorch's BatchNorm momentum 0.1, as the library built before
     # it made 0.5 its default for adder models (the 'lib' options measure that default).
+    model = build(name, kind, bn_momentum=0.1)
     if kind == "adder" or option != "-":
         apply_option(model, option)
     return model
 
 
-def library_model(name: str, kind: str, option: str) -> nn.Module:
-    """'lib': ``get_model``/``convert`` with their defaults; 'lib_eta<v>': with ``eta=v`` given to them."""
-    eta = re.fullmatch(r"lib(?:_eta([\d.]+))?", option).group(1)
-    kw = {} if eta is None or kind == "conv" else {"eta": float(eta)}
+def build(name: str, kind: str, **kw) -> nn.Module:
+    """One of the three models from ``get_model``/``convert``, ``kw`` (eta, bn_momentum) given to
+    them; the CNN user model is the user's own, as written."""
     if name == "lenet":
         return get_model("lenet5_bn", kind=kind, **kw)
     if name == "resnet20":
@@ -364,17 +357,10 @@ def report():
 
 def machine() -> str:
     """'AMD EPYC (family 25, model 1; AVX2, no AVX-512), 2 cores': the CPU a row ran on."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            info = dict(line.split(":", 1) for line in f.read().split("\n\n")[0].splitlines() if ":" in line)
-        info = {k.strip(): v.strip() for k, v in info.items()}
-        flags = info.get("flags", "").split()
-        simd = "AVX-512" if "avx512f" in flags else ("AVX2, no AVX-512" if "avx2" in flags else "no AVX2")
-        return (f"{info.get('model name', '?')} (family {info.get('cpu family', '?')}, model {info.get('model', '?')}; "
-                f"{simd}), {os.cpu_count()} cores")
-    except (OSError, ValueError):
-        return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
-
+    flags = cpu_flags()
+    simd = "AVX-512" if "avx512f" in flags else ("AVX2, no AVX-512" if "avx2" in flags else "no AVX2")
+    return (f"{cpu_model()} (family {cpuinfo_field('cpu family') or '?'}, model {cpuinfo_field('model') or '?'}; "
+            f"{simd}), {os.cpu_count()} cores")
 
 if __name__ == "__main__":
     main()
